@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what it needs, then lints and tests.
+#   - a Python venv with DuckDB and pyarrow (the real readers the tests verify the lake with)
+#   - cargo fmt --check, cargo clippy --all-targets -D warnings
+#   - one `cargo test` invocation (unit + integration tests, one debug profile)
+# Every phase prints how long it took. Any missing component fails the run loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${KAPPA_LAKE_TEST_VENV:-$PWD/target/test-venv}"
+SUITE_START=$(date +%s)
+
+phase() {
+  local name="$1"; shift
+  local start; start=$(date +%s)
+  echo "=== ${name} ==="
+  "$@"
+  echo "=== ${name}: $(( $(date +%s) - start ))s ==="
+}
+
+python_venv() {
+  command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "duckdb==1.4.4" "pyarrow>=17"
+  "$VENV/bin/python" -c "import duckdb, pyarrow; print('duckdb', duckdb.__version__, 'pyarrow', pyarrow.__version__)"
+}
+
+phase "python venv (duckdb, pyarrow)" python_venv
+phase "cargo fmt --check" cargo fmt --all -- --check
+phase "cargo clippy" cargo clippy --locked --all-targets -- -D warnings
+export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
+phase "cargo test" cargo test --locked -- --test-threads 2
+echo "=== test suite total: $(( $(date +%s) - SUITE_START ))s ==="

@@ -1,0 +1,153 @@
+//! Dead letters: records that could not be materialized, with the reason and coordinates.
+//!
+//! Dead letters are buffered with the batch they came from and written as one NDJSON file per
+//! commit under `<table>/_dead_letters/vN/`, before the commit record that lists the file.
+//! They are therefore committed exactly once together with the data: a crash before the commit
+//! leaves an unreferenced file that recovery deletes, and the records are re-read. Each line is
+//! `{"version", "stage", "reason", "source", "offset", "raw" | "raw_base64", "raw_bytes",
+//! "truncated", "dead_lettered_at"}`; raw payloads longer than [`MAX_RAW_KEPT`] are cut to that
+//! length (`truncated: true`); the source still holds the whole record at `source`/`offset`.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use chrono::Utc;
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::storage::Lake;
+use crate::table::TableLayout;
+use crate::write::commit::DeadLetterFile;
+
+/// Raw bytes kept per dead letter.
+pub const MAX_RAW_KEPT: usize = 64 * 1024;
+
+/// The stage of the data path a record failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Reading the record (too large, not UTF-8, empty).
+    Read,
+    /// Decoding it against the schema.
+    Decode,
+    /// Finding its event time.
+    EventTime,
+}
+
+/// One rejected record.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Where it failed.
+    pub stage: Stage,
+    /// Why, in words.
+    pub reason: String,
+    /// Source partition (Kafka `topic/partition`, or the file name).
+    pub source: Arc<str>,
+    /// Offset within the source partition (line index for files).
+    pub offset: u64,
+    /// The raw record (possibly a prefix of it).
+    pub raw: Bytes,
+    /// The record's full length in bytes.
+    pub raw_len: u64,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    version: u32,
+    stage: Stage,
+    reason: &'a str,
+    source: &'a str,
+    offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw_base64: Option<String>,
+    raw_bytes: u64,
+    truncated: bool,
+    dead_lettered_at: String,
+}
+
+/// Dead letters waiting for the next commit.
+#[derive(Debug, Default)]
+pub struct DeadLetterBuffer {
+    records: Vec<DeadLetter>,
+    bytes: usize,
+}
+
+impl DeadLetterBuffer {
+    /// Adds one dead letter.
+    pub fn push(&mut self, mut dl: DeadLetter) {
+        tracing::debug!(source = %dl.source, offset = dl.offset, stage = ?dl.stage, reason = %dl.reason, "dead letter");
+        if dl.raw.len() > MAX_RAW_KEPT {
+            dl.raw = dl.raw.slice(..MAX_RAW_KEPT);
+        }
+        self.bytes += dl.raw.len() + dl.reason.len() + 128;
+        self.records.push(dl);
+    }
+
+    /// Records buffered.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Approximate bytes buffered.
+    pub fn buffered_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Writes the buffered dead letters as one file and empties the buffer.
+    pub async fn flush(
+        &mut self,
+        lake: &Lake,
+        layout: &TableLayout,
+        version: u32,
+    ) -> Result<Option<DeadLetterFile>> {
+        if self.records.is_empty() {
+            return Ok(None);
+        }
+        let now = Utc::now().to_rfc3339();
+        let mut out = Vec::with_capacity(self.bytes);
+        for dl in &self.records {
+            let text = std::str::from_utf8(&dl.raw).ok();
+            let line = Line {
+                version,
+                stage: dl.stage,
+                reason: &dl.reason,
+                source: &dl.source,
+                offset: dl.offset,
+                raw: text,
+                raw_base64: text
+                    .is_none()
+                    .then(|| base64::engine::general_purpose::STANDARD.encode(&dl.raw)),
+                raw_bytes: dl.raw_len,
+                truncated: (dl.raw.len() as u64) < dl.raw_len,
+                dead_lettered_at: now.clone(),
+            };
+            serde_json::to_writer(&mut out, &line).map_err(|e| Error::Write {
+                path: layout.dead_letter_dir(version),
+                reason: e.to_string(),
+            })?;
+            out.push(b'\n');
+        }
+        let name = format!("dead-letters-{}.ndjson", uuid::Uuid::new_v4());
+        let path = layout.dead_letter_dir(version).join(name.as_str());
+        lake.store
+            .put(&path, out.into())
+            .await
+            .map_err(|e| Error::storage(&path, e))?;
+        let file = DeadLetterFile {
+            path: name,
+            records: self.records.len() as u64,
+        };
+        self.records.clear();
+        self.bytes = 0;
+        Ok(Some(file))
+    }
+}

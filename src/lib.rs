@@ -1,0 +1,39 @@
+//! # kappa-lake
+//!
+//! Materializes an immutable event log (Kafka, or NDJSON files) into a versioned data lake of
+//! time-partitioned Parquet tables, the Kappa way: when the definition of a table changes, the
+//! log is replayed into a new version and readers are switched over atomically.
+//!
+//! ## The data path
+//! ```text
+//! source (files | kafka)            source/      batches of consecutive records + positions
+//!   → decode (JSON → Arrow)         decode/      bad records → dead letters, with reasons
+//!   → event time → partition        partition.rs date=YYYY-MM-DD[/hour=HH], UTC
+//!   → rolling Parquet files         write/parquet.rs   returns file entries, never commits
+//!   → commit (files + offsets)      write/commit.rs    atomic, exactly once per version
+//! ```
+//! ## The invariants we promise
+//! - Every commit to a version records the source offsets it covers, atomically with the files
+//!   it makes visible; a restarted writer resumes exactly after them. Killing the process at any
+//!   moment and restarting yields every record exactly once (or once in the dead letters).
+//! - `current.json` changes only by compare-and-swap ([`table::pointer`]): racing promoters get
+//!   one winner, readers never see a torn pointer.
+//! - A version's definition is frozen at creation; a changed definition makes a new version.
+//! - Memory is bounded by `max_buffer_bytes`, however large the source.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod decode;
+pub mod demo;
+pub mod error;
+pub mod partition;
+pub mod pipeline;
+pub mod schema;
+pub mod shutdown;
+pub mod source;
+pub mod status;
+pub mod storage;
+pub mod table;
+pub mod write;
+
+pub use error::{Error, Result};

@@ -1,0 +1,409 @@
+//! The `kappa-lake` binary: parse the command line, load the config, run, map errors to exit
+//! codes (0 ok, 1 runtime failure, 2 bad usage or config).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kappa_lake::config::Config;
+use kappa_lake::pipeline::TableHandle;
+use kappa_lake::pipeline::promote::{self, MoveRequest};
+use kappa_lake::pipeline::rebuild::{self, RebuildOptions};
+use kappa_lake::shutdown::{self, Shutdown};
+use kappa_lake::status::{self, Status};
+
+#[derive(Parser)]
+#[command(
+    name = "kappa-lake",
+    version,
+    about = "Kafka → versioned Parquet/Delta lake, the Kappa way"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "KAPPA_LAKE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Pipeline config file.
+    #[arg(
+        long,
+        short,
+        env = "KAPPA_LAKE_CONFIG",
+        default_value = "kappa-lake.toml"
+    )]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct TableArg {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Table name (as in `[[table]] name`).
+    #[arg(long, short)]
+    table: String,
+}
+
+#[derive(Args)]
+struct MoveArgs {
+    #[command(flatten)]
+    table: TableArg,
+    /// Target version (default: newest other version for promote, previous for rollback).
+    #[arg(long)]
+    version: Option<u32>,
+    /// Move even if the target has not caught up (logged loudly).
+    #[arg(long)]
+    force: bool,
+    /// Only move if the current version is this one.
+    #[arg(long)]
+    expect_current: Option<u32>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Keep each table's live version up to date from its source (files: until the end).
+    Run(ConfigArg),
+    /// Replay the source into a new version; with --promote, move `current` once caught up.
+    Rebuild {
+        #[command(flatten)]
+        table: TableArg,
+        /// Promote the new version when it has caught up.
+        #[arg(long)]
+        promote: bool,
+        /// Rebuild even if the live version already has this definition.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move `current` to a caught-up version (compare-and-swap).
+    Promote(MoveArgs),
+    /// Move `current` back to the previous version.
+    Rollback(MoveArgs),
+    /// Show tables, versions, offsets and counts.
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Version operations.
+    #[command(subcommand)]
+    Versions(VersionsCommand),
+    /// Check a config (and the schemas it names) without touching any service.
+    Validate(ConfigArg),
+    /// Run the whole cycle on embedded defaults: generate events, build v1, rebuild v2, promote.
+    Demo {
+        /// Directory to work in; the lake goes to `<dir>/lake`.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Events to generate.
+        #[arg(long, default_value_t = 50_000)]
+        events: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum VersionsCommand {
+    /// List the versions of every table (or one).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Only this table.
+        #[arg(long, short)]
+        table: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<kappa_lake::Error>())
+                .map_or(1, kappa_lake::Error::exit_code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAPPA_LAKE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// SIGINT/SIGTERM → drain and stop; a second signal exits at once (offsets are in the commits).
+fn shutdown_on_signals() -> Shutdown {
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!(
+            "shutting down: finishing the current commit (signal again to exit at once)"
+        );
+        trigger.trigger();
+        wait_for_signal().await;
+        std::process::exit(130);
+    });
+    shutdown
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::Error::new(kappa_lake::Error::Config(e)))
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+async fn open_table(arg: &TableArg, writing: bool) -> anyhow::Result<TableHandle> {
+    let config = load(&arg.config.config)?;
+    let cfg = config.table(&arg.table).map_err(kappa_lake::Error::from)?;
+    let handle = if writing {
+        TableHandle::open_for_writing(cfg).await
+    } else {
+        TableHandle::open(cfg)
+    };
+    Ok(handle.map_err(kappa_lake::Error::from)?)
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(arg) => {
+            let config = load(&arg.config)?;
+            let mut tables = Vec::new();
+            for t in &config.tables {
+                tables.push(
+                    TableHandle::open_for_writing(t)
+                        .await
+                        .map_err(kappa_lake::Error::from)?,
+                );
+            }
+            let shutdown = shutdown_on_signals();
+            let runs = tables.iter().map(|t| t.run(shutdown.clone()));
+            for report in futures::future::try_join_all(runs).await? {
+                tracing::info!(
+                    table = %report.table, version = report.version, records = report.records,
+                    rows = report.rows, dead_letters = report.dead_letters, commits = report.commits,
+                    interrupted = report.interrupted, "run finished"
+                );
+            }
+        }
+        Command::Rebuild {
+            table,
+            promote,
+            force,
+        } => {
+            let handle = open_table(&table, true).await?;
+            let report = rebuild::rebuild(
+                &handle,
+                RebuildOptions { promote, force },
+                shutdown_on_signals(),
+            )
+            .await?;
+            let r = &report.ingest;
+            println!(
+                "{} v{}: {} records read, {} rows, {} dead letters, {} commits{}",
+                r.table,
+                r.version,
+                r.records,
+                r.rows,
+                r.dead_letters,
+                r.commits,
+                if r.interrupted {
+                    " (interrupted; run again to resume)"
+                } else {
+                    ""
+                }
+            );
+            match &report.promoted {
+                Some(p) => println!("promoted: current {} → v{}", show(p.from), p.to),
+                None if promote && !r.interrupted => {}
+                None => println!(
+                    "not promoted: run `kappa-lake promote --table {} --version {}`",
+                    r.table, r.version
+                ),
+            }
+        }
+        Command::Promote(args) => {
+            let handle = open_table(&args.table, true).await?;
+            let report = promote::promote(&handle, move_request(&args)).await?;
+            println!(
+                "{}: current {} → v{}",
+                report.table,
+                show(report.from),
+                report.to
+            );
+        }
+        Command::Rollback(args) => {
+            let handle = open_table(&args.table, true).await?;
+            let report = promote::rollback(&handle, move_request(&args)).await?;
+            println!(
+                "{}: current {} → v{}",
+                report.table,
+                show(report.from),
+                report.to
+            );
+        }
+        Command::Status { config, json } => {
+            let status = read_status(&config.config, None).await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print!("{}", status::render(&status));
+            }
+        }
+        Command::Versions(VersionsCommand::List {
+            config,
+            table,
+            json,
+        }) => {
+            let status = read_status(&config.config, table.as_deref()).await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print!("{}", status::render(&status));
+            }
+        }
+        Command::Validate(arg) => {
+            let config = load(&arg.config)?;
+            for t in &config.tables {
+                println!(
+                    "table {}: root {}, format {:?}, schema {} ({} fields), source {}",
+                    t.name,
+                    t.root,
+                    t.format,
+                    t.schema_file,
+                    t.event_schema().arrow.fields().len(),
+                    t.source.identity()
+                );
+            }
+            println!("{}: OK", arg.config.display());
+        }
+        Command::Demo { dir, events, json } => {
+            let report = kappa_lake::demo::run(&dir, events, shutdown_on_signals())
+                .await
+                .context("the demo failed")?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print_demo(&report);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn move_request(args: &MoveArgs) -> MoveRequest {
+    MoveRequest {
+        version: args.version,
+        force: args.force,
+        expect_current: args.expect_current,
+    }
+}
+
+fn show(v: Option<u32>) -> String {
+    v.map_or("none".into(), |v| format!("v{v}"))
+}
+
+async fn read_status(config: &Path, only: Option<&str>) -> anyhow::Result<Status> {
+    let config = load(config)?;
+    let mut tables = Vec::new();
+    for t in &config.tables {
+        if only.is_some_and(|name| name != t.name) {
+            continue;
+        }
+        let handle = TableHandle::open(t).map_err(kappa_lake::Error::from)?;
+        tables.push(status::table_status(&handle).await?);
+    }
+    if let Some(name) = only.filter(|_| tables.is_empty()) {
+        config.table(name).map_err(kappa_lake::Error::from)?;
+    }
+    Ok(Status { tables })
+}
+
+fn print_demo(r: &kappa_lake::demo::DemoReport) {
+    println!("kappa-lake demo");
+    println!(
+        "  generated   {} order events (+{} malformed lines) as NDJSON files",
+        r.events, r.malformed
+    );
+    println!(
+        "  v1 (daily)  {} rows, {} dead letters, {} files, {} commits",
+        r.v1.rows, r.v1.dead_letters, r.v1.files, r.v1.commits
+    );
+    let v2 = &r.v2.ingest;
+    println!(
+        "  v{} (hourly) replayed the same log: {} rows, {} dead letters, {} files, {} commits",
+        v2.version, v2.rows, v2.dead_letters, v2.files, v2.commits
+    );
+    if let Some(p) = &r.v2.promoted {
+        println!("  promoted    current: {} → v{}", show(p.from), p.to);
+    }
+    println!("  lake        {}", r.lake.display());
+    println!("  config      {}", r.config.display());
+    println!();
+    print!("{}", status::render(&r.status));
+    println!();
+    println!("Query the current version with DuckDB:");
+    println!("  {}", r.duckdb_query);
+    println!(
+        "Inspect it with: kappa-lake status --config {}",
+        r.config.display()
+    );
+}

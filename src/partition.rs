@@ -1,0 +1,227 @@
+//! Event time → hive partition (`date=YYYY-MM-DD[/hour=HH]`, UTC).
+//!
+//! Event time comes from a field of the decoded batch (Arrow timestamp of any unit, `date`,
+//! an RFC 3339 string, or an epoch number in the configured unit) or from the record's source
+//! timestamp. A partition is identified by its bucket: whole hours or days since the epoch.
+//! Values are formatted from integers, so a partition path can never contain `/`, `..` or
+//! anything else that escapes the version directory; years outside 0000–9999 are rejected.
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{
+    DataType, Date32Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Datelike, Timelike};
+
+use crate::config::{EpochUnit, Granularity};
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in µs since the epoch.
+const MIN_MICROS: i64 = -62_167_219_200_000_000;
+const MAX_MICROS: i64 = 253_402_300_799_999_999;
+
+/// Event time of each row in µs since the epoch, or why it has none.
+pub type EventTimes = Vec<Result<i64, String>>;
+
+/// Reads the event time of every row from column `field`.
+pub fn field_times(batch: &RecordBatch, field: &str, unit: EpochUnit) -> EventTimes {
+    let Some(col) = batch.column_by_name(field) else {
+        return vec![Err(format!("event time field `{field}` is missing")); batch.num_rows()];
+    };
+    let epoch_mult = match unit {
+        EpochUnit::S => 1_000_000,
+        EpochUnit::Ms => 1_000,
+        EpochUnit::Us => 1,
+    };
+    let scaled = |v: i64, mult: i64| {
+        v.checked_mul(mult)
+            .ok_or_else(|| format!("event time {v} overflows"))
+    };
+    let null = || Err(format!("event time field `{field}` is null or missing"));
+    let rows = 0..col.len();
+    let times: EventTimes = match col.data_type() {
+        DataType::Timestamp(u, _) => {
+            let (vals, div, mult): (Vec<Option<i64>>, i64, i64) = match u {
+                TimeUnit::Second => (
+                    col.as_primitive::<TimestampSecondType>().iter().collect(),
+                    1,
+                    1_000_000,
+                ),
+                TimeUnit::Millisecond => (
+                    col.as_primitive::<TimestampMillisecondType>()
+                        .iter()
+                        .collect(),
+                    1,
+                    1_000,
+                ),
+                TimeUnit::Microsecond => (
+                    col.as_primitive::<TimestampMicrosecondType>()
+                        .iter()
+                        .collect(),
+                    1,
+                    1,
+                ),
+                TimeUnit::Nanosecond => (
+                    col.as_primitive::<TimestampNanosecondType>()
+                        .iter()
+                        .collect(),
+                    1_000,
+                    1,
+                ),
+            };
+            vals.into_iter()
+                .map(|v| v.map_or_else(null, |v| scaled(v.div_euclid(div), mult)))
+                .collect()
+        }
+        DataType::Int64 => col
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map_or_else(null, |v| scaled(v, epoch_mult)))
+            .collect(),
+        DataType::Int32 => col
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map_or_else(null, |v| scaled(i64::from(v), epoch_mult)))
+            .collect(),
+        DataType::Date32 => col
+            .as_primitive::<Date32Type>()
+            .iter()
+            .map(|v| v.map_or_else(null, |v| scaled(i64::from(v), MICROS_PER_DAY)))
+            .collect(),
+        DataType::Utf8 => {
+            let strings = col.as_string::<i32>();
+            rows.map(|i| {
+                if strings.is_null(i) {
+                    return null();
+                }
+                let s = strings.value(i);
+                DateTime::parse_from_rfc3339(s)
+                    .map(|t| t.timestamp_micros())
+                    .map_err(|e| format!("event time `{s}` is not RFC 3339: {e}"))
+            })
+            .collect()
+        }
+        other => {
+            vec![Err(format!("event time field `{field}` has type {other}")); batch.num_rows()]
+        }
+    };
+    times
+}
+
+/// Event times from source timestamps in milliseconds (e.g. Kafka record timestamps).
+pub fn source_times(timestamps_ms: &[Option<i64>]) -> EventTimes {
+    timestamps_ms
+        .iter()
+        .map(|t| {
+            t.ok_or_else(|| "the record has no source timestamp".to_string())
+                .and_then(|ms| {
+                    ms.checked_mul(1_000)
+                        .ok_or_else(|| format!("timestamp {ms} overflows"))
+                })
+        })
+        .collect()
+}
+
+/// Maps an event time to its partition bucket, rejecting years outside 0000–9999.
+pub fn bucket(micros: i64, granularity: Granularity) -> Result<i64, String> {
+    if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        return Err(format!(
+            "event time {micros}µs is outside the years 0000–9999"
+        ));
+    }
+    Ok(micros.div_euclid(width(granularity)))
+}
+
+fn width(granularity: Granularity) -> i64 {
+    match granularity {
+        Granularity::Day => MICROS_PER_DAY,
+        Granularity::Hour => MICROS_PER_HOUR,
+    }
+}
+
+/// Hive partition values of a bucket, in path order: `[("date", "2026-11-26"), ("hour", "15")]`.
+pub fn partition_values(bucket: i64, granularity: Granularity) -> Vec<(String, String)> {
+    let micros = bucket * width(granularity);
+    // In range by construction of `bucket`.
+    let t = DateTime::from_timestamp_micros(micros).unwrap_or_default();
+    let date = format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day());
+    match granularity {
+        Granularity::Day => vec![("date".into(), date)],
+        Granularity::Hour => vec![
+            ("date".into(), date),
+            ("hour".into(), format!("{:02}", t.hour())),
+        ],
+    }
+}
+
+/// `date=…/hour=…` for a bucket.
+pub fn partition_path(values: &[(String, String)]) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::datatypes::{Field, Schema};
+    use std::sync::Arc;
+
+    fn batch(col: Arc<dyn Array>) -> RecordBatch {
+        let schema = Schema::new(vec![Field::new("ts", col.data_type().clone(), true)]);
+        RecordBatch::try_new(Arc::new(schema), vec![col]).unwrap()
+    }
+
+    #[test]
+    fn all_time_encodings_agree() {
+        let want = 1_764_169_200_000_000i64; // 2025-11-26T15:00:00Z
+        let ts = batch(Arc::new(
+            TimestampMillisecondArray::from(vec![want / 1000]).with_timezone("UTC"),
+        ));
+        let ms = batch(Arc::new(Int64Array::from(vec![want / 1000])));
+        let s = batch(Arc::new(Int64Array::from(vec![want / 1_000_000])));
+        let rfc = batch(Arc::new(StringArray::from(vec![
+            "2025-11-26T16:00:00+01:00",
+        ])));
+        assert_eq!(field_times(&ts, "ts", EpochUnit::Ms), vec![Ok(want)]);
+        assert_eq!(field_times(&ms, "ts", EpochUnit::Ms), vec![Ok(want)]);
+        assert_eq!(field_times(&s, "ts", EpochUnit::S), vec![Ok(want)]);
+        assert_eq!(field_times(&rfc, "ts", EpochUnit::Ms), vec![Ok(want)]);
+        let b = bucket(want, Granularity::Hour).unwrap();
+        assert_eq!(
+            partition_path(&partition_values(b, Granularity::Hour)),
+            "date=2025-11-26/hour=15"
+        );
+        let b = bucket(want, Granularity::Day).unwrap();
+        assert_eq!(
+            partition_path(&partition_values(b, Granularity::Day)),
+            "date=2025-11-26"
+        );
+    }
+
+    #[test]
+    fn bad_times_are_reasons_not_panics() {
+        let b = batch(Arc::new(StringArray::from(vec![
+            Some("yesterday"),
+            None,
+            Some("../../etc"),
+        ])));
+        let t = field_times(&b, "ts", EpochUnit::Ms);
+        assert!(t.iter().all(Result::is_err));
+        let b = batch(Arc::new(Int64Array::from(vec![i64::MAX])));
+        assert!(field_times(&b, "ts", EpochUnit::S)[0].is_err());
+        assert!(bucket(MAX_MICROS + 1, Granularity::Hour).is_err());
+        assert!(bucket(MIN_MICROS - 1, Granularity::Day).is_err());
+        // Pre-epoch times floor into the right partition.
+        let b = bucket(-1, Granularity::Hour).unwrap();
+        assert_eq!(
+            partition_path(&partition_values(b, Granularity::Hour)),
+            "date=1969-12-31/hour=23"
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! The jobs: `run` (keep the live version up to date), `rebuild` (replay into a new version),
+//! and `promote`/`rollback` (move `current` under the catch-up rule).
+
+pub mod ingest;
+pub mod promote;
+pub mod rebuild;
+
+use crate::config::{ConfigError, TableConfig};
+use crate::error::{Error, Result};
+use crate::shutdown::Shutdown;
+use crate::storage::Lake;
+use crate::table::version::{self, Definition};
+use crate::table::{Pointer, TableLayout, VersionDefinition, VersionState, pointer};
+
+pub use ingest::IngestReport;
+
+/// One configured table with its opened root.
+#[derive(Debug, Clone)]
+pub struct TableHandle {
+    /// The validated config.
+    pub cfg: TableConfig,
+    /// The opened root.
+    pub lake: Lake,
+    /// Paths of the table.
+    pub layout: TableLayout,
+}
+
+impl TableHandle {
+    /// Opens the table's root (no writes).
+    pub fn open(cfg: &TableConfig) -> Result<TableHandle, ConfigError> {
+        let lake = Lake::open(&cfg.root, &format!("table[{}].root", cfg.name))?;
+        Ok(TableHandle {
+            cfg: cfg.clone(),
+            lake,
+            layout: TableLayout::new(&cfg.name),
+        })
+    }
+
+    /// Opens the root and checks it accepts writes, before any work is done.
+    pub async fn open_for_writing(cfg: &TableConfig) -> Result<TableHandle, ConfigError> {
+        let handle = TableHandle::open(cfg)?;
+        handle
+            .lake
+            .probe_writable(&format!("table[{}].root", cfg.name))
+            .await?;
+        Ok(handle)
+    }
+
+    /// The definition the config asks for.
+    pub fn definition(&self) -> Result<Definition> {
+        Definition::from_config(&self.cfg)
+    }
+
+    /// The version `run` writes: the current one, which must match the config's definition.
+    /// A table without versions gets v1, made current at once.
+    pub async fn live_version(&self) -> Result<VersionDefinition> {
+        let wanted = self.definition()?;
+        let hash = wanted.hash()?;
+        let (lake, layout) = (&self.lake, &self.layout);
+        if let Some(p) = pointer::read(lake, layout).await? {
+            let def = version::load(lake, layout, p.version)
+                .await?
+                .ok_or_else(|| Error::Corrupt {
+                    path: layout.version_definition(p.version),
+                    reason: format!(
+                        "current.json points at v{} but its definition is missing",
+                        p.version
+                    ),
+                })?;
+            if def.definition_hash != hash {
+                return Err(Error::Refused(format!(
+                    "table `{}`: the config's definition (hash {hash}) differs from live v{} (hash {}); \
+                     run `kappa-lake rebuild --config <file> --table {} --promote` to build it as a new version, \
+                     or restore the previous definition",
+                    self.cfg.name, def.version, def.definition_hash, self.cfg.name
+                )));
+            }
+            return Ok(def);
+        }
+        // No pointer yet: first run (or a crash between creating v1 and pointing at it).
+        let versions = version::list(lake, layout).await?;
+        let def = match versions.iter().find(|v| v.definition_hash == hash) {
+            Some(v) => v.clone(),
+            None => {
+                let next = versions.last().map_or(1, |v| v.version + 1);
+                version::create(lake, layout, next, wanted).await?
+            }
+        };
+        let first = Pointer {
+            version: def.version,
+            previous: None,
+            updated_at: chrono::Utc::now(),
+            reason: "create".into(),
+            offsets: Default::default(),
+        };
+        match pointer::swap(lake, layout, None, &first).await {
+            Ok(()) => {
+                version::set_state(lake, layout, def.version, VersionState::Live).await?;
+                tracing::info!(table = %self.cfg.name, version = def.version, "created the table's first version");
+                Ok(def)
+            }
+            // Another process made a version current first: use what it chose.
+            Err(Error::Conflict { .. }) => Box::pin(self.live_version()).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `run` for this table: materialize the live version until the source ends or shutdown.
+    pub async fn run(&self, shutdown: Shutdown) -> Result<IngestReport> {
+        let def = self.live_version().await?;
+        ingest::materialize(&self.lake, &self.layout, &def, &self.cfg, shutdown).await
+    }
+}

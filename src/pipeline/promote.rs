@@ -1,0 +1,161 @@
+//! Moving `current`: promotion of a caught-up version, and rollback.
+//!
+//! Catch-up rule: candidate C may replace live L only if, for every source partition L has
+//! stored offsets for, C's stored offset is at least L's. Otherwise the move is refused with the
+//! per-partition numbers, unless forced (logged loudly). The move itself is a compare-and-swap
+//! on the pointer version that was read, so of two racing promoters exactly one wins.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pipeline::TableHandle;
+use crate::table::version;
+use crate::table::{Pointer, VersionState, pointer};
+use crate::write::CommitLog;
+
+/// How to move the pointer.
+#[derive(Debug, Clone, Default)]
+pub struct MoveRequest {
+    /// Target version; default: the newest non-current version (promote) or the previous one
+    /// (rollback).
+    pub version: Option<u32>,
+    /// Skip the catch-up rule.
+    pub force: bool,
+    /// Only move if current is this version (compare-and-swap for scripts).
+    pub expect_current: Option<u32>,
+}
+
+/// What a pointer move did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveReport {
+    /// Table name.
+    pub table: String,
+    /// Version current before.
+    pub from: Option<u32>,
+    /// Version current after.
+    pub to: u32,
+    /// Offsets of the new current version at the move.
+    pub offsets: BTreeMap<String, u64>,
+}
+
+/// Partitions where `candidate` is behind `live`: `(partition, candidate, live)`.
+pub fn lag(
+    candidate: &BTreeMap<String, u64>,
+    live: &BTreeMap<String, u64>,
+) -> Vec<(String, u64, u64)> {
+    live.iter()
+        .filter_map(|(p, l)| {
+            let c = candidate.get(p).copied().unwrap_or(0);
+            (c < *l).then(|| (p.clone(), c, *l))
+        })
+        .collect()
+}
+
+/// Promotes a version (default: the newest that is not current).
+pub async fn promote(table: &TableHandle, req: MoveRequest) -> Result<MoveReport> {
+    move_pointer(table, req, "promote").await
+}
+
+/// Moves the pointer back (default: to the previous version).
+pub async fn rollback(table: &TableHandle, req: MoveRequest) -> Result<MoveReport> {
+    move_pointer(table, req, "rollback").await
+}
+
+async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Result<MoveReport> {
+    let (lake, layout) = (&table.lake, &table.layout);
+    let name = &table.cfg.name;
+    let current = pointer::read(lake, layout).await?;
+    let from = current.as_ref().map(|p| p.version);
+    if let Some(expected) = req.expect_current
+        && from != Some(expected)
+    {
+        return Err(Error::Conflict {
+            path: layout.pointer(),
+            reason: format!(
+                "expected current = v{expected} but found {}",
+                from.map_or("none".into(), |v| format!("v{v}"))
+            ),
+        });
+    }
+    let target = match (req.version, reason) {
+        (Some(v), _) => v,
+        (None, "rollback") => current.as_ref().and_then(|p| p.previous).ok_or_else(|| {
+            Error::Refused(format!(
+                "table `{name}` has no previous version to roll back to"
+            ))
+        })?,
+        (None, _) => version::list(lake, layout)
+            .await?
+            .iter()
+            .rev()
+            .map(|v| v.version)
+            .find(|v| Some(*v) != from)
+            .ok_or_else(|| {
+                Error::Refused(format!("table `{name}` has no other version to promote"))
+            })?,
+    };
+    if version::load(lake, layout, target).await?.is_none() {
+        return Err(Error::Refused(format!(
+            "table `{name}` has no version v{target}"
+        )));
+    }
+    let candidate = CommitLog::open(lake, layout, target)
+        .await?
+        .state()
+        .offsets();
+    if Some(target) == from {
+        tracing::info!(table = %name, version = target, "already current");
+        return Ok(MoveReport {
+            table: name.clone(),
+            from,
+            to: target,
+            offsets: candidate,
+        });
+    }
+    if let Some(live) = from {
+        let live_offsets = CommitLog::open(lake, layout, live).await?.state().offsets();
+        let behind = lag(&candidate, &live_offsets);
+        if !behind.is_empty() {
+            let detail: Vec<String> = behind
+                .iter()
+                .map(|(p, c, l)| format!("{p}: v{target} at {c}, v{live} at {l} (lag {})", l - c))
+                .collect();
+            if req.force {
+                tracing::warn!(table = %name, version = target, lagging = %detail.join("; "), "FORCED {reason} of a version that has not caught up");
+            } else {
+                return Err(Error::Refused(format!(
+                    "v{target} has not caught up with v{live}: {}; wait for it (or use --force)",
+                    detail.join("; ")
+                )));
+            }
+        }
+    }
+    let new = Pointer {
+        version: target,
+        previous: from,
+        updated_at: chrono::Utc::now(),
+        reason: reason.into(),
+        offsets: candidate.clone(),
+    };
+    pointer::swap(lake, layout, from, &new).await?;
+    tracing::info!(table = %name, from = ?from, to = target, "{reason}d");
+    // Advisory states: the pointer is already the truth; a failure here is only logged.
+    for (v, state) in [
+        (Some(target), VersionState::Live),
+        (from, VersionState::Retired),
+    ] {
+        if let Some(v) = v
+            && let Err(e) = version::set_state(lake, layout, v, state).await
+        {
+            tracing::warn!(table = %name, version = v, error = %e, "could not record the version state");
+        }
+    }
+    Ok(MoveReport {
+        table: name.clone(),
+        from,
+        to: target,
+        offsets: candidate,
+    })
+}

@@ -1,0 +1,295 @@
+//! `source.kind = "files"`: a directory of NDJSON files read as an immutable log.
+//!
+//! Each file is a source partition named by its file name; its offsets are line indexes
+//! (0-based; offset N means "the first N lines are consumed"). Files are read in lexical order
+//! of their names; `.ndjson`, `.jsonl` and `.json` files, optionally `.gz`-compressed, are
+//! read; names starting with `.` or `_` are ignored. Files must be complete when they appear
+//! (write elsewhere, then rename into the directory) and never change afterwards.
+//!
+//! On resume, a file recorded as fully read is skipped, an uncompressed file is reopened at the
+//! stored byte position, and a compressed one is decompressed again and its first lines skipped.
+//! Lines longer than `max_record_bytes` are not held in memory: their first `max_record_bytes`
+//! are kept for the dead-letter record and the rest is skipped.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::sync::mpsc;
+
+use crate::config::FilesSourceConfig;
+use crate::error::{Error, Result};
+use crate::source::{Record, SourceBatch};
+use crate::write::SourcePosition;
+
+/// Bytes of record data per batch, at most (besides the record-count limit).
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// Lists the log files of `dir`, in the order they are read.
+pub fn list_files(dir: &Path) -> Result<Vec<String>> {
+    let io = |source| Error::Source {
+        location: dir.display().to_string(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_log = [".ndjson", ".jsonl", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext) || name.ends_with(&format!("{ext}.gz")));
+        if is_log && !name.starts_with(['.', '_']) && entry.file_type().map_err(io)?.is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// A running file source: a reader thread sends batches through a bounded channel.
+#[derive(Debug)]
+pub struct FilesSource {
+    rx: mpsc::Receiver<Result<SourceBatch>>,
+}
+
+impl FilesSource {
+    /// Starts reading `cfg.path`, resuming every file at `positions`.
+    pub fn start(
+        cfg: &FilesSourceConfig,
+        positions: &BTreeMap<String, SourcePosition>,
+    ) -> Result<FilesSource> {
+        let files = list_files(&cfg.path)?;
+        let (tx, rx) = mpsc::channel(4);
+        let reader = Reader {
+            dir: cfg.path.clone(),
+            files,
+            positions: positions.clone(),
+            batch_size: cfg.batch_size,
+            max_record_bytes: cfg.max_record_bytes,
+            tx,
+        };
+        std::thread::Builder::new()
+            .name("kappa-files-source".into())
+            .spawn(move || reader.run())
+            .map_err(|source| Error::Source {
+                location: cfg.path.display().to_string(),
+                source,
+            })?;
+        Ok(FilesSource { rx })
+    }
+
+    /// The next batch; `None` once every file is read.
+    pub async fn next(&mut self) -> Option<Result<SourceBatch>> {
+        self.rx.recv().await
+    }
+}
+
+struct Reader {
+    dir: PathBuf,
+    files: Vec<String>,
+    positions: BTreeMap<String, SourcePosition>,
+    batch_size: usize,
+    max_record_bytes: usize,
+    tx: mpsc::Sender<Result<SourceBatch>>,
+}
+
+impl Reader {
+    fn run(self) {
+        for name in &self.files {
+            let pos = self.positions.get(name).copied().unwrap_or_default();
+            if pos.eof {
+                continue;
+            }
+            if let Err(e) = self.read_file(name, pos) {
+                // The receiver may be gone (shutdown); nothing more to do then.
+                let _ = self.tx.blocking_send(Err(e));
+                return;
+            }
+        }
+    }
+
+    /// Returns Ok even when the receiver hung up (shutdown): reading simply stops.
+    fn read_file(&self, name: &str, pos: SourcePosition) -> Result<()> {
+        let path = self.dir.join(name);
+        let io = |source| Error::Source {
+            location: path.display().to_string(),
+            source,
+        };
+        let mut file = File::open(&path).map_err(io)?;
+        let gz = name.ends_with(".gz");
+        let (mut input, mut byte_pos, skip_lines): (Box<dyn BufRead>, Option<u64>, u64) =
+            match (gz, pos.end_byte) {
+                (false, Some(b)) => {
+                    file.seek(SeekFrom::Start(b)).map_err(io)?;
+                    (
+                        Box::new(BufReader::with_capacity(1 << 20, file)),
+                        Some(b),
+                        0,
+                    )
+                }
+                (false, None) => (
+                    Box::new(BufReader::with_capacity(1 << 20, file)),
+                    Some(0),
+                    pos.offset,
+                ),
+                (true, _) => {
+                    let dec = flate2::read::MultiGzDecoder::new(BufReader::new(file));
+                    (
+                        Box::new(BufReader::with_capacity(1 << 20, dec)),
+                        None,
+                        pos.offset,
+                    )
+                }
+            };
+        let partition: Arc<str> = Arc::from(name);
+        let mut offset = 0u64;
+        let mut line = LineReader::new(self.max_record_bytes);
+        // Skip lines already consumed (compressed files, or no byte hint).
+        while offset < skip_lines {
+            match line.next(&mut input).map_err(io)? {
+                Some(n) => {
+                    offset += 1;
+                    if let Some(b) = byte_pos.as_mut() {
+                        *b += n;
+                    }
+                }
+                None => break,
+            }
+            line.clear();
+        }
+        let mut offset = offset.max(pos.offset);
+        let mut buf = BytesMut::with_capacity(MAX_BATCH_BYTES.min(self.batch_size * 512));
+        let mut spans: Vec<(usize, usize, Option<u64>)> = Vec::with_capacity(self.batch_size);
+        let mut first = offset;
+        loop {
+            let consumed = line.next(&mut input).map_err(io)?;
+            let eof = consumed.is_none();
+            if let Some(n) = consumed {
+                let start = buf.len();
+                buf.extend_from_slice(line.kept());
+                spans.push((start, buf.len(), line.oversized()));
+                offset += 1;
+                if let Some(b) = byte_pos.as_mut() {
+                    *b += n;
+                }
+                line.clear();
+            }
+            if eof || spans.len() >= self.batch_size || buf.len() >= MAX_BATCH_BYTES {
+                let data = buf.split().freeze();
+                let records = spans
+                    .drain(..)
+                    .map(|(s, e, oversized)| Record {
+                        bytes: data.slice(s..e),
+                        oversized,
+                    })
+                    .collect();
+                let batch = SourceBatch {
+                    partition: partition.clone(),
+                    first_offset: first,
+                    records,
+                    position: SourcePosition {
+                        offset,
+                        end_byte: byte_pos,
+                        eof,
+                    },
+                };
+                if self.tx.blocking_send(Ok(batch)).is_err() {
+                    return Ok(());
+                }
+                first = offset;
+            }
+            if eof {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Reads `\n`-terminated lines, keeping at most `max` bytes of each.
+struct LineReader {
+    max: usize,
+    kept: Vec<u8>,
+    total: u64,
+}
+
+impl LineReader {
+    fn new(max: usize) -> Self {
+        LineReader {
+            max,
+            kept: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// Reads one line; returns the bytes consumed (including the newline), or `None` at EOF.
+    fn next(&mut self, input: &mut dyn BufRead) -> std::io::Result<Option<u64>> {
+        let mut consumed = 0u64;
+        loop {
+            let chunk = input.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok((consumed > 0).then_some(consumed));
+            }
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let body = if done {
+                &chunk[..take - 1]
+            } else {
+                &chunk[..take]
+            };
+            let room = (self.max + 1).saturating_sub(self.kept.len());
+            self.kept.extend_from_slice(&body[..body.len().min(room)]);
+            self.total += body.len() as u64;
+            input.consume(take);
+            consumed += take as u64;
+            if done {
+                return Ok(Some(consumed));
+            }
+        }
+    }
+
+    /// The kept bytes of the current line (without `\n` and a trailing `\r`).
+    fn kept(&self) -> &[u8] {
+        let k = &self.kept[..self.kept.len().min(self.max)];
+        k.strip_suffix(b"\r").unwrap_or(k)
+    }
+
+    /// The full length when the line was longer than `max`.
+    fn oversized(&self) -> Option<u64> {
+        (self.total > self.max as u64).then_some(self.total)
+    }
+
+    fn clear(&mut self) {
+        self.kept.clear();
+        self.total = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn line_reader_bounds_memory_and_counts_bytes() {
+        let data = b"ab\r\n0123456789\nlast";
+        let mut input = Cursor::new(&data[..]);
+        let mut r = LineReader::new(4);
+        assert_eq!(r.next(&mut input).unwrap(), Some(4));
+        assert_eq!(r.kept(), b"ab");
+        assert_eq!(r.oversized(), None);
+        r.clear();
+        assert_eq!(r.next(&mut input).unwrap(), Some(11));
+        assert_eq!(r.kept(), b"0123");
+        assert_eq!(r.oversized(), Some(10));
+        r.clear();
+        assert_eq!(r.next(&mut input).unwrap(), Some(4));
+        assert_eq!(r.kept(), b"last");
+        r.clear();
+        assert_eq!(r.next(&mut input).unwrap(), None);
+    }
+}

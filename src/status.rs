@@ -1,0 +1,138 @@
+//! `status` and `versions list`: what every table holds, read from storage alone.
+//!
+//! `status --json` prints at least
+//! `{"tables":[{"name":…,"current":N,"versions":[{"version":N,"state":"live","offsets":{…}}]}]}`;
+//! `offsets` maps source partition to the next offset to read.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::pipeline::TableHandle;
+use crate::table::{VersionState, pointer, version};
+use crate::write::CommitLog;
+
+/// Status of every table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// One entry per configured table.
+    pub tables: Vec<TableStatus>,
+}
+
+/// Status of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    /// Table name.
+    pub name: String,
+    /// Root as configured.
+    pub root: String,
+    /// Current version, if any.
+    pub current: Option<u32>,
+    /// Previous version (rollback target), if any.
+    pub previous: Option<u32>,
+    /// Every version, ascending.
+    pub versions: Vec<VersionStatus>,
+}
+
+/// Status of one version.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionStatus {
+    /// Version number.
+    pub version: u32,
+    /// `building`, `live` or `retired` (live = what the pointer says).
+    pub state: VersionState,
+    /// Definition hash.
+    pub definition_hash: String,
+    /// Output format.
+    pub format: crate::config::Format,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Next offset to read per source partition.
+    pub offsets: BTreeMap<String, u64>,
+    /// Rows committed.
+    pub rows: u64,
+    /// Data files committed.
+    pub files: u64,
+    /// Bytes of data files.
+    pub bytes: u64,
+    /// Dead letters committed.
+    pub dead_letters: u64,
+    /// Commits.
+    pub commits: u64,
+    /// Time of the last commit.
+    pub last_commit_at: Option<DateTime<Utc>>,
+}
+
+/// Reads the status of `table` from its storage.
+pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
+    let (lake, layout) = (&table.lake, &table.layout);
+    let ptr = pointer::read(lake, layout).await?;
+    let current = ptr.as_ref().map(|p| p.version);
+    let mut versions = Vec::new();
+    for def in version::list(lake, layout).await? {
+        let log = CommitLog::open(lake, layout, def.version).await?;
+        let s = log.state();
+        let state = match (Some(def.version) == current, def.state) {
+            (true, _) => VersionState::Live,
+            (false, VersionState::Live) => VersionState::Retired,
+            (false, other) => other,
+        };
+        versions.push(VersionStatus {
+            version: def.version,
+            state,
+            definition_hash: def.definition_hash.clone(),
+            format: def.definition.format,
+            created_at: def.created_at,
+            offsets: s.offsets(),
+            rows: s.rows,
+            files: s.files.len() as u64,
+            bytes: s.bytes,
+            dead_letters: s.dead_letters,
+            commits: s.commits,
+            last_commit_at: s.last_commit_at,
+        });
+    }
+    Ok(TableStatus {
+        name: table.cfg.name.clone(),
+        root: table.lake.display.clone(),
+        current,
+        previous: ptr.and_then(|p| p.previous),
+        versions,
+    })
+}
+
+/// Human-readable table of a status.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    for t in &status.tables {
+        let current = t.current.map_or("none".into(), |v| format!("v{v}"));
+        out.push_str(&format!(
+            "table {}  root {}  current {current}\n",
+            t.name, t.root
+        ));
+        out.push_str(&format!(
+            "  {:<8} {:<9} {:<33} {:>10} {:>6} {:>12} {:>8} {:>7}  last commit\n",
+            "version", "state", "definition", "rows", "files", "bytes", "dead", "commits"
+        ));
+        for v in &t.versions {
+            out.push_str(&format!(
+                "  {:<8} {:<9} {:<33} {:>10} {:>6} {:>12} {:>8} {:>7}  {}\n",
+                format!("v{}", v.version),
+                v.state.to_string(),
+                v.definition_hash,
+                v.rows,
+                v.files,
+                v.bytes,
+                v.dead_letters,
+                v.commits,
+                v.last_commit_at.map_or("-".into(), |t| t.to_rfc3339()),
+            ));
+        }
+        if t.versions.is_empty() {
+            out.push_str("  (no versions yet)\n");
+        }
+    }
+    out
+}

@@ -1,0 +1,10 @@
+//! One table's persistent state: its layout, its frozen version definitions and the
+//! `current` pointer.
+
+pub mod layout;
+pub mod pointer;
+pub mod version;
+
+pub use layout::TableLayout;
+pub use pointer::Pointer;
+pub use version::{VersionDefinition, VersionState};

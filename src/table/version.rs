@@ -1,0 +1,239 @@
+//! Version definitions: `_kappa/versions/vN.json`.
+//!
+//! A definition is frozen when the version is created (conditional create: two processes
+//! creating vN race, one wins). What it contains decides whether a config change needs a new
+//! version: the [`Definition::hash`] covers the schema's canonical form, the transform, the
+//! partitioning, the format, the metadata columns and the source identity (topic or path, never
+//! hosts or credentials). The `state` field is advisory bookkeeping updated after pointer moves;
+//! the pointer itself is the truth about which version is live.
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Format, Granularity, TableConfig, TimeSpec};
+use crate::error::{Error, Result};
+use crate::schema::EventSchema;
+use crate::storage::Lake;
+use crate::table::TableLayout;
+
+/// Lifecycle of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionState {
+    /// Created, being filled, never current.
+    Building,
+    /// Current.
+    Live,
+    /// Was current, the pointer has moved on.
+    Retired,
+}
+
+impl std::fmt::Display for VersionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VersionState::Building => "building",
+            VersionState::Live => "live",
+            VersionState::Retired => "retired",
+        })
+    }
+}
+
+/// How a version partitions its rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partitioning {
+    /// Where event time comes from.
+    pub time: TimeSpec,
+    /// Day or hour partitions.
+    pub granularity: Granularity,
+}
+
+/// What a version is made of: everything that changes the data it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    /// The `.avsc` schema, as JSON.
+    pub schema: serde_json::Value,
+    /// The schema file it came from (informational, not hashed).
+    pub schema_file: String,
+    /// The transform SQL, if any.
+    pub transform: Option<String>,
+    /// Partitioning rule.
+    pub partitioning: Partitioning,
+    /// Output format.
+    pub format: Format,
+    /// Source identity (kind + topic/path + encoding).
+    pub source: serde_json::Value,
+    /// Whether source metadata columns are written.
+    pub metadata_columns: bool,
+}
+
+impl Definition {
+    /// The definition a table config asks for.
+    pub fn from_config(table: &TableConfig) -> Result<Definition> {
+        let schema = table.event_schema();
+        let schema_json: serde_json::Value =
+            serde_json::to_value(&schema.avro).map_err(|e| Error::Corrupt {
+                path: table.schema_file.as_str().into(),
+                reason: format!("schema does not serialize: {e}"),
+            })?;
+        Ok(Definition {
+            schema: schema_json,
+            schema_file: table.schema_file.clone(),
+            transform: table.transform.clone(),
+            partitioning: Partitioning {
+                time: table.time.clone(),
+                granularity: table.granularity,
+            },
+            format: table.format,
+            source: table.source.identity(),
+            metadata_columns: table.metadata_columns,
+        })
+    }
+
+    /// The parsed event schema of this definition.
+    pub fn event_schema(&self) -> Result<EventSchema> {
+        EventSchema::parse(&self.schema.to_string()).map_err(|e| Error::Corrupt {
+            path: self.schema_file.as_str().into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Stable hash of everything that changes the data (hex SHA-256, 16 bytes shown).
+    pub fn hash(&self) -> Result<String> {
+        let canonical = self.event_schema()?.canonical;
+        let hashed = serde_json::json!({
+            "schema": canonical,
+            "transform": self.transform,
+            "partitioning": self.partitioning,
+            "format": self.format,
+            "source": self.source,
+            "metadata_columns": self.metadata_columns,
+        });
+        let digest = Sha256::digest(hashed.to_string().as_bytes());
+        Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// The frozen definition of one version, as stored in `_kappa/versions/vN.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionDefinition {
+    /// Version number (1-based).
+    pub version: u32,
+    /// Table name.
+    pub table: String,
+    /// The definition.
+    #[serde(flatten)]
+    pub definition: Definition,
+    /// [`Definition::hash`] at creation.
+    pub definition_hash: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Advisory lifecycle state.
+    pub state: VersionState,
+}
+
+/// Creates `vN.json` for `definition`, failing with [`Error::Conflict`] if vN exists.
+pub async fn create(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+    definition: Definition,
+) -> Result<VersionDefinition> {
+    let def = VersionDefinition {
+        version,
+        table: layout.table().to_string(),
+        definition_hash: definition.hash()?,
+        definition,
+        created_at: Utc::now(),
+        state: VersionState::Building,
+    };
+    let path = layout.version_definition(version);
+    let body = serde_json::to_vec_pretty(&def).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let opts = PutOptions::from(PutMode::Create);
+    match lake.store.put_opts(&path, body.into(), opts).await {
+        Ok(_) => Ok(def),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(Error::Conflict {
+            path,
+            reason: format!("version v{version} was created by another process"),
+        }),
+        Err(e) => Err(Error::storage(&path, e)),
+    }
+}
+
+/// Loads `vN.json`; `Ok(None)` if it does not exist.
+pub async fn load(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+) -> Result<Option<VersionDefinition>> {
+    let path = layout.version_definition(version);
+    let bytes = match lake.store.get(&path).await {
+        Ok(r) => r.bytes().await.map_err(|e| Error::storage(&path, e))?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(Error::storage(&path, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Corrupt {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// All versions of the table, ascending.
+pub async fn list(lake: &Lake, layout: &TableLayout) -> Result<Vec<VersionDefinition>> {
+    let dir = layout.versions_dir();
+    let metas: Vec<_> = lake
+        .store
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| Error::storage(&dir, e))?;
+    let mut numbers: Vec<u32> = metas
+        .iter()
+        .filter_map(|m| {
+            m.location
+                .filename()
+                .and_then(TableLayout::parse_version_file)
+        })
+        .collect();
+    numbers.sort_unstable();
+    let mut out = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        if let Some(def) = load(lake, layout, n).await? {
+            out.push(def);
+        }
+    }
+    Ok(out)
+}
+
+/// Records a new advisory state for `version` (after the pointer moved).
+pub async fn set_state(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+    state: VersionState,
+) -> Result<()> {
+    let Some(mut def) = load(lake, layout, version).await? else {
+        return Ok(());
+    };
+    if def.state == state {
+        return Ok(());
+    }
+    def.state = state;
+    let path = layout.version_definition(version);
+    let body = serde_json::to_vec_pretty(&def).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    lake.store
+        .put(&path, body.into())
+        .await
+        .map_err(|e| Error::storage(&path, e))?;
+    Ok(())
+}

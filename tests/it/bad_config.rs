@@ -1,0 +1,78 @@
+//! Bad config fails before any work, with a message naming the key.
+
+use crate::support::{EVENT_SCHEMA, kappa, write_config};
+
+fn fails_naming(dir: &std::path::Path, expect: &[&str]) {
+    let out = kappa(dir, &["run", "--config", "kappa-lake.toml"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "bad config exits 2: {stderr}");
+    for e in expect {
+        assert!(stderr.contains(e), "expected `{e}` in: {stderr}");
+    }
+    assert!(!dir.join("lake/events").exists(), "no work was done");
+}
+
+#[test]
+fn bad_configs_fail_before_work_naming_the_key() {
+    let time = r#"{ field = "ts", granularity = "hour" }"#;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("input")).unwrap();
+
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        time,
+        "max_age = \"60s\"\nmax_agee = \"1s\"",
+    );
+    fails_naming(d, &["table[0].writer", "max_agee"]);
+
+    write_config(d, EVENT_SCHEMA, time, "max_age = 60");
+    fails_naming(d, &["table[0].writer.max_age"]);
+
+    write_config(d, EVENT_SCHEMA, time, "target_file_size = \"huge\"");
+    fails_naming(d, &["table[events].writer.target_file_size", "128MiB"]);
+
+    let cfg = write_config(d, EVENT_SCHEMA, time, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("schemas/events.avsc", "schemas/missing.avsc");
+    std::fs::write(&cfg, text).unwrap();
+    fails_naming(d, &["table[events].schema", "missing.avsc"]);
+
+    write_config(d, "{\"type\": \"record\", \"name\": ", time, "");
+    fails_naming(d, &["table[events].schema"]);
+
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        r#"{ field = "nope", granularity = "hour" }"#,
+        "",
+    );
+    fails_naming(d, &["table[events].time.field", "nope"]);
+
+    // An unwritable root: the path is taken by a regular file.
+    let cfg = write_config(d, EVENT_SCHEMA, time, "");
+    std::fs::write(d.join("blocked"), "not a directory").unwrap();
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("root = \"lake\"", "root = \"blocked/lake\"");
+    std::fs::write(&cfg, text).unwrap();
+    fails_naming(d, &["table[events].root", "blocked"]);
+
+    // Environment overrides are checked the same way.
+    write_config(d, EVENT_SCHEMA, time, "");
+    let out = kappa(
+        d,
+        &["validate", "--config", "kappa-lake.toml"],
+        &[("KAPPA_LAKE_TABLE__EVENTS__WRITER__MAX_AGE", "soon")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("table[events].writer.max_age"));
+    let out = kappa(d, &["validate", "--config", "kappa-lake.toml"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

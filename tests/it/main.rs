@@ -1,0 +1,8 @@
+//! End-to-end tests: the real binary, real files, real DuckDB.
+
+mod bad_config;
+mod crash;
+mod dead_letters;
+mod demo;
+mod promote_race;
+mod support;

@@ -1,0 +1,102 @@
+//! Helpers shared by the integration tests: the binary, temp lakes, configs, DuckDB.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kappa-lake");
+
+/// A small event schema for tests that need exact control over records.
+pub const EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","namespace":"test","fields":[
+  {"name":"id","type":"long"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"name","type":["null","string"],"default":null}
+]}"#;
+
+/// The Python interpreter of the test venv (made by scripts/test.sh). Fails loudly if absent.
+pub fn python() -> PathBuf {
+    match std::env::var_os("KAPPA_LAKE_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "KAPPA_LAKE_TEST_PYTHON is not set. These tests verify the lake with real DuckDB: \
+             run `scripts/test.sh`, which creates the Python venv and sets it."
+        ),
+    }
+}
+
+/// Runs `sql` in DuckDB (Python package) and returns the rows as JSON arrays.
+pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let script = "import duckdb, json, sys\nrows = duckdb.sql(sys.argv[1]).fetchall()\nprint(json.dumps([list(r) for r in rows], default=str))";
+    let out = Command::new(python())
+        .args(["-c", script, sql])
+        .output()
+        .expect("start python");
+    assert!(
+        out.status.success(),
+        "DuckDB query failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("DuckDB output is JSON")
+}
+
+/// Runs the binary with `args`, in `dir`, with extra environment.
+pub fn kappa(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(args)
+        .env("KAPPA_LAKE_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("start kappa-lake")
+}
+
+/// Like [`kappa`], asserting success; returns stdout.
+pub fn kappa_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = kappa(dir, args, env);
+    assert!(
+        out.status.success(),
+        "kappa-lake {args:?} failed ({:?}):\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Writes `kappa-lake.toml` for table `events` over a files source, with extra writer lines.
+pub fn write_config(dir: &Path, schema: &str, time: &str, writer: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(dir.join("schemas/events.avsc"), schema).unwrap();
+    let text = format!(
+        r#"[[table]]
+name = "events"
+root = "lake"
+schema = "schemas/events.avsc"
+time = {time}
+
+[table.source]
+kind = "files"
+path = "input"
+
+[table.writer]
+{writer}
+"#
+    );
+    let path = dir.join("kappa-lake.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `status --json` of the config in `dir`.
+pub fn status_json(dir: &Path) -> serde_json::Value {
+    let out = kappa_ok(
+        dir,
+        &["status", "--config", "kappa-lake.toml", "--json"],
+        &[],
+    );
+    serde_json::from_str(&out).expect("status --json is JSON")
+}
+
+/// A path as a SQL string literal body.
+pub fn sql_path(p: &Path) -> String {
+    p.display().to_string().replace('\'', "''")
+}
