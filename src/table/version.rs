@@ -102,9 +102,17 @@ impl Definition {
 
     /// Stable hash of everything that changes the data (hex SHA-256, 16 bytes shown).
     pub fn hash(&self) -> Result<String> {
-        let canonical = self.event_schema()?.canonical;
+        let schema = self.event_schema()?;
+        // Avro's canonical form drops logical types, so the Arrow mapping is hashed too.
+        let arrow: Vec<String> = schema
+            .arrow
+            .fields()
+            .iter()
+            .map(|f| format!("{}:{}:{}", f.name(), f.data_type(), f.is_nullable()))
+            .collect();
         let hashed = serde_json::json!({
-            "schema": canonical,
+            "schema": schema.canonical,
+            "arrow": arrow,
             "transform": self.transform,
             "partitioning": self.partitioning,
             "format": self.format,
@@ -236,4 +244,53 @@ pub async fn set_state(
         .await
         .map_err(|e| Error::storage(&path, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EpochUnit;
+
+    fn definition(ts_logical_type: &str) -> Definition {
+        let schema = format!(
+            r#"{{"type":"record","name":"E","fields":[
+                {{"name":"id","type":"long"}},
+                {{"name":"ts","type":{{"type":"long","logicalType":"{ts_logical_type}"}}}}]}}"#
+        );
+        Definition {
+            schema: serde_json::from_str(&schema).unwrap(),
+            schema_file: "e.avsc".into(),
+            transform: None,
+            partitioning: Partitioning {
+                time: TimeSpec::Field {
+                    name: "ts".into(),
+                    unit: EpochUnit::Ms,
+                },
+                granularity: Granularity::Day,
+            },
+            format: Format::Parquet,
+            source: serde_json::json!({"kind": "files", "path": "in"}),
+            metadata_columns: true,
+        }
+    }
+
+    #[test]
+    fn hash_is_stable_and_sees_logical_types_and_partitioning() {
+        let millis = definition("timestamp-millis");
+        assert_eq!(
+            millis.hash().unwrap(),
+            definition("timestamp-millis").hash().unwrap()
+        );
+        // Avro's canonical form is identical for these two; the data is not.
+        assert_ne!(
+            millis.hash().unwrap(),
+            definition("timestamp-micros").hash().unwrap()
+        );
+        let mut hourly = definition("timestamp-millis");
+        hourly.partitioning.granularity = Granularity::Hour;
+        assert_ne!(millis.hash().unwrap(), hourly.hash().unwrap());
+        let mut renamed = definition("timestamp-millis");
+        renamed.schema_file = "elsewhere.avsc".into();
+        assert_eq!(millis.hash().unwrap(), renamed.hash().unwrap());
+    }
 }
