@@ -211,7 +211,8 @@ pub struct RawSource {
     /// Kafka: the topic.
     #[serde(default)]
     pub topic: Option<String>,
-    /// Kafka: consumer group id prefix (the version number is appended).
+    /// Kafka: consumer group id prefix; `.v<N>` is appended per version. Default
+    /// `kappa-lake.<table>`.
     #[serde(default)]
     pub group_id: Option<String>,
     /// `json` (default), `avro` or `avro-confluent`.
@@ -677,7 +678,7 @@ impl RawTable {
         let root = parse_root(&self.root, &format!("{label}.root"), base_dir)?;
         let schema_path = base_dir.join(&self.schema);
         let (time, granularity) = self.time.validate(label)?;
-        let source = self.source.validate(label, base_dir)?;
+        let source = self.source.validate(label, &self.name, base_dir)?;
         if matches!(time, TimeSpec::SourceTimestamp) && matches!(source, SourceConfig::Files(_)) {
             return Err(invalid(
                 format!("{label}.time.source"),
@@ -781,7 +782,12 @@ impl RawTime {
 }
 
 impl RawSource {
-    fn validate(self, label: &str, base_dir: &Path) -> Result<SourceConfig, ConfigError> {
+    fn validate(
+        self,
+        label: &str,
+        table: &str,
+        base_dir: &Path,
+    ) -> Result<SourceConfig, ConfigError> {
         let key = format!("{label}.source");
         let max_record_bytes = match &self.max_record_bytes {
             Some(s) => parse_size(s, &format!("{key}.max_record_bytes"))?,
@@ -866,15 +872,27 @@ impl RawSource {
                     };
                     settings.insert(k, s);
                 }
+                for reserved in ["bootstrap.servers", "group.id", "enable.auto.commit"] {
+                    if settings.contains_key(reserved) {
+                        return Err(invalid(
+                            format!("{key}.kafka.\"{reserved}\""),
+                            "kappa-lake sets this itself (brokers, a group per version, offsets in the commits)",
+                            format!("remove it; use `{key}.brokers` or `{key}.group_id` instead"),
+                        ));
+                    }
+                }
                 let group_id = self
                     .group_id
-                    .unwrap_or_else(|| format!("kappa-lake-{topic}"));
-                let _ = (brokers, topic, group_id, settings);
-                Err(invalid(
-                    format!("{key}.kind"),
-                    "the Kafka source is not available in this build yet",
-                    "use kind = \"files\" with path = \"<dir>\" (the Kafka service is tracked in its own issue)",
-                ))
+                    .unwrap_or_else(|| format!("kappa-lake.{table}"));
+                Ok(SourceConfig::Kafka(KafkaSourceConfig {
+                    brokers,
+                    topic,
+                    group_id,
+                    encoding,
+                    settings,
+                    max_record_bytes,
+                    batch_size,
+                }))
             }
         }
     }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pipeline::rebuild::{self, RebuildOptions, RebuildReport};
-use crate::pipeline::{IngestReport, TableHandle};
+use crate::pipeline::{IngestOptions, IngestReport, TableHandle};
 use crate::shutdown::Shutdown;
 use crate::status::{self, Status};
 
@@ -191,7 +191,9 @@ pub async fn run(dir: &Path, events: usize, shutdown: Shutdown) -> Result<DemoRe
     // v1: daily partitions.
     let v1_config = write_config("kappa-lake.v1.toml", "day")?;
     let table = TableHandle::open_for_writing(&v1_config.tables[0]).await?;
-    let v1 = table.run(shutdown.clone()).await?;
+    let v1 = table
+        .run(shutdown.clone(), IngestOptions { stop_at_end: true })
+        .await?;
     // v2: the definition changes (hourly partitions): replay the log into v2 and promote it.
     let v2_config = write_config("kappa-lake.toml", "hour")?;
     let table = TableHandle::open_for_writing(&v2_config.tables[0]).await?;

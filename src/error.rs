@@ -8,6 +8,7 @@
 //! | `Storage`    | the object store failed                         | retry later, check credentials     |
 //! | `Corrupt`    | stored state does not parse                     | inspect the named object           |
 //! | `Source`     | reading the source failed                       | check the source                   |
+//! | `Kafka`      | the Kafka client failed                         | check brokers, topic, credentials  |
 //! | `Write`      | encoding Arrow/Parquet failed                   | a bug or resource problem: report  |
 
 use object_store::path::Path;
@@ -63,6 +64,15 @@ pub enum Error {
         location: String,
         /// The underlying I/O error.
         source: std::io::Error,
+    },
+
+    /// The Kafka client failed.
+    #[error("kafka topic `{topic}`: {reason}")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// What failed.
+        reason: String,
     },
 
     /// Encoding Arrow or Parquet data failed.

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kappa_lake::config::Config;
-use kappa_lake::pipeline::TableHandle;
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::pipeline::rebuild::{self, RebuildOptions};
+use kappa_lake::pipeline::{IngestOptions, TableHandle};
 use kappa_lake::shutdown::{self, Shutdown};
 use kappa_lake::status::{self, Status};
 
@@ -46,6 +46,19 @@ struct ConfigArg {
 }
 
 #[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// After SIGTERM/SIGINT, the time allowed to flush and commit before exiting anyway
+    /// (non-zero; nothing is lost: uncommitted records are re-read on restart).
+    #[arg(long, env = "KAPPA_LAKE_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: std::time::Duration,
+    /// Kafka: stop once every assigned partition is caught up (a one-shot batch run).
+    #[arg(long)]
+    stop_at_end: bool,
+}
+
+#[derive(Args)]
 struct TableArg {
     #[command(flatten)]
     config: ConfigArg,
@@ -72,7 +85,7 @@ struct MoveArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Keep each table's live version up to date from its source (files: until the end).
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Replay the source into a new version; with --promote, move `current` once caught up.
     Rebuild {
         #[command(flatten)]
@@ -167,6 +180,12 @@ fn init_logging(format: LogFormat) {
 
 /// SIGINT/SIGTERM → drain and stop; a second signal exits at once (offsets are in the commits).
 fn shutdown_on_signals() -> Shutdown {
+    shutdown_on_signals_within(None)
+}
+
+/// Like [`shutdown_on_signals`], and exits with status 1 if draining takes longer than
+/// `deadline`.
+fn shutdown_on_signals_within(deadline: Option<std::time::Duration>) -> Shutdown {
     let (trigger, shutdown) = shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -174,8 +193,22 @@ fn shutdown_on_signals() -> Shutdown {
             "shutting down: finishing the current commit (signal again to exit at once)"
         );
         trigger.trigger();
-        wait_for_signal().await;
-        std::process::exit(130);
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::warn!("second signal: exiting now; uncommitted records will be re-read");
+                std::process::exit(130);
+            }
+            () = expired => {
+                tracing::error!("shutdown deadline passed: exiting now; uncommitted records will be re-read");
+                std::process::exit(1);
+            }
+        }
     });
     shutdown
 }
@@ -225,7 +258,7 @@ async fn open_table(arg: &TableArg, writing: bool) -> anyhow::Result<TableHandle
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(arg) => {
-            let config = load(&arg.config)?;
+            let config = load(&arg.config.config)?;
             let mut tables = Vec::new();
             for t in &config.tables {
                 tables.push(
@@ -234,8 +267,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .map_err(kappa_lake::Error::from)?,
                 );
             }
-            let shutdown = shutdown_on_signals();
-            let runs = tables.iter().map(|t| t.run(shutdown.clone()));
+            let shutdown = shutdown_on_signals_within(Some(arg.shutdown_timeout));
+            let opts = IngestOptions {
+                stop_at_end: arg.stop_at_end,
+            };
+            // One task per table: a slow table holds up only its own consumer and buffers.
+            // The first table to fail ends the process (exit 1); the others' data is safe.
+            let runs = tables.into_iter().map(|t| {
+                let shutdown = shutdown.clone();
+                let task = tokio::spawn(async move { t.run(shutdown, opts).await });
+                async move { anyhow::Ok(task.await??) }
+            });
             for report in futures::future::try_join_all(runs).await? {
                 tracing::info!(
                     table = %report.table, version = report.version, records = report.records,

@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::pipeline::TableHandle;
 use crate::table::{VersionState, pointer, version};
 use crate::write::CommitLog;
+use crate::write::lease::{self, RunMetrics, WriterState};
 
 /// Status of every table.
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +64,31 @@ pub struct VersionStatus {
     pub commits: u64,
     /// Time of the last commit.
     pub last_commit_at: Option<DateTime<Utc>>,
+    /// Lag per source partition (Kafka): the high watermark last reported to a live writer,
+    /// minus the committed offset.
+    pub lag: BTreeMap<String, i64>,
+    /// Processes writing (or that recently wrote) this version, with their run metrics.
+    pub writers: Vec<WriterStatus>,
+}
+
+/// One writer process of a version, from its lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriterStatus {
+    /// Writer id.
+    pub writer: String,
+    /// `running` while its lease is live; `stopped` after a clean exit; `gone` when it died.
+    pub state: &'static str,
+    /// Host.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// Run start.
+    pub started_at: DateTime<Utc>,
+    /// Last heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Counters and per-partition positions, high watermarks and lag.
+    #[serde(flatten)]
+    pub metrics: RunMetrics,
 }
 
 /// Reads the status of `table` from its storage.
@@ -74,6 +100,41 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
     for def in version::list(lake, layout).await? {
         let log = CommitLog::open(lake, layout, def.version).await?;
         let s = log.state();
+        let now = Utc::now();
+        let leases = lease::list(lake, layout, def.version).await?;
+        // Lag from the freshest report per partition, against the committed offset.
+        let mut lag = BTreeMap::new();
+        let mut seen_at = BTreeMap::new();
+        for l in &leases {
+            for (p, m) in &l.metrics.partitions {
+                let Some(hw) = m.high_watermark else { continue };
+                if seen_at.get(p).is_some_and(|t| *t > l.heartbeat_at) {
+                    continue;
+                }
+                seen_at.insert(p.clone(), l.heartbeat_at);
+                let committed = s.positions.get(p).map_or(0, |pos| pos.offset);
+                lag.insert(
+                    p.clone(),
+                    (hw - i64::try_from(committed).unwrap_or(i64::MAX)).max(0),
+                );
+            }
+        }
+        let writers = leases
+            .into_iter()
+            .map(|l| WriterStatus {
+                state: match (l.is_live(now), l.state) {
+                    (true, _) => "running",
+                    (false, WriterState::Stopped) => "stopped",
+                    (false, WriterState::Running) => "gone",
+                },
+                writer: l.writer,
+                host: l.host,
+                pid: l.pid,
+                started_at: l.started_at,
+                heartbeat_at: l.heartbeat_at,
+                metrics: l.metrics,
+            })
+            .collect();
         let state = match (Some(def.version) == current, def.state) {
             (true, _) => VersionState::Live,
             (false, VersionState::Live) => VersionState::Retired,
@@ -92,6 +153,8 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
             dead_letters: s.dead_letters,
             commits: s.commits,
             last_commit_at: s.last_commit_at,
+            lag,
+            writers,
         });
     }
     Ok(TableStatus {

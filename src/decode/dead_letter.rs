@@ -108,6 +108,7 @@ impl DeadLetterBuffer {
         lake: &Lake,
         layout: &TableLayout,
         version: u32,
+        writer_id: &str,
     ) -> Result<Option<DeadLetterFile>> {
         if self.records.is_empty() {
             return Ok(None);
@@ -136,7 +137,10 @@ impl DeadLetterBuffer {
             })?;
             out.push(b'\n');
         }
-        let name = format!("dead-letters-{}.ndjson", uuid::Uuid::new_v4());
+        let name = format!(
+            "dead-letters-{writer_id}-{}.ndjson",
+            uuid::Uuid::new_v4().simple()
+        );
         let path = layout.dead_letter_dir(version).join(name.as_str());
         lake.store
             .put(&path, out.into())

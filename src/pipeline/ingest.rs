@@ -1,36 +1,57 @@
 //! Materializing a source into one version: decode → event time → partitioned Parquet →
-//! commit (files + dead letters + offsets).
+//! commit (files + dead letters + offsets) → advisory offset commit (Kafka).
 //!
-//! The loop resumes from the offsets stored in the version's commit log (after deleting files
-//! of commits that never happened), and commits at least every `max_age`, when dead letters
-//! pile up, at the end of the source and on shutdown. Every commit closes the open files, so a
-//! commit's offsets cover exactly the rows in the files it lists.
+//! The loop resumes from the offsets stored in the version's commit log. It first deletes
+//! files that no commit lists and whose writer is gone (see [`lease`]); it commits at least
+//! every `max_age` (also when nothing new arrived: idle flush), when buffers reach
+//! `max_buffer_bytes`, before giving up Kafka partitions, at the end of the source and on
+//! shutdown. Every commit closes the open files, so a commit's offsets cover exactly the rows
+//! in the files it lists.
+//!
+//! Kafka: each assigned partition starts at the offset stored in the version (the consumer
+//! group's offsets are only advice), and records below the partition's expected offset are
+//! dropped as already seen. When another writer committed a partition's offsets first, the
+//! commit log refuses ours: the uncommitted files are deleted and the consumer restarts from
+//! the stored offsets, so nothing is committed twice.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 
-use crate::config::{SourceConfig, TableConfig, TimeSpec};
+use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig, TimeSpec};
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::partition;
 use crate::shutdown::Shutdown;
-use crate::source::SourceBatch;
 use crate::source::files::FilesSource;
+use crate::source::kafka::{Event, KafkaMessage, KafkaSource, StartAt};
+use crate::source::{Origin, Record, SourceBatch, kafka_partition_key};
 use crate::storage::Lake;
 use crate::table::{TableLayout, VersionDefinition};
 use crate::write::commit::OffsetRange;
+use crate::write::lease::{self, PartitionMetrics, WriterLease, WriterState};
 use crate::write::{CommitLog, PartitionedWriter, PendingCommit, SourcePosition};
 
 /// Metadata column: the source file of a row (files source).
 pub const SOURCE_FILE_COLUMN: &str = "_source_file";
 /// Metadata column: the 1-based line of a row in its source file (files source).
 pub const SOURCE_LINE_COLUMN: &str = "_source_line";
+/// Metadata column: the Kafka topic of a row.
+pub const KAFKA_TOPIC_COLUMN: &str = "_kafka_topic";
+/// Metadata column: the Kafka partition of a row.
+pub const KAFKA_PARTITION_COLUMN: &str = "_kafka_partition";
+/// Metadata column: the Kafka offset of a row.
+pub const KAFKA_OFFSET_COLUMN: &str = "_kafka_offset";
+/// Metadata column: the Kafka timestamp of a row.
+pub const KAFKA_TIMESTAMP_COLUMN: &str = "_kafka_timestamp";
 
 /// What one materialization did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -41,6 +62,8 @@ pub struct IngestReport {
     pub version: u32,
     /// Records read from the source.
     pub records: u64,
+    /// Records dropped because the version already held them.
+    pub skipped: u64,
     /// Rows committed.
     pub rows: u64,
     /// Records dead-lettered.
@@ -51,178 +74,561 @@ pub struct IngestReport {
     pub files: u64,
     /// Uncommitted files from an earlier crash that were removed at start.
     pub removed_uncommitted: usize,
+    /// Commits refused because another writer committed the same offsets first.
+    pub conflicts: u64,
     /// Whether it stopped because of a shutdown request.
     pub interrupted: bool,
 }
 
+/// How a materialization ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestOptions {
+    /// Kafka: stop once every assigned partition has reached its end (files sources always
+    /// stop at their end).
+    pub stop_at_end: bool,
+}
+
+/// Which metadata columns a version's files carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Metadata {
+    None,
+    File,
+    Kafka,
+}
+
+impl Metadata {
+    fn of(def: &VersionDefinition) -> Metadata {
+        if !def.definition.metadata_columns {
+            Metadata::None
+        } else if def.definition.source.get("kind").and_then(|k| k.as_str()) == Some("kafka") {
+            Metadata::Kafka
+        } else {
+            Metadata::File
+        }
+    }
+}
+
 /// The schema of a version's data files: the event fields, then the metadata columns.
 pub fn file_schema(event: &SchemaRef, def: &VersionDefinition) -> SchemaRef {
-    if !def.definition.metadata_columns {
-        return event.clone();
-    }
+    let extra = match Metadata::of(def) {
+        Metadata::None => return event.clone(),
+        Metadata::File => vec![
+            Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, false),
+            Field::new(SOURCE_LINE_COLUMN, DataType::Int64, false),
+        ],
+        Metadata::Kafka => vec![
+            Field::new(KAFKA_TOPIC_COLUMN, DataType::Utf8, false),
+            Field::new(KAFKA_PARTITION_COLUMN, DataType::Int32, false),
+            Field::new(KAFKA_OFFSET_COLUMN, DataType::Int64, false),
+            Field::new(
+                KAFKA_TIMESTAMP_COLUMN,
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+        ],
+    };
     let mut fields: Vec<Arc<Field>> = event.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(
-        SOURCE_FILE_COLUMN,
-        DataType::Utf8,
-        false,
-    )));
-    fields.push(Arc::new(Field::new(
-        SOURCE_LINE_COLUMN,
-        DataType::Int64,
-        false,
-    )));
+    fields.extend(extra.into_iter().map(Arc::new));
     Arc::new(Schema::new(fields))
 }
 
-struct Pending {
-    ranges: BTreeMap<String, OffsetRange>,
-    dead_letters: DeadLetterBuffer,
-}
-
-/// Writes the records of `table`'s source into version `def`, until the source ends or
-/// `shutdown` fires.
+/// Writes the records of `table`'s source into version `def`, until the source ends (files,
+/// or Kafka with `stop_at_end`) or `shutdown` fires.
 pub async fn materialize(
     lake: &Lake,
     layout: &TableLayout,
     def: &VersionDefinition,
     table: &TableConfig,
     mut shutdown: Shutdown,
+    opts: IngestOptions,
 ) -> Result<IngestReport> {
-    let version = def.version;
-    let mut log = CommitLog::open(lake, layout, version).await?;
-    let removed = log.remove_uncommitted().await?;
-    if removed > 0 {
-        tracing::info!(table = %layout.table(), version, removed, "removed files of an unfinished commit");
-    }
-    let event_schema = def.definition.event_schema()?.arrow;
-    let schema = file_schema(&event_schema, def);
-    let decoder = JsonDecoder::new(event_schema, table.source.max_record_bytes());
-    let mut writer = PartitionedWriter::new(
-        lake.clone(),
-        layout.version_dir(version),
-        schema.clone(),
-        table.writer.clone(),
-        def.definition.partitioning.granularity,
-    )?;
-    let SourceConfig::Files(files_cfg) = &table.source else {
-        return Err(Error::Refused(format!(
-            "table `{}`: only the files source is available in this build",
-            table.name
-        )));
-    };
-    let mut source = FilesSource::start(files_cfg, &log.state().positions)?;
-    let mut report = IngestReport {
-        table: table.name.clone(),
-        version,
-        removed_uncommitted: removed,
-        ..Default::default()
-    };
-    let mut pending = Pending {
-        ranges: BTreeMap::new(),
-        dead_letters: DeadLetterBuffer::default(),
-    };
-    let max_age = table.writer.max_age;
-    let dead_letter_limit = (table.writer.max_buffer_bytes / 4) as usize;
-    let mut deadline = Instant::now() + max_age;
-    let batch_ctx = BatchContext {
-        decoder: &decoder,
-        def,
-        schema: &schema,
-    };
-    loop {
-        let next = tokio::select! {
-            biased;
-            () = shutdown.wait() => {
-                report.interrupted = true;
-                break;
-            }
-            () = tokio::time::sleep_until(deadline) => None,
-            b = source.next() => match b {
-                Some(b) => Some(b?),
-                None => break,
-            },
-        };
-        if let Some(batch) = next {
-            report.records += batch.records.len() as u64;
-            batch_ctx.write(&batch, &mut writer, &mut pending).await?;
+    let mut ingest = Ingest::open(lake, layout, def, table).await?;
+    let outcome = match &table.source {
+        SourceConfig::Files(cfg) => {
+            let source = FilesSource::start(cfg, &ingest.log.state().positions)?;
+            ingest.run_files(source, &mut shutdown).await
         }
-        if Instant::now() >= deadline || pending.dead_letters.buffered_bytes() > dead_letter_limit {
-            commit(
-                lake,
-                layout,
-                version,
-                &mut log,
-                &mut writer,
-                &mut pending,
-                &mut report,
-            )
-            .await?;
-            deadline = Instant::now() + max_age;
-        }
-    }
-    commit(
-        lake,
-        layout,
-        version,
-        &mut log,
-        &mut writer,
-        &mut pending,
-        &mut report,
-    )
-    .await?;
-    Ok(report)
+        SourceConfig::Kafka(cfg) => ingest.run_kafka(cfg, &mut shutdown, opts).await,
+    };
+    ingest.finish(outcome).await
 }
 
-async fn commit(
-    lake: &Lake,
-    layout: &TableLayout,
-    version: u32,
-    log: &mut CommitLog,
-    writer: &mut PartitionedWriter,
-    pending: &mut Pending,
-    report: &mut IngestReport,
-) -> Result<()> {
-    let files = writer.finish().await?;
-    let dead = pending.dead_letters.len() as u64;
-    let dead_letters = pending.dead_letters.flush(lake, layout, version).await?;
-    let commit = PendingCommit {
-        files,
-        dead_letters: dead_letters.into_iter().collect(),
-        ranges: std::mem::take(&mut pending.ranges),
-    };
-    if commit.is_empty() {
-        return Ok(());
-    }
-    let rows: u64 = commit.files.iter().map(|f| f.rows).sum();
-    let files = commit.files.len() as u64;
-    let seq = log.commit(commit).await?;
-    report.commits += 1;
-    report.rows += rows;
-    report.files += files;
-    report.dead_letters += dead;
-    tracing::info!(table = %layout.table(), version, seq, rows, files, dead_letters = dead, "commit");
-    Ok(())
+/// Where a Kafka partition assigned to us stands.
+#[derive(Debug, Clone, Copy)]
+struct Assigned {
+    /// The next offset we accept; lower offsets were seen already.
+    expected: Option<u64>,
+    /// Reached the partition's end with nothing after it yet.
+    at_end: bool,
 }
 
-struct BatchContext<'a> {
-    decoder: &'a JsonDecoder,
+/// Uncommitted offsets and dead letters (the rows are in the writer's files).
+#[derive(Default)]
+struct Pending {
+    ranges: BTreeMap<String, OffsetRange>,
+    dead_letters: DeadLetterBuffer,
+}
+
+/// One writer of one version.
+struct Ingest<'a> {
+    lake: &'a Lake,
+    layout: &'a TableLayout,
     def: &'a VersionDefinition,
-    schema: &'a SchemaRef,
+    table: &'a TableConfig,
+    log: CommitLog,
+    writer: PartitionedWriter,
+    decoder: JsonDecoder,
+    schema: SchemaRef,
+    metadata: Metadata,
+    pending: Pending,
+    report: IngestReport,
+    lease: WriterLease,
 }
 
-impl BatchContext<'_> {
-    async fn write(
-        &self,
-        batch: &SourceBatch,
-        writer: &mut PartitionedWriter,
-        pending: &mut Pending,
+impl<'a> Ingest<'a> {
+    async fn open(
+        lake: &'a Lake,
+        layout: &'a TableLayout,
+        def: &'a VersionDefinition,
+        table: &'a TableConfig,
+    ) -> Result<Ingest<'a>> {
+        let version = def.version;
+        let log = CommitLog::open(lake, layout, version).await?;
+        let ttl = (table.writer.max_age.as_secs() * 3).max(30);
+        let mut lease = WriterLease::new(ttl);
+        let live = lease::live_writers(lake, layout, version).await?;
+        let removed = log.remove_uncommitted(&live).await?;
+        if removed > 0 {
+            tracing::info!(table = %layout.table(), version, removed, "removed files no commit lists (their writer is gone)");
+        }
+        lease.refresh(lake, layout, version).await?;
+        lease::prune(lake, layout, version).await?;
+        let event_schema = def.definition.event_schema()?.arrow;
+        let schema = file_schema(&event_schema, def);
+        let decoder = JsonDecoder::new(event_schema, table.source.max_record_bytes());
+        let writer = PartitionedWriter::new(
+            lake.clone(),
+            layout.version_dir(version),
+            schema.clone(),
+            table.writer.clone(),
+            def.definition.partitioning.granularity,
+            &lease.writer,
+        )?;
+        tracing::info!(table = %layout.table(), version, writer = %lease.writer, "writer started");
+        Ok(Ingest {
+            lake,
+            layout,
+            def,
+            table,
+            log,
+            writer,
+            decoder,
+            schema,
+            metadata: Metadata::of(def),
+            pending: Pending::default(),
+            report: IngestReport {
+                table: table.name.clone(),
+                version,
+                removed_uncommitted: removed,
+                ..Default::default()
+            },
+            lease,
+        })
+    }
+
+    fn version(&self) -> u32 {
+        self.def.version
+    }
+
+    fn over_budget(&self) -> bool {
+        let budget = self.table.writer.max_buffer_bytes as usize;
+        self.writer.buffered_bytes() > budget
+            || self.pending.dead_letters.buffered_bytes() > budget / 4
+    }
+
+    /// Records the end of the run in the lease; hands back the report.
+    async fn finish(mut self, outcome: Result<bool>) -> Result<IngestReport> {
+        self.lease.state = WriterState::Stopped;
+        self.sync_metrics(None);
+        if let Err(e) = self
+            .lease
+            .refresh(self.lake, self.layout, self.version())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the end of the run in the writer lease");
+        }
+        self.report.interrupted = outcome?;
+        Ok(self.report)
+    }
+
+    fn sync_metrics(&mut self, partitions: Option<BTreeMap<String, PartitionMetrics>>) {
+        let m = &mut self.lease.metrics;
+        m.events_in = self.report.records;
+        m.events_skipped = self.report.skipped;
+        m.rows_written = self.report.rows;
+        m.dead_lettered = self.report.dead_letters;
+        m.files = self.report.files;
+        m.commits = self.report.commits;
+        m.conflicts = self.report.conflicts;
+        if let Some(p) = partitions {
+            m.partitions = p;
+        }
+    }
+
+    /// Refreshes the lease, with the run's metrics. A failure is logged, not fatal: the next
+    /// commit checks the lease is still fresh.
+    async fn heartbeat(&mut self, partitions: Option<BTreeMap<String, PartitionMetrics>>) {
+        self.sync_metrics(partitions);
+        if let Err(e) = self
+            .lease
+            .refresh(self.lake, self.layout, self.version())
+            .await
+        {
+            tracing::warn!(error = %e, "could not refresh the writer lease");
+        }
+    }
+
+    /// Files source: until the end of the files or shutdown. Returns whether interrupted.
+    async fn run_files(
+        &mut self,
+        mut source: FilesSource,
+        shutdown: &mut Shutdown,
+    ) -> Result<bool> {
+        let max_age = self.table.writer.max_age;
+        let mut deadline = Instant::now() + max_age;
+        let interrupted = loop {
+            let next = tokio::select! {
+                biased;
+                () = shutdown.wait() => break true,
+                () = tokio::time::sleep_until(deadline) => None,
+                b = source.next() => match b {
+                    Some(b) => Some(b?),
+                    None => break false,
+                },
+            };
+            if let Some(batch) = next {
+                self.report.records += batch.records.len() as u64;
+                self.write(&batch).await?;
+            }
+            if Instant::now() >= deadline || self.over_budget() {
+                self.commit().await?;
+                self.heartbeat(None).await;
+                deadline = Instant::now() + max_age;
+            }
+        };
+        self.commit().await?;
+        Ok(interrupted)
+    }
+
+    /// Kafka: until shutdown (or the end, with `stop_at_end`). A commit refused because
+    /// another writer got there first restarts the consumer from the stored offsets.
+    async fn run_kafka(
+        &mut self,
+        cfg: &KafkaSourceConfig,
+        shutdown: &mut Shutdown,
+        opts: IngestOptions,
+    ) -> Result<bool> {
+        loop {
+            let mut source = KafkaSource::start(cfg, self.version())?;
+            let outcome = self.kafka_session(&mut source, shutdown, opts).await;
+            let outcome = match outcome {
+                Ok(interrupted) => match self.commit().await {
+                    Ok(()) => {
+                        source.commit_to_group(&self.group_offsets(source.topic(), None));
+                        Ok(interrupted)
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            source.close().await;
+            match outcome {
+                Err(Error::Conflict { reason, .. }) if !shutdown.is_triggered() => {
+                    tracing::warn!(
+                        table = %self.table.name, version = self.version(), %reason,
+                        "another writer committed these offsets first: dropped the uncommitted data, re-reading from the version's offsets"
+                    );
+                    self.log.refresh().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn kafka_session(
+        &mut self,
+        source: &mut KafkaSource,
+        shutdown: &mut Shutdown,
+        opts: IngestOptions,
+    ) -> Result<bool> {
+        let topic = source.topic().clone();
+        let max_age = self.table.writer.max_age;
+        let mut assigned: BTreeMap<i32, Assigned> = BTreeMap::new();
+        let mut deadline = Instant::now() + max_age;
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = shutdown.wait() => return Ok(true),
+                () = tokio::time::sleep_until(deadline) => None,
+                e = source.next() => match e {
+                    Some(e) => Some(e),
+                    None => return Err(Error::Kafka {
+                        topic: topic.to_string(),
+                        reason: "the consumer thread stopped".into(),
+                    }),
+                },
+            };
+            match event {
+                None => {}
+                Some(Event::Messages(messages)) => {
+                    self.accept(&topic, &mut assigned, messages).await?;
+                }
+                Some(Event::Assigned { partitions, reply }) => {
+                    let starts = self.assign(&topic, &mut assigned, &partitions).await?;
+                    tracing::info!(table = %self.table.name, version = self.version(), partitions = ?starts, "partitions assigned");
+                    let _ = reply.send(starts);
+                }
+                Some(Event::Revoked { partitions, done }) => {
+                    // Commit before giving the partitions up, so the next owner starts after
+                    // our rows; if that fails the data is dropped and re-read by the owner.
+                    let committed = self.commit().await;
+                    if committed.is_ok() {
+                        source.commit_to_group(&self.group_offsets(&topic, Some(&assigned)));
+                    }
+                    for p in &partitions {
+                        assigned.remove(p);
+                    }
+                    tracing::info!(table = %self.table.name, version = self.version(), ?partitions, "partitions revoked");
+                    let _ = done.send(());
+                    committed?;
+                }
+                Some(Event::PartitionEnd(p)) => {
+                    if let Some(a) = assigned.get_mut(&p) {
+                        a.at_end = true;
+                    }
+                    if opts.stop_at_end
+                        && !assigned.is_empty()
+                        && assigned.values().all(|a| a.at_end)
+                    {
+                        return Ok(false);
+                    }
+                }
+                Some(Event::Error(_)) => {}
+            }
+            if Instant::now() >= deadline || self.over_budget() {
+                self.commit().await?;
+                source.commit_to_group(&self.group_offsets(&topic, Some(&assigned)));
+                let metrics = self.partition_metrics(&topic, &assigned, source);
+                self.heartbeat(Some(metrics)).await;
+                deadline = Instant::now() + max_age;
+            }
+        }
+    }
+
+    /// Start positions for newly assigned partitions: the version's stored offsets; for a
+    /// partition without one, the beginning if the version has offsets for others (so no
+    /// record is skipped), else the consumer's default (`auto.offset.reset`).
+    async fn assign(
+        &mut self,
+        topic: &str,
+        assigned: &mut BTreeMap<i32, Assigned>,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, StartAt)>> {
+        self.log.refresh().await?;
+        let positions = &self.log.state().positions;
+        let prefix = format!("{topic}/");
+        let has_offsets = positions.keys().any(|k| k.starts_with(&prefix));
+        let mut starts = Vec::with_capacity(partitions.len());
+        for &p in partitions {
+            let stored = positions
+                .get(&kafka_partition_key(topic, p))
+                .map(|s| s.offset);
+            assigned.insert(
+                p,
+                Assigned {
+                    expected: stored,
+                    at_end: false,
+                },
+            );
+            starts.push((
+                p,
+                match stored {
+                    Some(o) => StartAt::Offset(o),
+                    None if has_offsets => StartAt::Beginning,
+                    None => StartAt::Default,
+                },
+            ));
+        }
+        Ok(starts)
+    }
+
+    /// Keeps the messages of assigned partitions at or after their expected offsets and
+    /// writes them, one batch per partition.
+    async fn accept(
+        &mut self,
+        topic: &Arc<str>,
+        assigned: &mut BTreeMap<i32, Assigned>,
+        messages: Vec<KafkaMessage>,
     ) -> Result<()> {
-        let range = pending
+        let max_record_bytes = self.table.source.max_record_bytes();
+        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        for m in messages {
+            let Some(state) = assigned.get_mut(&m.partition) else {
+                continue;
+            };
+            let Ok(offset) = u64::try_from(m.offset) else {
+                continue;
+            };
+            if state.expected.is_some_and(|e| offset < e) {
+                self.report.skipped += 1;
+                continue;
+            }
+            state.expected = Some(offset + 1);
+            state.at_end = false;
+            let len = m.payload.len();
+            let (bytes, oversized) = if len > max_record_bytes {
+                (m.payload.slice(..max_record_bytes), Some(len as u64))
+            } else {
+                (m.payload, None)
+            };
+            by_partition.entry(m.partition).or_default().push(Record {
+                bytes,
+                oversized,
+                offset,
+                timestamp_ms: m.timestamp_ms,
+            });
+        }
+        for (p, records) in by_partition {
+            let (Some(first), Some(last)) = (records.first(), records.last()) else {
+                continue;
+            };
+            let key = kafka_partition_key(topic, p);
+            let start = self
+                .log
+                .state()
+                .positions
+                .get(&key)
+                .map_or(first.offset, |s| s.offset);
+            let position = SourcePosition {
+                offset: last.offset + 1,
+                end_byte: None,
+                eof: false,
+            };
+            let batch = SourceBatch {
+                partition: key.into(),
+                origin: Origin::Kafka {
+                    topic: topic.clone(),
+                    partition: p,
+                },
+                start,
+                records,
+                position,
+            };
+            self.report.records += batch.records.len() as u64;
+            self.write(&batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Next offsets per partition as stored in the version (for the consumer group).
+    fn group_offsets(
+        &self,
+        topic: &str,
+        assigned: Option<&BTreeMap<i32, Assigned>>,
+    ) -> BTreeMap<i32, u64> {
+        let prefix = format!("{topic}/");
+        self.log
+            .state()
+            .positions
+            .iter()
+            .filter_map(|(k, pos)| Some((k.strip_prefix(&prefix)?.parse().ok()?, pos.offset)))
+            .filter(|(p, _)| assigned.is_none_or(|a| a.contains_key(p)))
+            .collect()
+    }
+
+    fn partition_metrics(
+        &self,
+        topic: &str,
+        assigned: &BTreeMap<i32, Assigned>,
+        source: &KafkaSource,
+    ) -> BTreeMap<String, PartitionMetrics> {
+        let high = source.high_watermarks();
+        assigned
+            .keys()
+            .map(|&p| {
+                let key = kafka_partition_key(topic, p);
+                let position = self.log.state().positions.get(&key).map(|s| s.offset);
+                let high_watermark = high.get(&p).copied();
+                let lag = high_watermark.map(|h| {
+                    (h - position.map_or(0, |o| i64::try_from(o).unwrap_or(i64::MAX))).max(0)
+                });
+                (
+                    key,
+                    PartitionMetrics {
+                        position,
+                        high_watermark,
+                        lag,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Commits everything written since the last commit. A refused commit deletes its files
+    /// and returns the conflict.
+    async fn commit(&mut self) -> Result<()> {
+        let version = self.version();
+        let files = self.writer.finish().await?;
+        let dead = self.pending.dead_letters.len() as u64;
+        let dead_letters = self
+            .pending
+            .dead_letters
+            .flush(self.lake, self.layout, version, &self.lease.writer)
+            .await?;
+        let commit = PendingCommit {
+            files,
+            dead_letters: dead_letters.into_iter().collect(),
+            ranges: std::mem::take(&mut self.pending.ranges),
+        };
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let result = if self.lease.may_commit(chrono::Utc::now()) {
+            self.log.commit(commit.clone()).await
+        } else {
+            Err(Error::Conflict {
+                path: self.layout.writer_lease(version, &self.lease.writer),
+                reason: "this writer's lease expired (was the process paused?); its files may have been removed".into(),
+            })
+        };
+        let seq = match result {
+            Ok(seq) => seq,
+            Err(e) => {
+                if matches!(e, Error::Conflict { .. }) {
+                    self.report.conflicts += 1;
+                    delete_files(self.lake, self.layout, version, &commit).await?;
+                }
+                return Err(e);
+            }
+        };
+        let rows: u64 = commit.files.iter().map(|f| f.rows).sum();
+        let files = commit.files.len() as u64;
+        self.report.commits += 1;
+        self.report.rows += rows;
+        self.report.files += files;
+        self.report.dead_letters += dead;
+        tracing::info!(table = %self.layout.table(), version, seq, rows, files, dead_letters = dead, "commit");
+        Ok(())
+    }
+
+    async fn write(&mut self, batch: &SourceBatch) -> Result<()> {
+        let range = self
+            .pending
             .ranges
             .entry(batch.partition.to_string())
             .or_insert_with(|| OffsetRange {
-                start: batch.first_offset,
-                end: batch.first_offset,
+                start: batch.start,
+                end: batch.start,
                 end_byte: None,
                 eof: false,
             });
@@ -241,14 +647,16 @@ impl BatchContext<'_> {
                 stage,
                 reason,
                 source: batch.partition.clone(),
-                offset: batch.first_offset + index as u64,
+                offset: rec.offset,
                 raw: rec.bytes.clone(),
                 raw_len: rec.oversized.unwrap_or(rec.bytes.len() as u64),
             }
         };
         let decoded = self.decoder.decode(&batch.records);
         for r in decoded.rejected {
-            pending.dead_letters.push(dead(r.index, r.stage, r.reason));
+            self.pending
+                .dead_letters
+                .push(dead(r.index, r.stage, r.reason));
         }
         let mut rows = decoded.rows.as_slice();
         for events in decoded.batches {
@@ -257,17 +665,20 @@ impl BatchContext<'_> {
             let events = self.with_metadata(events, batch, these)?;
             let mut keep = Vec::with_capacity(these.len());
             let mut buckets = Vec::with_capacity(these.len());
-            for (i, t) in self.event_times(&events).into_iter().enumerate() {
-                match t.and_then(|t| {
-                    partition::bucket(t, self.def.definition.partitioning.granularity)
-                }) {
+            let granularity = self.def.definition.partitioning.granularity;
+            for (i, t) in self
+                .event_times(&events, batch, these)
+                .into_iter()
+                .enumerate()
+            {
+                match t.and_then(|t| partition::bucket(t, granularity)) {
                     Ok(b) => {
                         keep.push(true);
                         buckets.push(b);
                     }
                     Err(reason) => {
                         keep.push(false);
-                        pending
+                        self.pending
                             .dead_letters
                             .push(dead(these[i], Stage::EventTime, reason));
                     }
@@ -277,22 +688,30 @@ impl BatchContext<'_> {
                 events
             } else {
                 filter_record_batch(&events, &BooleanArray::from(keep))
-                    .map_err(|e| write_err(self, e))?
+                    .map_err(|e| self.write_err(e))?
             };
-            writer.write(&events, &buckets).await?;
+            self.writer.write(&events, &buckets).await?;
         }
         Ok(())
     }
 
-    fn event_times(&self, events: &RecordBatch) -> partition::EventTimes {
+    fn event_times(
+        &self,
+        events: &RecordBatch,
+        batch: &SourceBatch,
+        rows: &[usize],
+    ) -> partition::EventTimes {
         match &self.def.definition.partitioning.time {
             TimeSpec::Field { name, unit } => partition::field_times(events, name, *unit),
-            TimeSpec::SourceTimestamp => {
-                vec![
-                    Err("the files source has no record timestamps".to_string());
-                    events.num_rows()
-                ]
-            }
+            TimeSpec::SourceTimestamp => rows
+                .iter()
+                .map(|&i| match batch.records[i].timestamp_ms {
+                    Some(ms) => ms
+                        .checked_mul(1000)
+                        .ok_or_else(|| format!("record timestamp {ms} ms is out of range")),
+                    None => Err("the record has no source timestamp".to_string()),
+                })
+                .collect(),
         }
     }
 
@@ -302,25 +721,85 @@ impl BatchContext<'_> {
         batch: &SourceBatch,
         rows: &[usize],
     ) -> Result<RecordBatch> {
-        if !self.def.definition.metadata_columns {
-            return Ok(events);
-        }
-        let mut columns: Vec<ArrayRef> = events.columns().to_vec();
         let n = events.num_rows();
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(&*batch.partition, n),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            rows.iter()
-                .map(|i| (batch.first_offset + *i as u64 + 1) as i64),
-        )));
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| write_err(self, e))
+        let records = rows.iter().map(|&i| &batch.records[i]);
+        let extra: Vec<ArrayRef> = match (self.metadata, &batch.origin) {
+            (Metadata::None, _) => return Ok(events),
+            (Metadata::File, Origin::File) => vec![
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    &*batch.partition,
+                    n,
+                ))),
+                Arc::new(Int64Array::from_iter_values(
+                    records.map(|r| r.offset as i64 + 1),
+                )),
+            ],
+            (Metadata::Kafka, Origin::Kafka { topic, partition }) => vec![
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    &**topic, n,
+                ))),
+                Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
+                    *partition, n,
+                ))),
+                Arc::new(Int64Array::from_iter_values(
+                    records.clone().map(|r| r.offset as i64),
+                )),
+                Arc::new(
+                    TimestampMillisecondArray::from_iter(records.map(|r| r.timestamp_ms))
+                        .with_timezone("UTC"),
+                ),
+            ],
+            _ => {
+                return Err(Error::Refused(format!(
+                    "version v{} was defined for another source kind",
+                    self.version()
+                )));
+            }
+        };
+        let mut columns: Vec<ArrayRef> = events.columns().to_vec();
+        columns.extend(extra);
+        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.write_err(e))
+    }
+
+    fn write_err(&self, e: impl std::fmt::Display) -> Error {
+        Error::Write {
+            path: self.layout.version_dir(self.version()),
+            reason: e.to_string(),
+        }
     }
 }
 
-fn write_err(ctx: &BatchContext<'_>, e: impl std::fmt::Display) -> Error {
-    Error::Write {
-        path: format!("v{}", ctx.def.version).as_str().into(),
-        reason: e.to_string(),
+/// Deletes the files of a commit that was refused.
+async fn delete_files(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+    commit: &PendingCommit,
+) -> Result<()> {
+    let data = commit
+        .files
+        .iter()
+        .map(|f| layout.version_dir(version).join_rel(&f.path));
+    let dead = commit
+        .dead_letters
+        .iter()
+        .map(|f| layout.dead_letter_dir(version).join_rel(&f.path));
+    for path in data.chain(dead) {
+        match lake.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(Error::storage(&path, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Joins a relative path (with `/`) under a directory.
+trait JoinRel {
+    fn join_rel(&self, rel: &str) -> object_store::path::Path;
+}
+
+impl JoinRel for object_store::path::Path {
+    fn join_rel(&self, rel: &str) -> object_store::path::Path {
+        rel.split('/').fold(self.clone(), |p, part| p.join(part))
     }
 }

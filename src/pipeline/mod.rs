@@ -12,7 +12,7 @@ use crate::storage::Lake;
 use crate::table::version::{self, Definition};
 use crate::table::{Pointer, TableLayout, VersionDefinition, VersionState, pointer};
 
-pub use ingest::IngestReport;
+pub use ingest::{IngestOptions, IngestReport};
 
 /// One configured table with its opened root.
 #[derive(Debug, Clone)]
@@ -105,9 +105,10 @@ impl TableHandle {
         }
     }
 
-    /// `run` for this table: materialize the live version until the source ends or shutdown.
-    pub async fn run(&self, shutdown: Shutdown) -> Result<IngestReport> {
+    /// `run` for this table: materialize the live version until shutdown (or the source's
+    /// end: always for files, with `stop_at_end` for Kafka).
+    pub async fn run(&self, shutdown: Shutdown, opts: IngestOptions) -> Result<IngestReport> {
         let def = self.live_version().await?;
-        ingest::materialize(&self.lake, &self.layout, &def, &self.cfg, shutdown).await
+        ingest::materialize(&self.lake, &self.layout, &def, &self.cfg, shutdown, opts).await
     }
 }

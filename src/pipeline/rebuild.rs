@@ -63,7 +63,8 @@ pub async fn rebuild(
         }
     };
     tracing::info!(table = %table.cfg.name, version = def.version, resumed, "rebuilding");
-    let ingest = ingest::materialize(lake, layout, &def, &table.cfg, shutdown).await?;
+    let until_end = ingest::IngestOptions { stop_at_end: true };
+    let ingest = ingest::materialize(lake, layout, &def, &table.cfg, shutdown, until_end).await?;
     let promoted = if opts.promote && !ingest.interrupted {
         let req = MoveRequest {
             version: Some(def.version),

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::FilesSourceConfig;
 use crate::error::{Error, Result};
-use crate::source::{Record, SourceBatch};
+use crate::source::{Origin, Record, SourceBatch};
 use crate::write::SourcePosition;
 
 /// Bytes of record data per batch, at most (besides the record-count limit).
@@ -181,14 +181,18 @@ impl Reader {
                 let data = buf.split().freeze();
                 let records = spans
                     .drain(..)
-                    .map(|(s, e, oversized)| Record {
+                    .enumerate()
+                    .map(|(i, (s, e, oversized))| Record {
                         bytes: data.slice(s..e),
                         oversized,
+                        offset: first + i as u64,
+                        timestamp_ms: None,
                     })
                     .collect();
                 let batch = SourceBatch {
                     partition: partition.clone(),
-                    first_offset: first,
+                    origin: Origin::File,
+                    start: first,
                     records,
                     position: SourcePosition {
                         offset,

@@ -1,7 +1,9 @@
-//! Sources: where raw records come from, as batches of consecutive records of one source
-//! partition, each with the position to resume from after it.
+//! Sources: where raw records come from, as batches of records of one source partition, each
+//! with the position to resume from after it.
 
 pub mod files;
+pub mod kafka;
+pub mod mock;
 
 use std::sync::Arc;
 
@@ -17,6 +19,10 @@ pub struct Record {
     pub bytes: Bytes,
     /// Full size when the record exceeded `max_record_bytes`.
     pub oversized: Option<u64>,
+    /// Offset in its partition (files: the 0-based line).
+    pub offset: u64,
+    /// The record's source timestamp in ms since the epoch (Kafka), if it has one.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl RawRecord for Record {
@@ -28,15 +34,37 @@ impl RawRecord for Record {
     }
 }
 
-/// Consecutive records of one source partition.
+/// Where a batch comes from, for the metadata columns.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A file of a files source (`partition` is its name).
+    File,
+    /// A Kafka topic partition (`partition` is `topic/N`).
+    Kafka {
+        /// Topic name.
+        topic: Arc<str>,
+        /// Partition number.
+        partition: i32,
+    },
+}
+
+/// Records of one source partition, in offset order.
 #[derive(Debug, Clone)]
 pub struct SourceBatch {
     /// Partition (file name, or `topic/partition`).
     pub partition: Arc<str>,
-    /// Offset of the first record.
-    pub first_offset: u64,
-    /// The records; record `i` has offset `first_offset + i`.
+    /// What kind of partition it is.
+    pub origin: Origin,
+    /// The offset this batch's coverage starts at: the first record's offset, or the stored
+    /// position when offsets between it and the first record do not exist (Kafka gaps).
+    pub start: u64,
+    /// The records, offsets strictly increasing.
     pub records: Vec<Record>,
     /// Where the partition stands after this batch.
     pub position: SourcePosition,
+}
+
+/// The commit-log key of a Kafka partition.
+pub fn kafka_partition_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
 }

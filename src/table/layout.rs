@@ -56,6 +56,16 @@ impl TableLayout {
         self.version_dir(version).join("_kappa_log")
     }
 
+    /// `<table>/v{n}/_kappa_writers`: one lease (with run metrics) per writer process.
+    pub fn writers_dir(&self, version: u32) -> Path {
+        self.version_dir(version).join("_kappa_writers")
+    }
+
+    /// A writer's lease and run metrics in version `version`.
+    pub fn writer_lease(&self, version: u32, writer: &str) -> Path {
+        self.writers_dir(version).join(format!("{writer}.json"))
+    }
+
     /// `<table>/v{n}/_kappa_log/{seq:020}.json`
     pub fn commit_record(&self, version: u32, seq: u64) -> Path {
         self.commit_log_dir(version).join(format!("{seq:020}.json"))

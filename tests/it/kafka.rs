@@ -1,0 +1,292 @@
+//! `run` against Kafka (librdkafka's mock cluster, in this test process, on loopback):
+//! crashes, graceful shutdown, two writers in one group, idle flush, metrics.
+
+use std::time::{Duration, Instant};
+
+use kappa_lake::source::mock::{MockKafka, produce};
+use rand::{Rng, SeedableRng};
+
+use crate::kafka_support::{
+    assert_exactly_once, events, group_of, group_offsets, kafka_config, kafka_config_with_session,
+    log_of, produce_paced, sigterm, spawn_run, stored_total, wait_for,
+};
+use crate::support::{kappa_ok, status_json};
+
+const PARTITIONS: i32 = 6;
+
+fn seed() -> u64 {
+    let seed = std::env::var("KAPPA_LAKE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("seed {seed} (set KAPPA_LAKE_TEST_SEED to replay)");
+    seed
+}
+
+/// Produces while `run` is SIGKILLed at ≥ 20 random moments and restarted; then the version
+/// holds every event exactly once.
+pub fn crash_while_producing(
+    brokers: &str,
+    topic: &str,
+    total: i64,
+    kills: usize,
+    session_ms: u32,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A short session: a SIGKILLed member's partitions move on quickly.
+    kafka_config_with_session(
+        d,
+        brokers,
+        topic,
+        "target_file_size = \"1MiB\"\nmax_age = \"300ms\"",
+        session_ms,
+    );
+    let producer = {
+        let brokers = brokers.to_string();
+        let topic = topic.to_string();
+        std::thread::spawn(move || {
+            produce_paced(
+                &brokers,
+                &topic,
+                0..total,
+                PARTITIONS,
+                total / 40,
+                Duration::from_millis(500),
+            )
+        })
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    for k in 0..kills {
+        let log = format!("run-{k}.log");
+        let mut child = spawn_run(d, &[], &log);
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..4000)));
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("run exited on its own ({status}):\n{}", log_of(d, &log));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    producer.join().expect("producer");
+    let before_final = stored_total(d, 0);
+    eprintln!("{kills} kills; {before_final} of {total} committed before the final run");
+    assert!(before_final > 0, "no commit landed between the kills");
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+    assert_eq!(
+        stored_total(d, 0),
+        total as u64,
+        "stored offsets cover the topic"
+    );
+    assert_exactly_once(d, 1, total as u64);
+    let status = status_json(d);
+    let v = &status["tables"][0]["versions"][0];
+    assert_eq!(v["rows"], total as u64);
+    assert_eq!(v["dead_letters"], 0);
+}
+
+#[test]
+fn sigkill_at_random_moments_while_producing_gives_exactly_once() {
+    let kafka = MockKafka::start(&[("crash", PARTITIONS)]).unwrap();
+    crash_while_producing(kafka.bootstrap_servers(), "crash", 120_000, 20, 1500);
+}
+
+#[test]
+fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
+    let kafka = MockKafka::start(&[("term", PARTITIONS)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "term", "max_age = \"500ms\"");
+    let total = 300_000i64;
+    produce(&brokers, "term", events(0..total, PARTITIONS)).unwrap();
+
+    let mut child = spawn_run(d, &["--shutdown-timeout", "20s"], "run.log");
+    assert!(
+        wait_for(Duration::from_secs(60), || stored_total(d, 0) > 0),
+        "no commit within 60 s:\n{}",
+        log_of(d, "run.log")
+    );
+    sigterm(&child);
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(25),
+            "still running 25 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        log_of(d, "run.log")
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "exited after the deadline"
+    );
+
+    // The broker holds the version's offsets as the group's committed offsets.
+    let status = status_json(d);
+    let offsets = &status["tables"][0]["versions"][0]["offsets"];
+    let committed = group_offsets(&brokers, &group_of("term", 1), "term", PARTITIONS);
+    let stored: Vec<i64> = (0..PARTITIONS)
+        .map(|p| offsets[format!("term/{p}")].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(
+        committed, stored,
+        "group offsets on the broker = offsets in the version"
+    );
+    let done: i64 = stored.iter().map(|o| o.max(&0)).sum();
+    eprintln!("{done} of {total} committed at SIGTERM");
+    assert!(
+        done < total,
+        "SIGTERM landed after ingest finished; make the topic larger"
+    );
+
+    // The restart fetches from exactly there: nothing committed is received again.
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+    let status = status_json(d);
+    let writers = status["tables"][0]["versions"][0]["writers"]
+        .as_array()
+        .unwrap();
+    let last = writers.last().unwrap();
+    assert_eq!(last["state"], "stopped");
+    assert_eq!(
+        last["events_skipped"], 0,
+        "the restart received committed records again"
+    );
+    assert_eq!(last["events_in"], (total - done) as u64);
+    assert_exactly_once(d, 1, total as u64);
+}
+
+#[test]
+fn two_writers_split_partitions_and_the_survivor_takes_over() {
+    let kafka = MockKafka::start(&[("pair", PARTITIONS)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "pair", "max_age = \"300ms\"");
+    let total = 60_000i64;
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            produce_paced(
+                &brokers,
+                "pair",
+                0..total,
+                PARTITIONS,
+                2000,
+                Duration::from_millis(300),
+            )
+        })
+    };
+    let mut a = spawn_run(d, &[], "a.log");
+    let mut b = spawn_run(d, &[], "b.log");
+    let running_with_partitions = |d: &std::path::Path| -> Vec<(u32, usize)> {
+        let status = status_json(d);
+        status["tables"][0]["versions"][0]["writers"]
+            .as_array()
+            .map(|ws| {
+                ws.iter()
+                    .filter(|w| w["state"] == "running")
+                    .map(|w| {
+                        (
+                            w["pid"].as_u64().unwrap() as u32,
+                            w["partitions"].as_object().map_or(0, |p| p.len()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let w = running_with_partitions(d);
+            w.len() == 2 && w.iter().all(|(_, n)| *n > 0)
+        }),
+        "the two writers did not split the partitions: {:?}\nA:\n{}\nB:\n{}",
+        running_with_partitions(d),
+        log_of(d, "a.log"),
+        log_of(d, "b.log")
+    );
+    let split = running_with_partitions(d);
+    assert_eq!(
+        split.iter().map(|(_, n)| n).sum::<usize>(),
+        PARTITIONS as usize,
+        "{split:?}"
+    );
+    a.kill().unwrap(); // SIGKILL: its session expires, B gets its partitions
+    a.wait().unwrap();
+    producer.join().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(90), || stored_total(d, 0)
+            == total as u64),
+        "the survivor did not finish the topic ({} of {total}):\n{}",
+        stored_total(d, 0),
+        log_of(d, "b.log")
+    );
+    let w = running_with_partitions(d);
+    assert_eq!(
+        w,
+        vec![(b.id(), PARTITIONS as usize)],
+        "B holds every partition"
+    );
+    sigterm(&b);
+    assert!(b.wait().unwrap().success());
+    assert_exactly_once(d, 1, total as u64);
+}
+
+#[test]
+fn idle_flush_makes_a_lone_event_visible_within_max_age() {
+    let kafka = MockKafka::start(&[("idle", PARTITIONS)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "idle", "max_age = \"1s\"");
+    let mut child = spawn_run(d, &[], "run.log");
+    // Assigned: the lease lists the partitions (written at the first max_age tick).
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            let s = status_json(d);
+            s["tables"][0]["versions"][0]["writers"][0]["partitions"]
+                .as_object()
+                .is_some_and(|p| p.len() == PARTITIONS as usize)
+        }),
+        "no assignment:\n{}",
+        log_of(d, "run.log")
+    );
+    let produced = Instant::now();
+    produce(&brokers, "idle", events(0..1, PARTITIONS)).unwrap();
+    let visible = wait_for(Duration::from_secs(10), || {
+        status_json(d)["tables"][0]["versions"][0]["rows"] == 1
+    });
+    let took = produced.elapsed();
+    assert!(
+        visible,
+        "the event never became visible:\n{}",
+        log_of(d, "run.log")
+    );
+    // max_age (1 s) + one commit interval (1 s), plus the time to poll status.
+    assert!(took < Duration::from_millis(3000), "visible after {took:?}");
+    assert_exactly_once(d, 1, 1);
+    // Lag is reported per partition, and is zero once caught up.
+    assert!(wait_for(Duration::from_secs(15), || {
+        let s = status_json(d);
+        let lag = &s["tables"][0]["versions"][0]["lag"];
+        lag.as_object()
+            .is_some_and(|l| l.len() == PARTITIONS as usize && l.values().all(|v| v == 0))
+    }));
+    sigterm(&child);
+    assert!(child.wait().unwrap().success());
+}

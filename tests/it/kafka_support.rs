@@ -1,0 +1,184 @@
+//! Kafka helpers for the tests: configs, producing test events, group offsets, processes.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kappa_lake::source::mock::{OutRecord, produce};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::support::{BIN, EVENT_SCHEMA, duckdb, sql_path, status_json};
+
+/// 2026-11-26T00:00:00Z in ms.
+pub const DAY_START_MS: i64 = 1_795_651_200_000;
+
+/// Writes `kappa-lake.toml` for table `events` over Kafka `topic`.
+pub fn kafka_config(dir: &Path, brokers: &str, topic: &str, writer: &str) {
+    kafka_config_with_session(dir, brokers, topic, writer, 6000);
+}
+
+/// Like [`kafka_config`] with a given `session.timeout.ms`: how long a SIGKILLed member
+/// holds its partitions before the group moves on.
+pub fn kafka_config_with_session(
+    dir: &Path,
+    brokers: &str,
+    topic: &str,
+    writer: &str,
+    session_ms: u32,
+) {
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(dir.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
+    let text = format!(
+        r#"[[table]]
+name = "events"
+root = "lake"
+schema = "schemas/events.avsc"
+time = {{ field = "ts", granularity = "hour" }}
+
+[table.source]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+group_id = "kappa-lake-test-{topic}"
+
+[table.source.kafka]
+"session.timeout.ms" = "{session_ms}"
+"heartbeat.interval.ms" = "{heartbeat_ms}"
+
+[table.writer]
+{writer}
+"#,
+        heartbeat_ms = (session_ms / 5).max(100)
+    );
+    std::fs::write(dir.join("kappa-lake.toml"), text).unwrap();
+}
+
+/// The consumer group `run` uses for version `v` of the test table on `topic`.
+pub fn group_of(topic: &str, v: u32) -> String {
+    format!("kappa-lake-test-{topic}.v{v}")
+}
+
+/// One test event per id, on partition `id % partitions`.
+pub fn events(ids: std::ops::Range<i64>, partitions: i32) -> impl Iterator<Item = OutRecord> {
+    ids.map(move |id| OutRecord {
+        partition: Some((id % i64::from(partitions)) as i32),
+        key: None,
+        payload: format!(
+            r#"{{"id":{id},"ts":{},"name":"item-{}"}}"#,
+            DAY_START_MS + (id * 7919) % 86_400_000,
+            id % 97
+        )
+        .into_bytes(),
+        timestamp_ms: Some(DAY_START_MS + id),
+    })
+}
+
+/// Produces ids `ids` to `topic`, in chunks of `chunk` with `pause` between them.
+pub fn produce_paced(
+    brokers: &str,
+    topic: &str,
+    ids: std::ops::Range<i64>,
+    partitions: i32,
+    chunk: i64,
+    pause: Duration,
+) {
+    let mut start = ids.start;
+    while start < ids.end {
+        let end = (start + chunk).min(ids.end);
+        produce(brokers, topic, events(start..end, partitions)).expect("produce");
+        start = end;
+        std::thread::sleep(pause);
+    }
+}
+
+/// Starts `kappa-lake run` in `dir` (stderr to `dir/run-<n>.log`).
+pub fn spawn_run(dir: &Path, extra: &[&str], log_name: &str) -> Child {
+    let log = std::fs::File::create(dir.join(log_name)).unwrap();
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["run", "--config", "kappa-lake.toml"])
+        .args(extra)
+        .env("KAPPA_LAKE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start kappa-lake run")
+}
+
+/// Sum of the version's stored offsets (= records covered, for a topic that starts at 0 with
+/// no gaps).
+pub fn stored_total(dir: &Path, version: usize) -> u64 {
+    let status = status_json(dir);
+    status["tables"][0]["versions"][version]["offsets"]
+        .as_object()
+        .map_or(0, |o| o.values().map(|v| v.as_u64().unwrap()).sum())
+}
+
+/// Polls `cond` every 200 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cond()
+}
+
+/// Asserts version `v` of the test table holds ids `0..n` exactly once, checked through
+/// DuckDB on `_kafka_partition`/`_kafka_offset` and the ids.
+pub fn assert_exactly_once(dir: &Path, v: u32, n: u64) {
+    let sql = format!(
+        "SELECT count(*), count(DISTINCT (_kafka_partition, _kafka_offset)), count(DISTINCT id), \
+                min(id), max(id), count(DISTINCT _kafka_partition) \
+         FROM read_parquet('{}/events/v{v}/**/*.parquet', hive_partitioning = true)",
+        sql_path(&dir.join("lake"))
+    );
+    let row = &duckdb(&sql)[0];
+    assert_eq!(row[0], n, "row count");
+    assert_eq!(row[1], n, "distinct (_kafka_partition, _kafka_offset)");
+    assert_eq!(row[2], n, "distinct ids");
+    assert_eq!(row[3], 0, "min id");
+    assert_eq!(row[4], n - 1, "max id");
+}
+
+/// The consumer group's committed offsets on the broker, per partition.
+pub fn group_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// `kill -TERM`.
+pub fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The log a spawned run wrote, for failure messages.
+pub fn log_of(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
