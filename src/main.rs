@@ -422,7 +422,7 @@ async fn read_status(config: &Path, only: Option<&str>) -> anyhow::Result<Status
 fn print_demo(r: &kappa_lake::demo::DemoReport) {
     println!("kappa-lake demo");
     println!(
-        "  generated   {} order events (+{} malformed lines) as NDJSON files",
+        "  produced    {} order events (+{} malformed) to Kafka topic `orders` (6 partitions, in-process mock cluster)",
         r.events, r.malformed
     );
     println!(
@@ -431,7 +431,7 @@ fn print_demo(r: &kappa_lake::demo::DemoReport) {
     );
     let v2 = &r.v2.ingest;
     println!(
-        "  v{} (hourly) replayed the same log: {} rows, {} dead letters, {} files, {} commits",
+        "  v{} (hourly) replayed the topic: {} rows, {} dead letters, {} files, {} commits",
         v2.version, v2.rows, v2.dead_letters, v2.files, v2.commits
     );
     if let Some(p) = &r.v2.promoted {

@@ -406,8 +406,10 @@ impl<'a> Ingest<'a> {
                     if let Some(a) = assigned.get_mut(&p) {
                         a.at_end = true;
                     }
+                    // Caught up only when we hold every partition of the topic (a member
+                    // that died may still hold some until its session expires).
                     if opts.stop_at_end
-                        && !assigned.is_empty()
+                        && assigned.len() >= source.partition_count().max(1)
                         && assigned.values().all(|a| a.at_end)
                     {
                         return Ok(false);

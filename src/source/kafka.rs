@@ -11,7 +11,7 @@
 //!   partitions up. Messages polled before a rebalance are always delivered before its event.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,6 +36,8 @@ const REBALANCE_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_BURST_MESSAGES: usize = 10_000;
 /// Payload bytes per burst, at most.
 const MAX_BURST_BYTES: usize = 8 << 20;
+/// How long closing the consumer (leaving the group) may take before we stop waiting.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Log a persisting client error at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -214,6 +216,13 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching a partition's end also arrives here; it is an event, not an error.
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
+            return;
+        }
         if self.should_log_error() {
             tracing::warn!(topic = %self.topic, error = %error, reason, "Kafka client error (retrying)");
         }
@@ -263,6 +272,7 @@ pub struct KafkaSource {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     high_watermarks: Arc<Mutex<BTreeMap<i32, i64>>>,
+    partition_count: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -318,11 +328,13 @@ impl KafkaSource {
             .map_err(|e| source_err(format!("cannot subscribe: {e}")))?;
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
+        let partition_count = Arc::new(AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name(format!("kafka-{topic}"))
             .spawn({
-                let (consumer, stop) = (consumer.clone(), stop.clone());
-                move || poll_loop(&consumer, &stop)
+                let (consumer, stop, count) =
+                    (consumer.clone(), stop.clone(), partition_count.clone());
+                move || poll_loop(&consumer, &stop, &count)
             })
             .map_err(|e| source_err(format!("cannot start the consumer thread: {e}")))?;
         tracing::info!(topic = %topic, group = %group_id, brokers = %cfg.brokers, "consumer started");
@@ -334,7 +346,13 @@ impl KafkaSource {
             stop,
             thread: Some(thread),
             high_watermarks,
+            partition_count,
         })
+    }
+
+    /// Partitions of the topic, from the broker's metadata (0 until known).
+    pub fn partition_count(&self) -> usize {
+        self.partition_count.load(Ordering::Relaxed)
     }
 
     /// The topic.
@@ -381,13 +399,17 @@ impl KafkaSource {
         self.rx.take();
         let thread = self.thread.take();
         let consumer = self.consumer.take();
-        let _ = tokio::task::spawn_blocking(move || {
+        let closing = tokio::task::spawn_blocking(move || {
             if let Some(t) = thread {
                 let _ = t.join();
             }
             drop(consumer);
-        })
-        .await;
+        });
+        // Leaving the group waits for the coordinator; a broker that does not answer must not
+        // hold up shutdown (our offsets are committed already).
+        if tokio::time::timeout(CLOSE_TIMEOUT, closing).await.is_err() {
+            tracing::warn!(topic = %self.topic, "the consumer did not leave its group in time; exiting without waiting");
+        }
     }
 }
 
@@ -397,11 +419,23 @@ impl Drop for KafkaSource {
     }
 }
 
-fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool) {
+fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_count: &AtomicUsize) {
     let ctx = consumer.context();
     let mut bytes = 0usize;
     let mut failing = false;
+    let mut metadata_checked: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
+        if partition_count.load(Ordering::Relaxed) == 0
+            && metadata_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            metadata_checked = Some(Instant::now());
+            if let Ok(md) = consumer.fetch_metadata(Some(&ctx.topic), Duration::from_secs(5))
+                && let Some(t) = md.topics().iter().find(|t| t.name() == &*ctx.topic)
+                && t.error().is_none()
+            {
+                partition_count.store(t.partitions().len(), Ordering::Relaxed);
+            }
+        }
         let mut timeout = Duration::from_millis(100);
         let mut pending_event = None;
         loop {

@@ -23,14 +23,15 @@ fn seed() -> u64 {
     seed
 }
 
-/// Produces while `run` is SIGKILLed at ≥ 20 random moments and restarted; then the version
-/// holds every event exactly once.
+/// Runs `produce` (on a thread) while `run` is SIGKILLed at `kills` random moments and
+/// restarted; then the version holds every event (ids `0..total`) exactly once.
 pub fn crash_while_producing(
     brokers: &str,
     topic: &str,
     total: i64,
     kills: usize,
     session_ms: u32,
+    produce: impl FnOnce() + Send + 'static,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -42,25 +43,27 @@ pub fn crash_while_producing(
         "target_file_size = \"1MiB\"\nmax_age = \"300ms\"",
         session_ms,
     );
-    let producer = {
-        let brokers = brokers.to_string();
-        let topic = topic.to_string();
-        std::thread::spawn(move || {
-            produce_paced(
-                &brokers,
-                &topic,
-                0..total,
-                PARTITIONS,
-                total / 40,
-                Duration::from_millis(500),
-            )
-        })
-    };
+    let producer = std::thread::spawn(produce);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    // Half the kills land at a random moment after start (often while joining the group),
+    // half at a random moment after partitions were assigned (while consuming/committing).
     for k in 0..kills {
         let log = format!("run-{k}.log");
         let mut child = spawn_run(d, &[], &log);
-        std::thread::sleep(Duration::from_millis(rng.random_range(500..4000)));
+        if k % 2 == 1 {
+            let assigned = wait_for(Duration::from_secs(60), || {
+                log_of(d, &log).contains("partitions assigned")
+                    || child.try_wait().ok().flatten().is_some()
+            });
+            assert!(
+                assigned,
+                "run {k} got no partitions in 60 s:\n{}",
+                log_of(d, &log)
+            );
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..1500)));
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.random_range(100..3000)));
+        }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("run exited on its own ({status}):\n{}", log_of(d, &log));
         }
@@ -91,7 +94,22 @@ pub fn crash_while_producing(
 #[test]
 fn sigkill_at_random_moments_while_producing_gives_exactly_once() {
     let kafka = MockKafka::start(&[("crash", PARTITIONS)]).unwrap();
-    crash_while_producing(kafka.bootstrap_servers(), "crash", 120_000, 20, 1500);
+    let brokers = kafka.bootstrap_servers().to_string();
+    let total = 120_000;
+    let produce = {
+        let brokers = brokers.clone();
+        move || {
+            produce_paced(
+                &brokers,
+                "crash",
+                0..total,
+                PARTITIONS,
+                total / 100,
+                Duration::from_millis(1000),
+            )
+        }
+    };
+    crash_while_producing(&brokers, "crash", total, 20, 3000, produce);
 }
 
 #[test]
@@ -289,4 +307,56 @@ fn idle_flush_makes_a_lone_event_visible_within_max_age() {
     }));
     sigterm(&child);
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn one_process_runs_several_tables_each_with_its_own_version_and_offsets() {
+    let kafka = MockKafka::start(&[("left", PARTITIONS), ("right", 2)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "left", "max_age = \"500ms\"");
+    // A second table on another topic, partitioned by the Kafka timestamp.
+    let mut text = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
+    text.push_str(&format!(
+        r#"
+[[table]]
+name = "other"
+root = "lake"
+schema = "schemas/events.avsc"
+time = {{ source = "kafka", granularity = "day" }}
+
+[table.source]
+kind = "kafka"
+brokers = "{brokers}"
+topic = "right"
+
+[table.source.kafka]
+"session.timeout.ms" = "6000"
+"#
+    ));
+    std::fs::write(d.join("kappa-lake.toml"), text).unwrap();
+    produce(&brokers, "left", events(0..5000, PARTITIONS)).unwrap();
+    produce(&brokers, "right", events(0..3000, 2)).unwrap();
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+    assert_exactly_once(d, 1, 5000);
+    let status = status_json(d);
+    let tables = status["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2);
+    let other = &tables[1]["versions"][0];
+    assert_eq!(other["rows"], 3000);
+    assert_eq!(other["offsets"]["right/0"], 1500);
+    assert_eq!(other["offsets"]["right/1"], 1500);
+    assert!(tables[0]["versions"][0]["offsets"].get("right/0").is_none());
+    // Partitioned by the Kafka timestamp (DAY_START_MS + id): one day.
+    let row = &crate::support::duckdb(&format!(
+        "SELECT count(*), count(DISTINCT date) FROM read_parquet('{}/other/v1/**/*.parquet', hive_partitioning = true)",
+        crate::support::sql_path(&d.join("lake"))
+    ))[0];
+    assert_eq!(row[0], 3000);
+    assert_eq!(row[1], 1);
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, real files, real DuckDB.
 
 mod bad_config;
+mod broker;
 mod crash;
 mod dead_letters;
 mod demo;

@@ -1,0 +1,213 @@
+//! `run` against a real Kafka-protocol broker (tansu with S3 storage on SeaweedFS, started by
+//! scripts/test.sh), produced to by an independent client (Python confluent-kafka).
+//!
+//! These tests stop and restart the shared broker, so they hold one lock between them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::kafka_support::{
+    assert_exactly_once, kafka_config, log_of, sigterm, spawn_run, stored_total, wait_for,
+};
+use crate::support::{kappa_ok, python};
+
+const PARTITIONS: i32 = 6;
+static BROKER: Mutex<()> = Mutex::new(());
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set. The end-to-end tests need the real broker: run `scripts/test.sh`, \
+             which installs and starts it."
+        )
+    })
+}
+
+fn brokers() -> String {
+    env("KAPPA_LAKE_TEST_BROKERS")
+}
+
+/// A topic name unique to this test run (the broker outlives single tests).
+fn unique_topic(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+fn create_topic(topic: &str) {
+    let out = Command::new(env("KAPPA_LAKE_TEST_TANSU"))
+        .args(["topic", "create", "--broker"])
+        .arg(format!("tcp://{}", brokers()))
+        .args(["--partitions", &PARTITIONS.to_string(), topic])
+        .output()
+        .expect("run tansu topic create");
+    assert!(
+        out.status.success(),
+        "tansu topic create {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn produce_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/produce.py")
+}
+
+/// Starts the independent producer: ids `start..start+count` at `rate` per second.
+fn spawn_producer(topic: &str, start: i64, count: i64, rate: Option<u32>) -> Child {
+    let mut cmd = Command::new(python());
+    cmd.arg(produce_script())
+        .args(["--brokers", &brokers(), "--topic", topic])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--start-id",
+            &start.to_string(),
+        ])
+        .args(["--partitions", &PARTITIONS.to_string(), "--timeout", "120"])
+        .stdout(Stdio::null());
+    if let Some(r) = rate {
+        cmd.args(["--rate", &r.to_string()]);
+    }
+    cmd.spawn().expect("start produce.py")
+}
+
+fn wait_ok(mut child: Child, what: &str) {
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{what} failed: {status}");
+}
+
+#[test]
+fn real_broker_sigkill_at_random_moments_gives_exactly_once() {
+    let _broker = BROKER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let topic = unique_topic("crash");
+    create_topic(&topic);
+    let total = 60_000i64;
+    let producer = spawn_producer(&topic, 0, total, Some(800));
+    crate::kafka::crash_while_producing(&brokers(), &topic, total, 20, 3000, move || {
+        wait_ok(producer, "produce.py")
+    });
+}
+
+#[test]
+fn broker_down_for_30s_then_back_loses_and_duplicates_nothing() {
+    let _broker = BROKER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let topic = unique_topic("outage");
+    create_topic(&topic);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers(), &topic, "max_age = \"500ms\"");
+    let first = 20_000i64;
+    wait_ok(
+        spawn_producer(&topic, 0, first, None),
+        "produce before the outage",
+    );
+    let mut run = spawn_run(d, &[], "run.log");
+    assert!(
+        wait_for(Duration::from_secs(90), || stored_total(d, 0)
+            == first as u64),
+        "the first {first} events were not committed:\n{}",
+        log_of(d, "run.log")
+    );
+
+    // Stop the broker for 30 s.
+    let broker_pid = broker_pid().expect("find the broker process");
+    let status = Command::new("kill")
+        .args(["-KILL", &broker_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill the broker");
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(30));
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "run exited while the broker was down:\n{}",
+        log_of(d, "run.log")
+    );
+    // Detached: the restarted broker outlives this test (scripts/test.sh stops it by port).
+    let restarted = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "({}) </dev/null >/dev/null 2>&1 &",
+            env("KAPPA_LAKE_TEST_TANSU_CMD")
+        ))
+        .status()
+        .expect("restart the broker");
+    assert!(restarted.success(), "restart the broker");
+    eprintln!("broker down for {:?}", down.elapsed());
+    assert!(
+        wait_for(Duration::from_secs(30), || Command::new(env(
+            "KAPPA_LAKE_TEST_TANSU"
+        ))
+        .args(["topic", "list", "--broker"])
+        .arg(format!("tcp://{}", brokers()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())),
+        "the broker did not come back"
+    );
+
+    // The same process carries on: the next events land exactly once.
+    let second = 20_000i64;
+    wait_ok(
+        spawn_producer(&topic, first, second, None),
+        "produce after the outage",
+    );
+    let total = first + second;
+    assert!(
+        wait_for(Duration::from_secs(120), || stored_total(d, 0)
+            == total as u64),
+        "not caught up after the outage ({} of {total}):\n{}",
+        stored_total(d, 0),
+        log_of(d, "run.log")
+    );
+    assert!(run.try_wait().unwrap().is_none(), "run restarted or died");
+    sigterm(&run);
+    assert!(run.wait().unwrap().success(), "{}", log_of(d, "run.log"));
+    let log = log_of(d, "run.log");
+    assert!(
+        log.contains("Kafka client error") || log.contains("Kafka consumer error"),
+        "the outage was not logged:\n{log}"
+    );
+    assert_exactly_once(d, 1, total as u64);
+    // A restart finds nothing new to do.
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+    assert_eq!(stored_total(d, 0), total as u64);
+}
+
+/// The pid of the tansu process serving `KAPPA_LAKE_TEST_BROKERS` (the one scripts/test.sh
+/// started, or one a test restarted), found by its command line.
+fn broker_pid() -> Option<u32> {
+    let listener = format!("tcp://{}", brokers());
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_tansu = args
+            .first()
+            .is_some_and(|a| String::from_utf8_lossy(a).ends_with("tansu"));
+        if is_tansu && args.contains(&listener.as_bytes()) && args.contains(&&b"broker"[..]) {
+            return Some(pid);
+        }
+    }
+    None
+}
