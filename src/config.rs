@@ -881,6 +881,19 @@ impl RawSource {
                         ));
                     }
                 }
+                // librdkafka checks names and values (and that this build supports them, e.g.
+                // SASL/SSL) without connecting anywhere.
+                for (k, v) in &settings {
+                    let mut probe = rdkafka::ClientConfig::new();
+                    probe.set(k, v);
+                    if let Err(e) = probe.create_native_config() {
+                        return Err(invalid(
+                            format!("{key}.kafka.\"{k}\""),
+                            format!("librdkafka rejects it: {e}"),
+                            "check the property name and value against librdkafka's CONFIGURATION.md",
+                        ));
+                    }
+                }
                 let group_id = self
                     .group_id
                     .unwrap_or_else(|| format!("kappa-lake.{table}"));

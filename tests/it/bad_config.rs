@@ -60,6 +60,28 @@ fn bad_configs_fail_before_work_naming_the_key() {
     std::fs::write(&cfg, text).unwrap();
     fails_naming(d, &["table[events].root", "blocked"]);
 
+    // Kafka: a librdkafka property that does not exist, and a missing topic.
+    crate::kafka_support::kafka_config(d, "127.0.0.1:1", "events", "");
+    let cfg = d.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "\"heartbeat.interval.ms\"",
+        "\"fetch.min.bytez\" = \"1\"\n\"heartbeat.interval.ms\"",
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    fails_naming(
+        d,
+        &[
+            "table[events].source.kafka.\"fetch.min.bytez\"",
+            "CONFIGURATION.md",
+        ],
+    );
+    crate::kafka_support::kafka_config(d, "127.0.0.1:1", "events", "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("topic = \"events\"\n", "");
+    std::fs::write(&cfg, &text).unwrap();
+    fails_naming(d, &["table[events].source.topic"]);
+
     // Environment overrides are checked the same way.
     write_config(d, EVENT_SCHEMA, time, "");
     let out = kappa(
