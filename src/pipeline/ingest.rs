@@ -437,6 +437,13 @@ impl<'a> Ingest<'a> {
         partitions: &[i32],
     ) -> Result<Vec<(i32, StartAt)>> {
         self.log.refresh().await?;
+        // A good moment to remove what a writer that died (e.g. the previous owner of these
+        // partitions) wrote but never committed; live writers' files are kept.
+        let live = lease::live_writers(self.lake, self.layout, self.version()).await?;
+        let removed = self.log.remove_uncommitted(&live).await?;
+        if removed > 0 {
+            tracing::info!(table = %self.table.name, version = self.version(), removed, "removed files of a writer that is gone");
+        }
         let positions = &self.log.state().positions;
         let prefix = format!("{topic}/");
         let has_offsets = positions.keys().any(|k| k.starts_with(&prefix));

@@ -93,10 +93,35 @@ pub fn produce_paced(
     }
 }
 
-/// Starts `kappa-lake run` in `dir` (stderr to `dir/run-<n>.log`).
-pub fn spawn_run(dir: &Path, extra: &[&str], log_name: &str) -> Child {
+/// A spawned `kappa-lake run`, SIGKILLed when dropped (so a failing test leaves no process).
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `kappa-lake run` in `dir` (stderr to `dir/<log_name>`).
+pub fn spawn_run(dir: &Path, extra: &[&str], log_name: &str) -> Running {
     let log = std::fs::File::create(dir.join(log_name)).unwrap();
-    Command::new(BIN)
+    let child = Command::new(BIN)
         .current_dir(dir)
         .args(["run", "--config", "kappa-lake.toml"])
         .args(extra)
@@ -104,7 +129,8 @@ pub fn spawn_run(dir: &Path, extra: &[&str], log_name: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .expect("start kappa-lake run")
+        .expect("start kappa-lake run");
+    Running(child)
 }
 
 /// Sum of the version's stored offsets (= records covered, for a topic that starts at 0 with
