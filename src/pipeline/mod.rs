@@ -83,7 +83,12 @@ impl TableHandle {
             Some(v) => v.clone(),
             None => {
                 let next = versions.last().map_or(1, |v| v.version + 1);
-                version::create(lake, layout, next, wanted).await?
+                match version::create(lake, layout, next, wanted).await {
+                    Ok(def) => def,
+                    // Another writer starting at the same time created it: look again.
+                    Err(Error::Conflict { .. }) => return Box::pin(self.live_version()).await,
+                    Err(e) => return Err(e),
+                }
             }
         };
         let first = Pointer {
@@ -110,5 +115,43 @@ impl TableHandle {
     pub async fn run(&self, shutdown: Shutdown, opts: IngestOptions) -> Result<IngestReport> {
         let def = self.live_version().await?;
         ingest::materialize(&self.lake, &self.layout, &def, &self.cfg, shutdown, opts).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writers_starting_together_agree_on_the_first_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("events.avsc"),
+            r#"{"type":"record","name":"E","fields":[{"name":"ts","type":"long"}]}"#,
+        )
+        .unwrap();
+        for round in 0..10 {
+            let path = dir.path().join(format!("kappa-lake-{round}.toml"));
+            std::fs::write(
+                &path,
+                format!(
+                    "[[table]]\nname = \"t{round}\"\nroot = \"lake\"\nschema = \"events.avsc\"\n\
+                     time = {{ field = \"ts\", granularity = \"day\" }}\n\
+                     [table.source]\nkind = \"files\"\npath = \"in\"\n"
+                ),
+            )
+            .unwrap();
+            let config = crate::config::Config::load(&path).unwrap();
+            let racers: Vec<_> = (0..6)
+                .map(|_| {
+                    let table = TableHandle::open(&config.tables[0]).unwrap();
+                    tokio::spawn(async move { table.live_version().await })
+                })
+                .collect();
+            for r in racers {
+                let v = r.await.unwrap().expect("every racer gets a version");
+                assert_eq!(v.version, 1, "round {round}");
+            }
+        }
     }
 }
