@@ -360,3 +360,45 @@ topic = "right"
     assert_eq!(row[0], 3000);
     assert_eq!(row[1], 1);
 }
+
+#[test]
+fn a_second_signal_exits_at_once_and_loses_nothing() {
+    let kafka = MockKafka::start(&[("twice", PARTITIONS)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Nothing is committed until shutdown: the first signal has a large final commit to do.
+    kafka_config(
+        d,
+        &brokers,
+        "twice",
+        "max_age = \"1h\"\ntarget_file_size = \"1GiB\"\nmax_buffer_bytes = \"1GiB\"",
+    );
+    let total = 200_000i64;
+    produce(&brokers, "twice", events(0..total, PARTITIONS)).unwrap();
+    let mut child = spawn_run(d, &[], "run.log");
+    assert!(
+        wait_for(Duration::from_secs(60), || log_of(d, "run.log")
+            .contains("partitions assigned")),
+        "no assignment:\n{}",
+        log_of(d, "run.log")
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&child);
+    std::thread::sleep(Duration::from_millis(30));
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "the second signal exits at once with 130:\n{}",
+        log_of(d, "run.log")
+    );
+    // Whatever was not committed is read again: the result is still exactly once.
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+    assert_exactly_once(d, 1, total as u64);
+}
