@@ -6,12 +6,16 @@
 //!
 //! ## The data path
 //! ```text
-//! source (files | kafka)            source/      batches of consecutive records + positions
+//! source (files | kafka)            source/      batches of records of one partition + positions
 //!   → decode (JSON → Arrow)         decode/      bad records → dead letters, with reasons
 //!   → event time → partition        partition.rs date=YYYY-MM-DD[/hour=HH], UTC
 //!   → rolling Parquet files         write/parquet.rs   returns file entries, never commits
 //!   → commit (files + offsets)      write/commit.rs    atomic, exactly once per version
+//!   → advisory group offset commit  source/kafka.rs    for lag tools; the commit is the truth
 //! ```
+//! `pipeline/ingest.rs` drives it: one loop per table and version, fed by the source's events
+//! (Kafka rebalances included), with writer leases (`write/lease.rs`) letting several
+//! processes share a version.
 //! ## The invariants we promise
 //! - Every commit to a version records the source offsets it covers, atomically with the files
 //!   it makes visible; a restarted writer resumes exactly after them. Killing the process at any
