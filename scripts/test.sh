@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then lints and tests.
-#   - a Python venv with DuckDB and pyarrow (the real readers the tests verify the lake with)
+#   - a Python venv with the real readers the tests verify the lake with: DuckDB (with its
+#     delta extension), delta-rs (`deltalake`), Polars, pyarrow
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
 #     producer (confluent-kafka), see scripts/services.sh
 #   - cargo fmt --check, cargo clippy --all-targets -D warnings
@@ -25,12 +26,16 @@ python_venv() {
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
+  # duckdb-ext-delta ships DuckDB's `delta` extension (it exists only for DuckDB 1.4.4, and
+  # extensions cannot be downloaded here).
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "duckdb==1.4.4" "pyarrow>=17"
-  "$VENV/bin/python" -c "import duckdb, pyarrow; print('duckdb', duckdb.__version__, 'pyarrow', pyarrow.__version__)"
+    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17"
+  "$VENV/bin/python" -c "
+import deltalake, duckdb, polars, pyarrow
+print('duckdb', duckdb.__version__, 'deltalake', deltalake.__version__, 'polars', polars.__version__, 'pyarrow', pyarrow.__version__)"
 }
 
-phase "python venv (duckdb, pyarrow)" python_venv
+phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow)" python_venv
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh

@@ -248,6 +248,10 @@ pub struct RawWriter {
     /// zstd compression level, 1–22. Default 3.
     #[serde(default)]
     pub zstd_level: Option<i32>,
+    /// Delta: write a checkpoint every this many commits (`delta.checkpointInterval`).
+    /// Default 100.
+    #[serde(default)]
+    pub checkpoint_interval: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,6 +420,8 @@ pub struct WriterConfig {
     pub row_group_rows: usize,
     /// zstd level.
     pub zstd_level: i32,
+    /// Delta: checkpoint every this many commits.
+    pub checkpoint_interval: u64,
 }
 
 impl Default for WriterConfig {
@@ -426,6 +432,7 @@ impl Default for WriterConfig {
             max_buffer_bytes: 256 << 20,
             row_group_rows: 128 * 1024,
             zstd_level: 3,
+            checkpoint_interval: 100,
         }
     }
 }
@@ -479,6 +486,7 @@ impl Config {
                 reason: e.to_string(),
             })?;
             check_time_field(table, &schema)?;
+            check_partition_names(table, &schema)?;
             table.schema = Some(schema);
         }
         Ok(config)
@@ -660,14 +668,7 @@ pub fn validate_table_name(name: &str, key: &str) -> Result<(), ConfigError> {
 
 impl RawTable {
     fn validate(self, label: &str, base_dir: &Path) -> Result<TableConfig, ConfigError> {
-        let format = self.format.unwrap_or(Format::Parquet);
-        if format == Format::Delta {
-            return Err(invalid(
-                format!("{label}.format"),
-                "Delta output is not available in this build yet",
-                "use format = \"parquet\" (Delta is tracked in the Delta Lake issue)",
-            ));
-        }
+        let format = self.format.unwrap_or(Format::Delta);
         if self.transform.is_some() {
             return Err(invalid(
                 format!("{label}.transform"),
@@ -970,13 +971,50 @@ impl RawWriter {
                 "use 1–22",
             ));
         }
+        let checkpoint_interval = self.checkpoint_interval.unwrap_or(d.checkpoint_interval);
+        if checkpoint_interval == 0 {
+            return Err(invalid(
+                format!("{key}.checkpoint_interval"),
+                "must be positive",
+                "use e.g. 100",
+            ));
+        }
         Ok(WriterConfig {
             target_file_size,
             max_age,
             max_buffer_bytes,
             row_group_rows,
             zstd_level,
+            checkpoint_interval,
         })
+    }
+}
+
+/// A Delta version's partition columns (`date`, and `hour` for hourly tables) are table
+/// columns, so the events cannot have fields of those names.
+fn check_partition_names(table: &TableConfig, schema: &EventSchema) -> Result<(), ConfigError> {
+    if table.format != Format::Delta {
+        return Ok(());
+    }
+    let reserved: &[&str] = match table.granularity {
+        Granularity::Day => &["date"],
+        Granularity::Hour => &["date", "hour"],
+    };
+    match schema
+        .arrow
+        .fields()
+        .iter()
+        .find(|f| reserved.contains(&f.name().as_str()))
+    {
+        Some(f) => Err(invalid(
+            format!("table[{}].schema", table.name),
+            format!(
+                "field `{}` has the name of a partition column of Delta versions",
+                f.name()
+            ),
+            "rename the field in the .avsc, or use format = \"parquet\"",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -60,7 +60,7 @@ fn config_text(granularity: &str, brokers: &str) -> String {
 [[table]]
 name = "orders"
 root = ".."
-format = "parquet"
+format = "delta"
 schema = "schemas/orders.avsc"
 time = {{ field = "ts", granularity = "{granularity}" }}
 
@@ -267,7 +267,7 @@ pub async fn run(dir: &Path, events: usize, shutdown: Shutdown) -> Result<DemoRe
     };
     let version = v2.ingest.version;
     let duckdb_query = format!(
-        "SELECT date, count(*) AS orders, sum(amount) AS revenue FROM read_parquet('{}/orders/v{version}/**/*.parquet', hive_partitioning = true) GROUP BY date ORDER BY date;",
+        "INSTALL delta; LOAD delta; SELECT date, count(*) AS orders, sum(amount) AS revenue FROM delta_scan('{}/orders/v{version}') GROUP BY date ORDER BY date;",
         lake.display()
     );
     Ok(DemoReport {

@@ -156,6 +156,31 @@ pub fn partition_values(bucket: i64, granularity: Granularity) -> Vec<(String, S
     }
 }
 
+/// Splits `batch` by bucket (`buckets[i]` is row `i`'s); a batch in one bucket is not copied.
+pub fn split_by_bucket(
+    batch: &RecordBatch,
+    buckets: &[i64],
+) -> Result<Vec<(i64, RecordBatch)>, arrow::error::ArrowError> {
+    let Some(&first) = buckets.first() else {
+        return Ok(Vec::new());
+    };
+    if buckets.iter().all(|b| *b == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut groups: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
+    for (i, b) in buckets.iter().enumerate() {
+        groups.entry(*b).or_default().push(i as u32);
+    }
+    groups
+        .into_iter()
+        .map(|(bucket, rows)| {
+            let part =
+                arrow::compute::take_record_batch(batch, &arrow::array::UInt32Array::from(rows))?;
+            Ok((bucket, part))
+        })
+        .collect()
+}
+
 /// `date=…/hour=…` for a bucket.
 pub fn partition_path(values: &[(String, String)]) -> String {
     values

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::pipeline::TableHandle;
 use crate::table::{VersionState, pointer, version};
-use crate::write::CommitLog;
+use crate::write::VersionLog;
 use crate::write::lease::{self, RunMetrics, WriterState};
 
 /// Status of every table.
@@ -98,7 +98,7 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
     let current = ptr.as_ref().map(|p| p.version);
     let mut versions = Vec::new();
     for def in version::list(lake, layout).await? {
-        let log = CommitLog::open(lake, layout, def.version).await?;
+        let log = VersionLog::read(lake, layout, def.version, def.definition.format).await?;
         let s = log.state();
         let now = Utc::now();
         let leases = lease::list(lake, layout, def.version).await?;

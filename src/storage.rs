@@ -69,6 +69,34 @@ impl Lake {
         }
     }
 
+    /// A delta-rs table builder for the directory `rel` of this root (the table's files are
+    /// read and written through the same store as everything else).
+    pub fn delta_table(
+        &self,
+        rel: &object_store::path::Path,
+    ) -> Result<deltalake::DeltaTableBuilder, deltalake::DeltaTableError> {
+        use deltalake::DeltaTableBuilder;
+        match &self.local_dir {
+            Some(dir) => {
+                // delta-rs opens local tables itself (its file log store commits by atomic
+                // rename-if-absent); it needs an absolute path that exists.
+                let path = std::path::absolute(dir.join(rel.as_ref()))
+                    .and_then(|p| std::fs::create_dir_all(&p).map(|()| p))
+                    .map_err(|e| deltalake::DeltaTableError::InvalidTableLocation(e.to_string()))?;
+                let url = url::Url::from_directory_path(&path).map_err(|()| {
+                    deltalake::DeltaTableError::InvalidTableLocation(path.display().to_string())
+                })?;
+                DeltaTableBuilder::from_url(url)
+            }
+            None => {
+                let url = url::Url::parse(&format!("memory:///{rel}/"))
+                    .map_err(|e| deltalake::DeltaTableError::InvalidTableLocation(e.to_string()))?;
+                Ok(DeltaTableBuilder::from_url(url.clone())?
+                    .with_storage_backend(self.store.clone(), url))
+            }
+        }
+    }
+
     /// Checks that the root accepts writes by writing and deleting a probe object.
     pub async fn probe_writable(&self, key: &str) -> Result<(), ConfigError> {
         use object_store::ObjectStoreExt;

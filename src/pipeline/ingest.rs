@@ -38,7 +38,7 @@ use crate::storage::Lake;
 use crate::table::{TableLayout, VersionDefinition};
 use crate::write::commit::OffsetRange;
 use crate::write::lease::{self, PartitionMetrics, WriterLease, WriterState};
-use crate::write::{CommitLog, PartitionedWriter, PendingCommit, SourcePosition};
+use crate::write::{self, FileWriter, PendingCommit, SourcePosition, VersionLog};
 
 /// Metadata column: the source file of a row (files source).
 pub const SOURCE_FILE_COLUMN: &str = "_source_file";
@@ -175,8 +175,8 @@ struct Ingest<'a> {
     layout: &'a TableLayout,
     def: &'a VersionDefinition,
     table: &'a TableConfig,
-    log: CommitLog,
-    writer: PartitionedWriter,
+    log: VersionLog,
+    writer: FileWriter,
     decoder: JsonDecoder,
     schema: SchemaRef,
     metadata: Metadata,
@@ -193,9 +193,21 @@ impl<'a> Ingest<'a> {
         table: &'a TableConfig,
     ) -> Result<Ingest<'a>> {
         let version = def.version;
-        let log = CommitLog::open(lake, layout, version).await?;
         let ttl = (table.writer.max_age.as_secs() * 3).max(30);
         let mut lease = WriterLease::new(ttl);
+        let event_schema = def.definition.event_schema()?.arrow;
+        let schema = file_schema(&event_schema, def);
+        let (log, writer) = write::open_for_writing(
+            lake,
+            layout,
+            version,
+            def.definition.format,
+            &schema,
+            def.definition.partitioning.granularity,
+            &table.writer,
+            &lease.writer,
+        )
+        .await?;
         let live = lease::live_writers(lake, layout, version).await?;
         let removed = log.remove_uncommitted(&live).await?;
         if removed > 0 {
@@ -203,17 +215,7 @@ impl<'a> Ingest<'a> {
         }
         lease.refresh(lake, layout, version).await?;
         lease::prune(lake, layout, version).await?;
-        let event_schema = def.definition.event_schema()?.arrow;
-        let schema = file_schema(&event_schema, def);
         let decoder = JsonDecoder::new(event_schema, table.source.max_record_bytes());
-        let writer = PartitionedWriter::new(
-            lake.clone(),
-            layout.version_dir(version),
-            schema.clone(),
-            table.writer.clone(),
-            def.definition.partitioning.granularity,
-            &lease.writer,
-        )?;
         tracing::info!(table = %layout.table(), version, writer = %lease.writer, "writer started");
         Ok(Ingest {
             lake,
@@ -587,7 +589,7 @@ impl<'a> Ingest<'a> {
     /// and returns the conflict.
     async fn commit(&mut self) -> Result<()> {
         let version = self.version();
-        let files = self.writer.finish().await?;
+        let (files, adds) = self.writer.finish().await?;
         let dead = self.pending.dead_letters.len() as u64;
         let dead_letters = self
             .pending
@@ -598,6 +600,7 @@ impl<'a> Ingest<'a> {
             files,
             dead_letters: dead_letters.into_iter().collect(),
             ranges: std::mem::take(&mut self.pending.ranges),
+            adds,
         };
         if commit.is_empty() {
             return Ok(());

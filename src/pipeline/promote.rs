@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::TableHandle;
 use crate::table::version;
 use crate::table::{Pointer, VersionState, pointer};
-use crate::write::CommitLog;
+use crate::write::VersionLog;
 
 /// How to move the pointer.
 #[derive(Debug, Clone, Default)]
@@ -96,14 +96,13 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
                 Error::Refused(format!("table `{name}` has no other version to promote"))
             })?,
     };
-    if version::load(lake, layout, target).await?.is_none() {
+    let Some(target_def) = version::load(lake, layout, target).await? else {
         return Err(Error::Refused(format!(
             "table `{name}` has no version v{target}"
         )));
-    }
-    let candidate = CommitLog::open(lake, layout, target)
+    };
+    let candidate = VersionLog::read(lake, layout, target, target_def.definition.format)
         .await?
-        .state()
         .offsets();
     if Some(target) == from {
         tracing::info!(table = %name, version = target, "already current");
@@ -115,7 +114,12 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
         });
     }
     if let Some(live) = from {
-        let live_offsets = CommitLog::open(lake, layout, live).await?.state().offsets();
+        let live_format = version::load(lake, layout, live)
+            .await?
+            .map_or(target_def.definition.format, |d| d.definition.format);
+        let live_offsets = VersionLog::read(lake, layout, live, live_format)
+            .await?
+            .offsets();
         let behind = lag(&candidate, &live_offsets);
         if !behind.is_empty() {
             let detail: Vec<String> = behind

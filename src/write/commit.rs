@@ -108,6 +108,8 @@ pub struct PendingCommit {
     pub dead_letters: Vec<DeadLetterFile>,
     /// Offsets covered.
     pub ranges: BTreeMap<String, OffsetRange>,
+    /// Delta versions: the `add` actions of `files` (with delta-rs's statistics).
+    pub adds: Vec<deltalake::kernel::Add>,
 }
 
 impl PendingCommit {

@@ -1,9 +1,161 @@
-//! Writing a version: Parquet files (which only *write* bytes) and the commit log (which makes
-//! them visible together with the source offsets they cover).
+//! Writing a version: data files (which only *write* bytes) and the version's log (which makes
+//! them visible together with the source offsets they cover). Parquet versions use kappa-lake's
+//! own commit log ([`commit`]); Delta versions use the Delta log through delta-rs ([`delta`]).
 
 pub mod commit;
+pub mod delta;
 pub mod lease;
 pub mod parquet;
 
-pub use commit::{CommitLog, FileEntry, PendingCommit, SourcePosition};
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+
+pub use commit::{CommitLog, FileEntry, LogState, PendingCommit, SourcePosition};
+pub use delta::{DeltaFileWriter, DeltaLog};
 pub use parquet::PartitionedWriter;
+
+use crate::config::{Format, Granularity, WriterConfig};
+use crate::error::Result;
+use crate::storage::Lake;
+use crate::table::TableLayout;
+
+/// The log of a version, whichever its format.
+#[derive(Debug)]
+pub enum VersionLog {
+    /// kappa-lake's commit log.
+    Parquet(CommitLog),
+    /// The Delta log.
+    Delta(Box<DeltaLog>),
+}
+
+impl VersionLog {
+    /// Opens version `version`'s log for reading (a Delta version nobody wrote yet reads as
+    /// empty).
+    pub async fn read(
+        lake: &Lake,
+        layout: &TableLayout,
+        version: u32,
+        format: Format,
+    ) -> Result<VersionLog> {
+        Ok(match format {
+            Format::Parquet => VersionLog::Parquet(CommitLog::open(lake, layout, version).await?),
+            Format::Delta => {
+                VersionLog::Delta(Box::new(DeltaLog::open(lake, layout, version, None).await?))
+            }
+        })
+    }
+
+    /// The folded state.
+    pub fn state(&self) -> &LogState {
+        match self {
+            VersionLog::Parquet(l) => l.state(),
+            VersionLog::Delta(l) => l.state(),
+        }
+    }
+
+    /// Re-reads what other writers committed.
+    pub async fn refresh(&mut self) -> Result<()> {
+        match self {
+            VersionLog::Parquet(l) => l.refresh().await.map(drop),
+            VersionLog::Delta(l) => l.refresh().await,
+        }
+    }
+
+    /// Removes files no commit lists, except the files of the writers in `live`.
+    pub async fn remove_uncommitted(&self, live: &HashSet<String>) -> Result<usize> {
+        match self {
+            VersionLog::Parquet(l) => l.remove_uncommitted(live).await,
+            VersionLog::Delta(l) => l.remove_uncommitted(live).await,
+        }
+    }
+
+    /// Commits atomically; returns the commit's sequence number (Delta: table version).
+    pub async fn commit(&mut self, pending: PendingCommit) -> Result<u64> {
+        match self {
+            VersionLog::Parquet(l) => l.commit(pending).await,
+            VersionLog::Delta(l) => l.commit(pending).await,
+        }
+    }
+
+    /// Offsets per partition (`topic/partition` → next offset).
+    pub fn offsets(&self) -> BTreeMap<String, u64> {
+        self.state().offsets()
+    }
+}
+
+/// Writes the data files of a version, whichever its format.
+#[derive(Debug)]
+pub enum FileWriter {
+    /// Our own rolling Parquet writer.
+    Parquet(PartitionedWriter),
+    /// delta-rs's writer.
+    Delta(DeltaFileWriter),
+}
+
+impl FileWriter {
+    /// Bytes the writer holds (Parquet) or has written since the last commit (Delta).
+    pub fn buffered_bytes(&self) -> usize {
+        match self {
+            FileWriter::Parquet(w) => w.buffered_bytes(),
+            FileWriter::Delta(w) => w.buffered_bytes(),
+        }
+    }
+
+    /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
+    pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
+        match self {
+            FileWriter::Parquet(w) => w.write(batch, buckets).await,
+            FileWriter::Delta(w) => w.write(batch, buckets).await,
+        }
+    }
+
+    /// Closes the open files: their summaries, and for Delta their `add` actions.
+    pub async fn finish(&mut self) -> Result<(Vec<FileEntry>, Vec<deltalake::kernel::Add>)> {
+        match self {
+            FileWriter::Parquet(w) => Ok((w.finish().await?, Vec::new())),
+            FileWriter::Delta(w) => {
+                let (adds, files) = w.finish().await?;
+                Ok((files, adds))
+            }
+        }
+    }
+}
+
+/// Opens a version for writing: its log (creating a Delta table on first use) and a writer.
+pub async fn open_for_writing(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+    format: Format,
+    file_schema: &SchemaRef,
+    granularity: Granularity,
+    cfg: &WriterConfig,
+    writer_id: &str,
+) -> Result<(VersionLog, FileWriter)> {
+    match format {
+        Format::Parquet => {
+            let log = CommitLog::open(lake, layout, version).await?;
+            let writer = PartitionedWriter::new(
+                lake.clone(),
+                layout.version_dir(version),
+                file_schema.clone(),
+                cfg.clone(),
+                granularity,
+                writer_id,
+            )?;
+            Ok((VersionLog::Parquet(log), FileWriter::Parquet(writer)))
+        }
+        Format::Delta => {
+            let spec = delta::CreateSpec {
+                file_schema,
+                granularity,
+                writer: cfg,
+            };
+            let log = DeltaLog::open(lake, layout, version, Some(spec)).await?;
+            let writer = DeltaFileWriter::new(&log, cfg, granularity)?;
+            Ok((VersionLog::Delta(Box::new(log)), FileWriter::Delta(writer)))
+        }
+    }
+}

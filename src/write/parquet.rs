@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use arrow::array::UInt32Array;
-use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use object_store::buffered::BufWriter;
@@ -20,7 +18,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::config::{Granularity, WriterConfig};
 use crate::error::{Error, Result};
-use crate::partition::{partition_path, partition_values};
+use crate::partition::{partition_path, partition_values, split_by_bucket};
 use crate::storage::Lake;
 use crate::write::FileEntry;
 
@@ -42,6 +40,17 @@ impl OpenFile {
     fn size(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
+}
+
+/// Parquet writer settings of a table's `[table.writer]` section (both formats use them).
+pub fn writer_properties(cfg: &WriterConfig) -> std::result::Result<WriterProperties, String> {
+    let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| e.to_string())?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("kappa-lake {}", env!("CARGO_PKG_VERSION")))
+        .build())
 }
 
 /// Writes batches into per-partition files under one version directory.
@@ -77,16 +86,10 @@ impl PartitionedWriter {
         granularity: Granularity,
         writer_id: &str,
     ) -> Result<Self> {
-        let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| Error::Write {
+        let props = writer_properties(&cfg).map_err(|reason| Error::Write {
             path: dir.clone(),
-            reason: e.to_string(),
+            reason,
         })?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(cfg.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_created_by(format!("kappa-lake {}", env!("CARGO_PKG_VERSION")))
-            .build();
         Ok(PartitionedWriter {
             lake,
             dir,
@@ -110,19 +113,8 @@ impl PartitionedWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let first = buckets[0];
-        if buckets.iter().all(|b| *b == first) {
-            self.append(first, batch).await?;
-        } else {
-            let mut groups: HashMap<i64, Vec<u32>> = HashMap::new();
-            for (i, b) in buckets.iter().enumerate() {
-                groups.entry(*b).or_default().push(i as u32);
-            }
-            for (bucket, rows) in groups {
-                let part =
-                    take_record_batch(batch, &UInt32Array::from(rows)).map_err(|e| self.err(e))?;
-                self.append(bucket, &part).await?;
-            }
+        for (bucket, part) in split_by_bucket(batch, buckets).map_err(|e| self.err(e))? {
+            self.append(bucket, &part).await?;
         }
         while self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
             let Some(largest) = self

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::support::{BIN, duckdb, kappa_ok, sql_path, status_json};
+use crate::support::{BIN, duckdb, kappa_ok, scan, status_json};
 
 const EVENTS: usize = 400_000;
 const KILLS: usize = 20;
@@ -90,8 +90,8 @@ max_age = "150ms"
 
     let sql = format!(
         "SELECT count(*), count(DISTINCT order_id), count(DISTINCT (_source_file, _source_line)), sum(order_id) \
-         FROM read_parquet('{}/orders/v1/**/*.parquet', hive_partitioning = true)",
-        sql_path(&d.join("lake"))
+         FROM {}",
+        scan(&d.join("lake"), "orders", 1, "delta")
     );
     let row = &duckdb(&sql)[0];
     let sum: i64 = ids.iter().sum();

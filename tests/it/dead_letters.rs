@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 
-use crate::support::{EVENT_SCHEMA, duckdb, kappa_ok, sql_path, status_json, write_config};
+use crate::support::{EVENT_SCHEMA, duckdb, kappa_ok, scan, status_json, write_config};
 
 #[test]
 fn malformed_lines_are_dead_lettered_and_counts_add_up() {
@@ -74,8 +74,8 @@ fn malformed_lines_are_dead_lettered_and_counts_add_up() {
     assert_eq!(v["offsets"]["events.ndjson"], input);
 
     let rows = duckdb(&format!(
-        "SELECT count(*), count(DISTINCT id) FROM read_parquet('{}/events/v1/**/*.parquet', hive_partitioning = true)",
-        sql_path(&d.join("lake"))
+        "SELECT count(*), count(DISTINCT id) FROM {}",
+        scan(&d.join("lake"), "events", 1, "delta")
     ));
     assert_eq!(rows[0][0], valid);
     assert_eq!(rows[0][1], valid);

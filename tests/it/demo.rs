@@ -1,7 +1,7 @@
 //! `kappa-lake demo` produces to the in-process Kafka cluster, materializes v1, rebuilds v2,
 //! promotes it; DuckDB reads exactly the events.
 
-use crate::support::{duckdb, kappa_ok, sql_path};
+use crate::support::{duckdb, kappa_ok, scan};
 
 #[test]
 fn demo_builds_v1_rebuilds_v2_and_promotes_it() {
@@ -12,7 +12,7 @@ fn demo_builds_v1_rebuilds_v2_and_promotes_it() {
         &[],
     );
     assert!(out.contains("promoted    current: v1 → v2"), "{out}");
-    assert!(out.contains("read_parquet("), "{out}");
+    assert!(out.contains("delta_scan("), "{out}");
     assert!(
         out.contains("20000 rows, 3 dead letters"),
         "the malformed events are dead-lettered: {out}"
@@ -38,8 +38,8 @@ fn demo_builds_v1_rebuilds_v2_and_promotes_it() {
         let sql = format!(
             "SELECT count(*), count(DISTINCT order_id), sum(order_id), bit_xor(order_id * 2654435769), {partitions}, \
                     count(DISTINCT (_kafka_partition, _kafka_offset)), count(DISTINCT _kafka_partition) \
-             FROM read_parquet('{}/orders/v{version}/**/*.parquet', hive_partitioning = true)",
-            sql_path(&lake)
+             FROM {}",
+            scan(&lake, "orders", version, "delta")
         );
         let row = &duckdb(&sql)[0];
         assert_eq!(row[0], 20000, "v{version} row count");

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::kafka_support::{
     assert_exactly_once, events, group_of, group_offsets, kafka_config, kafka_config_with_session,
-    log_of, produce_paced, sigterm, spawn_run, stored_total, wait_for,
+    log_of, produce_paced, set_format, signal, sigterm, spawn_run, stored_total, wait_for,
 };
 use crate::support::{kappa_ok, status_json};
 
@@ -195,6 +195,9 @@ fn two_writers_split_partitions_and_the_survivor_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     kafka_config(d, &brokers, "pair", "max_age = \"300ms\"");
+    // Delta versions get the same treatment in the contention test below; this one keeps
+    // Parquet mode's writer leases covered.
+    set_format(d, "parquet");
     let total = 60_000i64;
     let producer = {
         let brokers = brokers.clone();
@@ -354,8 +357,8 @@ topic = "right"
     assert!(tables[0]["versions"][0]["offsets"].get("right/0").is_none());
     // Partitioned by the Kafka timestamp (DAY_START_MS + id): one day.
     let row = &crate::support::duckdb(&format!(
-        "SELECT count(*), count(DISTINCT date) FROM read_parquet('{}/other/v1/**/*.parquet', hive_partitioning = true)",
-        crate::support::sql_path(&d.join("lake"))
+        "SELECT count(*), count(DISTINCT date) FROM {}",
+        crate::support::scan(&d.join("lake"), "other", 1, "delta")
     ))[0];
     assert_eq!(row[0], 3000);
     assert_eq!(row[1], 1);
@@ -400,5 +403,80 @@ fn a_second_signal_exits_at_once_and_loses_nothing() {
         &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
         &[],
     );
+    assert_exactly_once(d, 1, total as u64);
+}
+
+/// Two `run` processes on one Delta version for five minutes (`KAPPA_LAKE_TEST_CONTENTION_SECS`)
+/// while events keep coming. Again and again one of them is frozen (SIGSTOP) past its session
+/// timeout, so the group hands its partitions to the other, which commits them; thawed, the
+/// frozen one still holds data for partitions it lost, and its commit must conflict in the Delta
+/// log and be dropped. In the end every event is in the version exactly once.
+#[test]
+fn two_writers_with_forced_conflicts_lose_nothing_and_duplicate_nothing() {
+    let secs: u64 = std::env::var("KAPPA_LAKE_TEST_CONTENTION_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    let kafka = MockKafka::start(&[("contend", PARTITIONS)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let session_ms = 3000;
+    kafka_config_with_session(d, &brokers, "contend", "max_age = \"500ms\"", session_ms);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let (brokers, stop) = (brokers.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut next = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                produce(&brokers, "contend", events(next..next + 300, PARTITIONS)).unwrap();
+                next += 300;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            next
+        })
+    };
+    let mut writers = [spawn_run(d, &[], "a.log"), spawn_run(d, &[], "b.log")];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
+    let started = Instant::now();
+    let mut freezes = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_millis(rng.random_range(2000..6000)));
+        let i = rng.random_range(0..2);
+        signal(&writers[i], "STOP");
+        std::thread::sleep(Duration::from_millis(
+            u64::from(session_ms) + rng.random_range(1000..4000),
+        ));
+        signal(&writers[i], "CONT");
+        freezes += 1;
+        for (w, log) in writers.iter_mut().zip(["a.log", "b.log"]) {
+            if let Some(status) = w.try_wait().unwrap() {
+                panic!("a writer exited ({status}):\n{}", log_of(d, log));
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total = producer.join().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(120), || stored_total(d, 0)
+            == total as u64),
+        "the writers did not finish the topic ({} of {total})",
+        stored_total(d, 0)
+    );
+    for w in &writers {
+        sigterm(w);
+    }
+    for w in &mut writers {
+        assert!(w.wait().unwrap().success());
+    }
+    let status = status_json(d);
+    let conflicts: u64 = status["tables"][0]["versions"][0]["writers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["conflicts"].as_u64().unwrap_or(0))
+        .sum();
+    eprintln!("{freezes} freezes, {conflicts} conflicts, {total} events");
+    assert!(conflicts > 0, "no conflict was forced in {freezes} freezes");
     assert_exactly_once(d, 1, total as u64);
 }

@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::support::{BIN, EVENT_SCHEMA, duckdb, sql_path, status_json};
+use crate::support::{BIN, EVENT_SCHEMA, read_lake, status_json, version_format};
 
 /// 2026-11-26T00:00:00Z in ms.
 pub const DAY_START_MS: i64 = 1_795_651_200_000;
@@ -154,21 +154,27 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// Asserts version `v` of the test table holds ids `0..n` exactly once, checked through
-/// DuckDB on `_kafka_partition`/`_kafka_offset` and the ids.
+/// Asserts version `v` of the test table holds ids `0..n` exactly once, checked on
+/// `_kafka_partition`/`_kafka_offset` and the ids by independent readers: DuckDB and delta-rs
+/// (Python) for a Delta version, DuckDB for a Parquet one.
 pub fn assert_exactly_once(dir: &Path, v: u32, n: u64) {
-    let sql = format!(
-        "SELECT count(*), count(DISTINCT (_kafka_partition, _kafka_offset)), count(DISTINCT id), \
-                min(id), max(id), count(DISTINCT _kafka_partition) \
-         FROM read_parquet('{}/events/v{v}/**/*.parquet', hive_partitioning = true)",
-        sql_path(&dir.join("lake"))
-    );
-    let row = &duckdb(&sql)[0];
-    assert_eq!(row[0], n, "row count");
-    assert_eq!(row[1], n, "distinct (_kafka_partition, _kafka_offset)");
-    assert_eq!(row[2], n, "distinct ids");
-    assert_eq!(row[3], 0, "min id");
-    assert_eq!(row[4], n - 1, "max id");
+    let format = version_format(dir, v);
+    let readers: &[&str] = if format == "delta" {
+        &["duckdb", "deltars"]
+    } else {
+        &["duckdb"]
+    };
+    let seen = read_lake(dir, "events", v, &format, readers, "id");
+    for (reader, s) in &seen {
+        assert_eq!(s["rows"], n, "{reader}: row count");
+        assert_eq!(
+            s["distinct_offsets"], n,
+            "{reader}: distinct (_kafka_partition, _kafka_offset)"
+        );
+        assert_eq!(s["distinct_ids"], n, "{reader}: distinct ids");
+        assert_eq!(s["min"], 0, "{reader}: min id");
+        assert_eq!(s["max"], n - 1, "{reader}: max id");
+    }
 }
 
 /// The consumer group's committed offsets on the broker, per partition.
@@ -207,4 +213,25 @@ pub fn sigterm(child: &Child) {
 /// The log a spawned run wrote, for failure messages.
 pub fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+/// Sets the table format in `dir/kappa-lake.toml` (configs default to Delta).
+pub fn set_format(dir: &Path, format: &str) {
+    let path = dir.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        "root = \"lake\"\n",
+        &format!("root = \"lake\"\nformat = \"{format}\"\n"),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
+/// Sends `signal` (e.g. `STOP`, `CONT`, `TERM`) to a process.
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal}");
 }

@@ -4,6 +4,7 @@ mod bad_config;
 mod broker;
 mod crash;
 mod dead_letters;
+mod delta;
 mod demo;
 mod kafka;
 mod kafka_support;

@@ -25,7 +25,14 @@ pub fn python() -> PathBuf {
 
 /// Runs `sql` in DuckDB (Python package) and returns the rows as JSON arrays.
 pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
-    let script = "import duckdb, json, sys\nrows = duckdb.sql(sys.argv[1]).fetchall()\nprint(json.dumps([list(r) for r in rows], default=str))";
+    // DuckDB's `delta` extension comes from the `duckdb-ext-delta` wheel (no download).
+    let script = "import duckdb, json, os, sys, sysconfig\n\
+        con = duckdb.connect()\n\
+        ext = os.path.join(sysconfig.get_paths()['purelib'], 'duckdb_ext', 'extensions')\n\
+        con.sql(f\"SET extension_directory = '{ext}'\")\n\
+        con.sql('LOAD delta')\n\
+        rows = con.sql(sys.argv[1]).fetchall()\n\
+        print(json.dumps([list(r) for r in rows], default=str))";
     let out = Command::new(python())
         .args(["-c", script, sql])
         .output()
@@ -96,7 +103,61 @@ pub fn status_json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&out).expect("status --json is JSON")
 }
 
+/// DuckDB's table expression for version `v` of `table` under `lake`: `delta_scan` for a Delta
+/// version (reads through the Delta log), a hive-partitioned glob for a Parquet one.
+pub fn scan(lake: &Path, table: &str, v: u32, format: &str) -> String {
+    let path = sql_path(&lake.join(table).join(format!("v{v}")));
+    match format {
+        "delta" => format!("delta_scan('{path}')"),
+        _ => format!("read_parquet('{path}/**/*.parquet', hive_partitioning = true)"),
+    }
+}
+
 /// A path as a SQL string literal body.
 pub fn sql_path(p: &Path) -> String {
     p.display().to_string().replace('\'', "''")
+}
+
+/// Reads version `v` of `table` under `dir/lake` with `scripts/read_lake.py`: one summary per
+/// reader (`rows`, `distinct_ids`, `sum`, `min`, `max`, `distinct_offsets`).
+pub fn read_lake(
+    dir: &Path,
+    table: &str,
+    v: u32,
+    format: &str,
+    readers: &[&str],
+    id: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_lake.py");
+    let path = dir.join("lake").join(table).join(format!("v{v}"));
+    let mut cmd = Command::new(python());
+    cmd.arg(script)
+        .args(["--format", format, "--id", id])
+        .arg("--path")
+        .arg(&path);
+    if !readers.is_empty() {
+        cmd.args(["--readers", &readers.join(",")]);
+    }
+    let out = cmd.output().expect("start python");
+    assert!(
+        out.status.success(),
+        "reading {} with {readers:?} failed:\n{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).expect("read_lake.py prints JSON") {
+        serde_json::Value::Object(m) => m,
+        other => panic!("read_lake.py printed {other}"),
+    }
+}
+
+/// The format of version `v` (1-based) of the first table, from `status --json`.
+pub fn version_format(dir: &Path, v: u32) -> String {
+    let status = status_json(dir);
+    status["tables"][0]["versions"]
+        .as_array()
+        .and_then(|vs| vs.iter().find(|x| x["version"] == v))
+        .and_then(|x| x["format"].as_str())
+        .unwrap_or_else(|| panic!("no version v{v} in status: {status}"))
+        .to_string()
 }

@@ -1,0 +1,904 @@
+//! Delta Lake versions: `<table>/vN/` is a Delta table, written and committed through delta-rs.
+//!
+//! # Offsets live in the Delta log
+//! Every commit appends its data files *and* one `txn` action per source partition it covers
+//! (app id `kappa-lake/<table>/v<N>/<partition>`, version = the next offset to read) in one
+//! Delta transaction, so data and offsets become visible together or not at all. Restart and
+//! rebalance read the offsets back from the log ([`DeltaLog::refresh`]).
+//!
+//! A Delta snapshot answers "which version has app id X" but cannot list app ids, so the
+//! partitions a version has offsets for are also recorded as empty marker objects in
+//! `vN/_kappa_partitions/`, written before the first commit that names them. A marker without
+//! a `txn` (a crash in between) means "no offset yet".
+//!
+//! # Exactly once, with several writers
+//! A commit is refused when a partition's range does not start where the snapshot it was
+//! prepared against says the partition stands. Between that snapshot and the commit, delta-rs's
+//! optimistic concurrency rebases over other writers' commits and fails if one of them carries
+//! a `txn` for one of our app ids. Any failure is followed by a re-read: if the log already
+//! holds our end offsets, the commit landed (a retry after an unknown outcome) and is not made
+//! twice; if it holds other offsets, another writer took the partition and the commit is
+//! refused as a conflict — never overwritten.
+//!
+//! Files written for a commit that never happened are not in the log, so no Delta reader sees
+//! them; `VACUUM` (Delta's own clean-up) removes them later.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use delta_kernel::expressions::Scalar;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::schema::cast::normalize_for_delta;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use futures::TryStreamExt;
+use indexmap::IndexMap;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use percent_encoding::percent_decode_str;
+
+use crate::config::{Granularity, WriterConfig};
+use crate::error::{Error, Result};
+use crate::partition::{partition_values, split_by_bucket};
+use crate::storage::Lake;
+use crate::table::TableLayout;
+use crate::write::commit::{DeadLetterFile, LogState, PendingCommit, SourcePosition};
+use crate::write::{FileEntry, lease};
+
+/// Directory (inside the version) of the partition markers.
+pub const PARTITIONS_DIR: &str = "_kappa_partitions";
+/// Commit-info key listing a commit's dead-letter files.
+const DEAD_LETTERS_KEY: &str = "kappa.deadLetters";
+/// Commit-info key with a commit's offset ranges (informational; the `txn` actions are the
+/// truth).
+const RANGES_KEY: &str = "kappa.ranges";
+/// Commits attempted after an unknown outcome before giving up.
+const COMMIT_ATTEMPTS: usize = 4;
+
+/// How to create a version's Delta table on first use.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateSpec<'a> {
+    /// Schema of the rows (event fields and metadata columns, without partition columns).
+    pub file_schema: &'a SchemaRef,
+    /// Time partitioning.
+    pub granularity: Granularity,
+    /// Writer settings (target file size, checkpoint interval).
+    pub writer: &'a WriterConfig,
+}
+
+/// The partition columns of a version at `granularity`, with their Delta types.
+fn partition_fields(granularity: Granularity) -> Vec<Field> {
+    let mut fields = vec![Field::new("date", DataType::Date32, true)];
+    if granularity == Granularity::Hour {
+        fields.push(Field::new("hour", DataType::Int32, true));
+    }
+    fields
+}
+
+/// The Delta table schema: the row schema, then the partition columns.
+pub fn table_schema(file_schema: &SchemaRef, granularity: Granularity) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
+    fields.extend(partition_fields(granularity).into_iter().map(Arc::new));
+    normalize_for_delta(&Arc::new(Schema::new(fields)))
+}
+
+/// The Delta partition values of a time bucket.
+fn bucket_values(bucket: i64, granularity: Granularity) -> IndexMap<String, Scalar> {
+    let mut out = IndexMap::new();
+    for (name, value) in partition_values(bucket, granularity) {
+        let scalar = if name == "date" {
+            let days = chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
+                .map(|d| (d - chrono::NaiveDate::default()).num_days() as i32)
+                .unwrap_or_default();
+            Scalar::Date(days)
+        } else {
+            Scalar::Integer(value.parse().unwrap_or_default())
+        };
+        out.insert(name, scalar);
+    }
+    out
+}
+
+/// The app id of a source partition's `txn` action in a version.
+pub fn app_id(table: &str, version: u32, partition: &str) -> String {
+    format!("kappa-lake/{table}/v{version}/{partition}")
+}
+
+fn delta_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Write {
+        path: path.clone(),
+        reason: format!("delta: {e}"),
+    }
+}
+
+/// A version's Delta log, open for reading and committing.
+pub struct DeltaLog {
+    lake: Lake,
+    layout: TableLayout,
+    version: u32,
+    dir: Path,
+    /// `None` until the table exists (read-only opens of a version nobody wrote yet).
+    table: Option<DeltaTable>,
+    partition_columns: Vec<String>,
+    state: LogState,
+}
+
+impl std::fmt::Debug for DeltaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaLog")
+            .field("dir", &self.dir)
+            .field("table_version", &self.table_version())
+            .finish()
+    }
+}
+
+impl DeltaLog {
+    /// Opens version `version`'s table, creating it first when `create` is given and it does
+    /// not exist yet. Without `create`, a missing table reads as empty.
+    pub async fn open(
+        lake: &Lake,
+        layout: &TableLayout,
+        version: u32,
+        create: Option<CreateSpec<'_>>,
+    ) -> Result<DeltaLog> {
+        let dir = layout.version_dir(version);
+        let builder = lake.delta_table(&dir).map_err(|e| delta_err(&dir, e))?;
+        let mut table = builder.build().map_err(|e| delta_err(&dir, e))?;
+        let table = match table.load().await {
+            Ok(()) => Some(table),
+            Err(DeltaTableError::NotATable(_)) => match create {
+                Some(spec) => Some(Self::create(lake, &dir, layout.table(), spec).await?),
+                None => None,
+            },
+            Err(e) => return Err(delta_err(&dir, e)),
+        };
+        let partition_columns = match &table {
+            Some(t) => t
+                .snapshot()
+                .map_err(|e| delta_err(&dir, e))?
+                .metadata()
+                .partition_columns()
+                .to_vec(),
+            None => Vec::new(),
+        };
+        let mut log = DeltaLog {
+            lake: lake.clone(),
+            layout: layout.clone(),
+            version,
+            dir,
+            table,
+            partition_columns,
+            state: LogState::default(),
+        };
+        log.read_state(true).await?;
+        Ok(log)
+    }
+
+    async fn create(
+        lake: &Lake,
+        dir: &Path,
+        name: &str,
+        spec: CreateSpec<'_>,
+    ) -> Result<DeltaTable> {
+        let schema = table_schema(spec.file_schema, spec.granularity);
+        let kernel: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| delta_err(dir, e))?;
+        let partition_columns: Vec<String> = partition_fields(spec.granularity)
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let table = lake
+            .delta_table(dir)
+            .and_then(|b| b.build())
+            .map_err(|e| delta_err(dir, e))?;
+        let created = table
+            .create()
+            .with_table_name(name)
+            .with_columns(kernel.fields().cloned())
+            .with_partition_columns(partition_columns)
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .with_configuration_property(
+                TableProperty::TargetFileSize,
+                Some(spec.writer.target_file_size.to_string()),
+            )
+            .with_configuration_property(
+                TableProperty::CheckpointInterval,
+                Some(spec.writer.checkpoint_interval.to_string()),
+            )
+            .await;
+        match created {
+            Ok(t) => {
+                tracing::info!(table = name, path = %dir, "created Delta table");
+                Ok(t)
+            }
+            // Another writer created it first: use theirs.
+            Err(first) => {
+                let mut t = lake
+                    .delta_table(dir)
+                    .and_then(|b| b.build())
+                    .map_err(|e| delta_err(dir, e))?;
+                t.load()
+                    .await
+                    .map_err(|e| delta_err(dir, format!("{first}; then: {e}")))?;
+                Ok(t)
+            }
+        }
+    }
+
+    /// The folded state.
+    pub fn state(&self) -> &LogState {
+        &self.state
+    }
+
+    /// The Delta table version of the loaded snapshot.
+    pub fn table_version(&self) -> Option<u64> {
+        self.table.as_ref().and_then(|t| t.version())
+    }
+
+    /// The open Delta table, when it exists.
+    pub fn table(&self) -> Option<&DeltaTable> {
+        self.table.as_ref()
+    }
+
+    fn marker_dir(&self) -> Path {
+        self.dir.clone().join(PARTITIONS_DIR)
+    }
+
+    /// Source partitions with a marker.
+    async fn marked_partitions(&self) -> Result<Vec<String>> {
+        let dir = self.marker_dir();
+        let metas: Vec<_> = self
+            .lake
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&dir, e))?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| m.location.filename())
+            .filter_map(|name| percent_decode_str(name).decode_utf8().ok())
+            .map(|s| s.into_owned())
+            .collect())
+    }
+
+    /// Re-reads the whole state from the log (with `history`, also the dead letters recorded in
+    /// commit infos).
+    async fn read_state(&mut self, history: bool) -> Result<()> {
+        let Some(table) = &self.table else {
+            self.state = LogState::default();
+            return Ok(());
+        };
+        let dir = &self.dir;
+        let snapshot = table.snapshot().map_err(|e| delta_err(dir, e))?;
+        let log_store = table.log_store();
+        let mut state = LogState::default();
+        for key in self.marked_partitions().await? {
+            let app = app_id(self.layout.table(), self.version, &key);
+            let stored = snapshot
+                .transaction_version(log_store.as_ref(), app)
+                .await
+                .map_err(|e| delta_err(dir, e))?;
+            if let Some(v) = stored.and_then(|v| u64::try_from(v).ok()) {
+                state.positions.insert(
+                    key,
+                    SourcePosition {
+                        offset: v,
+                        end_byte: None,
+                        eof: false,
+                    },
+                );
+            }
+        }
+        for file in snapshot.log_data().iter() {
+            state.files.insert(file.path().into_owned());
+            state.rows += file.num_records().unwrap_or_default() as u64;
+            state.bytes += u64::try_from(file.size()).unwrap_or_default();
+        }
+        let version = snapshot.version();
+        state.next_seq = u64::try_from(version + 1).unwrap_or_default();
+        // Version 0 creates the table; every later one is a commit.
+        state.commits = u64::try_from(version).unwrap_or_default();
+        state.last_commit_at = snapshot
+            .version_timestamp(version)
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        if history {
+            let infos: Vec<_> = table
+                .history(None)
+                .try_collect()
+                .await
+                .map_err(|e| delta_err(dir, e))?;
+            for info in infos {
+                let Some(list) = info.info.get(DEAD_LETTERS_KEY) else {
+                    continue;
+                };
+                let files: Vec<DeadLetterFile> =
+                    serde_json::from_value(list.clone()).map_err(|e| Error::Corrupt {
+                        path: dir.clone().join("_delta_log"),
+                        reason: format!("{DEAD_LETTERS_KEY}: {e}"),
+                    })?;
+                for f in files {
+                    state.dead_letters += f.records;
+                    state.dead_letter_files.insert(f.path);
+                }
+            }
+        } else {
+            state.dead_letters = self.state.dead_letters;
+            state.dead_letter_files = std::mem::take(&mut self.state.dead_letter_files);
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// Loads the newest table version and re-reads the offsets.
+    pub async fn refresh(&mut self) -> Result<()> {
+        if let Some(t) = &mut self.table {
+            t.update_incremental(None)
+                .await
+                .map_err(|e| delta_err(&self.dir, e))?;
+        }
+        self.read_state(false).await
+    }
+
+    fn check_ranges(&self, pending: &PendingCommit) -> Result<()> {
+        for (p, r) in &pending.ranges {
+            let stored = self.state.positions.get(p).map(|s| s.offset);
+            if r.end < r.start || stored.is_some_and(|s| s != r.start) {
+                return Err(Error::Conflict {
+                    path: self.dir.clone().join("_delta_log"),
+                    reason: format!(
+                        "partition `{p}`: commit covers [{}, {}) but the Delta log holds offset {}; refusing to commit twice or leave a gap",
+                        r.start,
+                        r.end,
+                        stored.map_or("none".into(), |s| s.to_string())
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the log stands for the partitions of `pending`, read fresh from storage.
+    async fn stored_offsets(&mut self, pending: &PendingCommit) -> Result<Vec<Option<u64>>> {
+        self.refresh().await?;
+        Ok(pending
+            .ranges
+            .keys()
+            .map(|p| self.state.positions.get(p).map(|s| s.offset))
+            .collect())
+    }
+
+    /// Commits `pending` (its `adds` and one `txn` per range) in one Delta transaction; returns
+    /// the Delta table version it became.
+    pub async fn commit(&mut self, pending: PendingCommit) -> Result<u64> {
+        let Some(table) = &self.table else {
+            return Err(Error::Refused(format!(
+                "the Delta table of v{} does not exist",
+                self.version
+            )));
+        };
+        let _ = table;
+        self.check_ranges(&pending)?;
+        for p in pending.ranges.keys() {
+            if !self.state.positions.contains_key(p) {
+                // The path part percent-encodes what a file name cannot hold (`/`, `%`, …).
+                let marker = self.marker_dir().join(p.as_str());
+                self.lake
+                    .store
+                    .put(&marker, bytes::Bytes::new().into())
+                    .await
+                    .map_err(|e| Error::storage(&marker, e))?;
+            }
+        }
+        let now = Utc::now().timestamp_millis();
+        let txns: Vec<Transaction> = pending
+            .ranges
+            .iter()
+            .map(|(p, r)| {
+                Transaction::new_with_last_update(
+                    app_id(self.layout.table(), self.version, p),
+                    r.end as i64,
+                    Some(now),
+                )
+            })
+            .collect();
+        let info = serde_json::json!({
+            DEAD_LETTERS_KEY: pending.dead_letters,
+            RANGES_KEY: pending.ranges,
+        });
+        let info: HashMap<String, serde_json::Value> = match info {
+            serde_json::Value::Object(m) => m.into_iter().collect(),
+            _ => HashMap::new(),
+        };
+        let actions: Vec<Action> = pending.adds.iter().cloned().map(Action::Add).collect();
+        let ends: Vec<Option<u64>> = pending.ranges.values().map(|r| Some(r.end)).collect();
+        let starts: Vec<Option<u64>> = pending
+            .ranges
+            .keys()
+            .map(|p| self.state.positions.get(p).map(|s| s.offset))
+            .collect();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(table) = &mut self.table else {
+                return Err(Error::Refused("the Delta table went away".into()));
+            };
+            let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
+            let read_version = snapshot.version();
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: (!self.partition_columns.is_empty())
+                    .then(|| self.partition_columns.clone()),
+                predicate: None,
+            };
+            let props = CommitProperties::default()
+                .with_application_transactions(txns.clone())
+                .with_metadata(info.clone());
+            let result = CommitBuilder::from(props)
+                .with_actions(actions.clone())
+                .build(Some(snapshot), table.log_store(), operation)
+                .await;
+            let error = match result {
+                Ok(done) => {
+                    let version = done.version();
+                    table.state = Some(done.snapshot());
+                    if version == read_version + 1 {
+                        self.apply_own(&pending, version);
+                    } else {
+                        // Rebased over other writers' commits: the new snapshot holds their
+                        // offsets too, so read them all (the state must match the snapshot
+                        // the next commit is checked against).
+                        self.read_state(false).await?;
+                        self.read_dead_letters_of(&pending);
+                    }
+                    return Ok(version);
+                }
+                Err(e) => e,
+            };
+            // Decide from the log, not from the error.
+            let stored = self.stored_offsets(&pending).await?;
+            if !pending.ranges.is_empty() && stored == ends {
+                tracing::info!(
+                    version = self.version,
+                    "commit had landed before the error was reported; not committing twice"
+                );
+                self.read_dead_letters_of(&pending);
+                return Ok(self.state.next_seq.saturating_sub(1));
+            }
+            if stored != starts {
+                return Err(Error::Conflict {
+                    path: self.dir.clone().join("_delta_log"),
+                    reason: format!(
+                        "another writer committed offsets of these partitions ({error}); re-read the log"
+                    ),
+                });
+            }
+            if attempt >= COMMIT_ATTEMPTS {
+                return Err(delta_err(&self.dir, error));
+            }
+            tracing::warn!(attempt, error = %error, "Delta commit failed; the log does not hold it, retrying");
+        }
+    }
+
+    /// Folds our own commit into the state without re-reading the log.
+    fn apply_own(&mut self, pending: &PendingCommit, version: u64) {
+        let s = &mut self.state;
+        for (p, r) in &pending.ranges {
+            s.positions.insert(
+                p.clone(),
+                SourcePosition {
+                    offset: r.end,
+                    end_byte: None,
+                    eof: false,
+                },
+            );
+        }
+        for f in &pending.files {
+            s.files.insert(f.path.clone());
+            s.rows += f.rows;
+            s.bytes += f.size;
+        }
+        self.read_dead_letters_of(pending);
+        let s = &mut self.state;
+        s.commits = version;
+        s.next_seq = s.commits + 1;
+        s.last_commit_at = Some(Utc::now());
+    }
+
+    fn read_dead_letters_of(&mut self, pending: &PendingCommit) {
+        for d in &pending.dead_letters {
+            if self.state.dead_letter_files.insert(d.path.clone()) {
+                self.state.dead_letters += d.records;
+            }
+        }
+    }
+
+    /// Deletes dead-letter files of this version no commit lists, except those of the writers
+    /// in `live`. (Uncommitted data files are invisible to Delta readers; `VACUUM` removes
+    /// them.)
+    pub async fn remove_uncommitted(&self, live: &HashSet<String>) -> Result<usize> {
+        let dir = self.layout.dead_letter_dir(self.version);
+        let metas: Vec<_> = self
+            .lake
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&dir, e))?;
+        let mut removed = 0;
+        for meta in metas {
+            let name = meta.location.filename().unwrap_or_default();
+            if self.state.dead_letter_files.contains(name)
+                || lease::writer_of(name).is_some_and(|w| live.contains(w))
+            {
+                continue;
+            }
+            tracing::info!(path = %meta.location, "removing uncommitted dead-letter file");
+            match self.lake.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(e) => return Err(Error::storage(&meta.location, e)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Streams rows into a version's Delta table through delta-rs's writer (which rolls files at
+/// the target size and computes the statistics of the `add` actions).
+pub struct DeltaFileWriter {
+    inner: RecordBatchWriter,
+    dir: Path,
+    granularity: Granularity,
+}
+
+impl std::fmt::Debug for DeltaFileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaFileWriter")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+impl DeltaFileWriter {
+    /// A writer for `log`'s table.
+    pub fn new(log: &DeltaLog, cfg: &WriterConfig, granularity: Granularity) -> Result<Self> {
+        let dir = log.dir.clone();
+        let table = log
+            .table
+            .as_ref()
+            .ok_or_else(|| Error::Refused(format!("no Delta table at {dir}")))?;
+        let props =
+            crate::write::parquet::writer_properties(cfg).map_err(|reason| Error::Write {
+                path: dir.clone(),
+                reason,
+            })?;
+        let inner = RecordBatchWriter::for_table(table)
+            .map_err(|e| delta_err(&dir, e))?
+            .with_writer_properties(props)
+            .with_target_file_size(cfg.target_file_size);
+        Ok(DeltaFileWriter {
+            inner,
+            dir,
+            granularity,
+        })
+    }
+
+    /// Encoded bytes written since the last [`DeltaFileWriter::finish`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffer_len()
+    }
+
+    /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
+    pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
+        for (bucket, part) in
+            split_by_bucket(batch, buckets).map_err(|e| delta_err(&self.dir, e))?
+        {
+            let values = bucket_values(bucket, self.granularity);
+            self.inner
+                .write_partition(part, &values, WriteMode::Default)
+                .await
+                .map_err(|e| delta_err(&self.dir, e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open files; hands back their `add` actions and summaries.
+    pub async fn finish(&mut self) -> Result<(Vec<Add>, Vec<FileEntry>)> {
+        let adds = self
+            .inner
+            .flush()
+            .await
+            .map_err(|e| delta_err(&self.dir, e))?;
+        let files = adds
+            .iter()
+            .map(|a| FileEntry {
+                path: a.path.clone(),
+                size: u64::try_from(a.size).unwrap_or_default(),
+                rows: a
+                    .get_stats()
+                    .ok()
+                    .flatten()
+                    .map_or(0, |s| u64::try_from(s.num_records).unwrap_or_default()),
+                partition: a
+                    .partition_values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+                    .collect(),
+            })
+            .collect();
+        Ok((adds, files))
+    }
+}
+
+/// Offsets of a version, by partition, read from its Delta log (empty when it has no table).
+pub async fn offsets(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+) -> Result<BTreeMap<String, u64>> {
+    Ok(DeltaLog::open(lake, layout, version, None)
+        .await?
+        .state()
+        .offsets())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Root;
+    use crate::write::commit::OffsetRange;
+    use arrow::array::{Int64Array, StringArray};
+
+    fn lake() -> Lake {
+        let url = url::Url::parse(&format!("memory://{}", uuid::Uuid::new_v4())).unwrap();
+        Lake::open(&Root::Url(url), "root").unwrap()
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    fn spec<'a>(schema: &'a SchemaRef, cfg: &'a WriterConfig) -> CreateSpec<'a> {
+        CreateSpec {
+            file_schema: schema,
+            granularity: Granularity::Hour,
+            writer: cfg,
+        }
+    }
+
+    fn pending(p: &str, start: u64, end: u64) -> PendingCommit {
+        PendingCommit {
+            ranges: [(
+                p.to_string(),
+                OffsetRange {
+                    start,
+                    end,
+                    end_byte: None,
+                    eof: false,
+                },
+            )]
+            .into(),
+            ..Default::default()
+        }
+    }
+
+    async fn rows(
+        writer: &mut DeltaFileWriter,
+        ids: std::ops::Range<i64>,
+    ) -> (Vec<Add>, Vec<FileEntry>) {
+        let n = (ids.end - ids.start) as usize;
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids.clone())),
+                Arc::new(StringArray::from(vec![Some("x"); n])),
+            ],
+        )
+        .unwrap();
+        // Two hours: the rows split into two partitions.
+        let buckets: Vec<i64> = ids.map(|i| 490_000 + i % 2).collect();
+        writer.write(&batch, &buckets).await.unwrap();
+        writer.finish().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn first_open_creates_the_table_and_offsets_come_back_from_txn() {
+        let (lake, layout, cfg, schema) = (
+            lake(),
+            TableLayout::new("t"),
+            WriterConfig::default(),
+            schema(),
+        );
+        let mut log = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+            .await
+            .unwrap();
+        assert_eq!(log.table_version(), Some(0));
+        let mut writer = DeltaFileWriter::new(&log, &cfg, Granularity::Hour).unwrap();
+        let (adds, files) = rows(&mut writer, 0..10).await;
+        assert_eq!(adds.len(), 2, "one file per hour partition");
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 10);
+        assert!(adds.iter().all(|a| a.path.starts_with("date=")), "{adds:?}");
+        let mut c = pending("topic/0", 0, 10);
+        c.adds = adds;
+        c.files = files;
+        log.commit(c).await.unwrap();
+        log.commit(pending("topic/1", 0, 3)).await.unwrap();
+
+        let reopened = DeltaLog::open(&lake, &layout, 1, None).await.unwrap();
+        assert_eq!(
+            reopened.state().offsets(),
+            [("topic/0".into(), 10), ("topic/1".into(), 3)].into()
+        );
+        assert_eq!(reopened.state().rows, 10);
+        assert_eq!(reopened.state().commits, 2);
+        // A version nobody wrote reads as empty.
+        let empty = DeltaLog::open(&lake, &layout, 2, None).await.unwrap();
+        assert!(empty.state().offsets().is_empty());
+    }
+
+    /// A store whose next Delta commit lands but is reported as failed (a lost response).
+    #[derive(Debug)]
+    struct LostResponse {
+        inner: Arc<dyn object_store::ObjectStore>,
+        armed: std::sync::atomic::AtomicBool,
+    }
+
+    impl std::fmt::Display for LostResponse {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "LostResponse({})", self.inner)
+        }
+    }
+
+    impl LostResponse {
+        fn lose(&self, to: &Path) -> bool {
+            to.as_ref().contains("_delta_log/")
+                && to.as_ref().ends_with(".json")
+                && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        }
+        fn lost() -> object_store::Error {
+            object_store::Error::Generic {
+                store: "test",
+                source: "connection reset after the request was sent".into(),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for LostResponse {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            let done = self.inner.put_opts(location, payload, opts).await?;
+            if self.lose(location) {
+                return Err(Self::lost());
+            }
+            Ok(done)
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await?;
+            if self.lose(to) {
+                return Err(Self::lost());
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_whose_response_was_lost_is_not_committed_twice() {
+        let inner = lake();
+        let flaky = Arc::new(LostResponse {
+            inner: inner.store.clone(),
+            armed: false.into(),
+        });
+        let lake = Lake {
+            store: flaky.clone(),
+            ..inner
+        };
+        let (layout, cfg, schema) = (TableLayout::new("t"), WriterConfig::default(), schema());
+        let mut log = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+            .await
+            .unwrap();
+        log.commit(pending("p0", 0, 5)).await.unwrap();
+        flaky.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        log.commit(pending("p0", 5, 9)).await.unwrap();
+        assert!(
+            !flaky.armed.load(std::sync::atomic::Ordering::SeqCst),
+            "the fault fired"
+        );
+        let after = DeltaLog::open(&lake, &layout, 1, None).await.unwrap();
+        assert_eq!(
+            after.table_version(),
+            Some(2),
+            "one Delta commit per pending commit"
+        );
+        assert_eq!(after.state().offsets(), [("p0".into(), 9)].into());
+        // And the writer goes on from there.
+        log.commit(pending("p0", 9, 12)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stale_writers_are_refused_and_never_overwrite() {
+        let (lake, layout, cfg, schema) = (
+            lake(),
+            TableLayout::new("t"),
+            WriterConfig::default(),
+            schema(),
+        );
+        let mut a = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+            .await
+            .unwrap();
+        let mut b = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+            .await
+            .unwrap();
+        a.commit(pending("p0", 0, 5)).await.unwrap();
+        // b has not seen a's commit: a different partition rebases and lands after it.
+        b.commit(pending("p1", 0, 3)).await.unwrap();
+        // b moving p0 from a stale start is refused after re-reading, never overwritten.
+        assert!(matches!(
+            b.commit(pending("p0", 0, 7)).await,
+            Err(Error::Conflict { .. })
+        ));
+        let after = DeltaLog::open(&lake, &layout, 1, None).await.unwrap();
+        assert_eq!(
+            after.state().offsets(),
+            [("p0".into(), 5), ("p1".into(), 3)].into()
+        );
+        // A gap is refused up front.
+        assert!(matches!(
+            a.commit(pending("p0", 6, 9)).await,
+            Err(Error::Conflict { .. })
+        ));
+    }
+}
