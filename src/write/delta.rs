@@ -36,7 +36,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake::{DeltaTable, TableProperty};
 use futures::TryStreamExt;
 use indexmap::IndexMap;
 use object_store::ObjectStoreExt;
@@ -81,11 +81,30 @@ fn partition_fields(granularity: Granularity) -> Vec<Field> {
     fields
 }
 
-/// The Delta table schema: the row schema, then the partition columns.
+/// The Delta table schema: the row schema, then the partition columns. Delta timestamps are
+/// microseconds in UTC; rows are cast on write.
 pub fn table_schema(file_schema: &SchemaRef, granularity: Granularity) -> SchemaRef {
-    let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
+    let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().map(delta_field).collect();
     fields.extend(partition_fields(granularity).into_iter().map(Arc::new));
     normalize_for_delta(&Arc::new(Schema::new(fields)))
+}
+
+fn delta_field(field: &Arc<Field>) -> Arc<Field> {
+    Arc::new(field.as_ref().clone().with_data_type(delta_type(field.data_type())))
+}
+
+fn delta_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Timestamp(_, tz) => DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Microsecond,
+            tz.as_ref().map(|_| "UTC".into()),
+        ),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(delta_field).collect()),
+        DataType::List(f) => DataType::List(delta_field(f)),
+        DataType::LargeList(f) => DataType::LargeList(delta_field(f)),
+        DataType::Map(f, sorted) => DataType::Map(delta_field(f), *sorted),
+        other => other.clone(),
+    }
 }
 
 /// The Delta partition values of a time bucket.
@@ -148,15 +167,24 @@ impl DeltaLog {
         create: Option<CreateSpec<'_>>,
     ) -> Result<DeltaLog> {
         let dir = layout.version_dir(version);
-        let builder = lake.delta_table(&dir).map_err(|e| delta_err(&dir, e))?;
-        let mut table = builder.build().map_err(|e| delta_err(&dir, e))?;
-        let table = match table.load().await {
-            Ok(()) => Some(table),
-            Err(DeltaTableError::NotATable(_)) => match create {
+        let log_dir = dir.clone().join("_delta_log");
+        let mut listing = lake.store.list(Some(&log_dir));
+        let exists = listing
+            .try_next()
+            .await
+            .map_err(|e| Error::storage(&log_dir, e))?
+            .is_some();
+        drop(listing);
+        let table = if exists {
+            let builder = lake.delta_table(&dir).map_err(|e| delta_err(&dir, e))?;
+            let mut table = builder.build().map_err(|e| delta_err(&dir, e))?;
+            table.load().await.map_err(|e| delta_err(&dir, e))?;
+            Some(table)
+        } else {
+            match create {
                 Some(spec) => Some(Self::create(lake, &dir, layout.table(), spec).await?),
                 None => None,
-            },
-            Err(e) => return Err(delta_err(&dir, e)),
+            }
         };
         let partition_columns = match &table {
             Some(t) => t
@@ -557,6 +585,9 @@ pub struct DeltaFileWriter {
     inner: RecordBatchWriter,
     dir: Path,
     granularity: Granularity,
+    /// The table's row schema (without partition columns), which rows are cast to: Delta's
+    /// timestamps are µs UTC, its list and map entries have their own field names.
+    rows: SchemaRef,
 }
 
 impl std::fmt::Debug for DeltaFileWriter {
@@ -584,10 +615,19 @@ impl DeltaFileWriter {
             .map_err(|e| delta_err(&dir, e))?
             .with_writer_properties(props)
             .with_target_file_size(cfg.target_file_size);
+        let all = inner.arrow_schema();
+        let rows = Arc::new(Schema::new(
+            all.fields()
+                .iter()
+                .filter(|f| !log.partition_columns.contains(f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
         Ok(DeltaFileWriter {
             inner,
             dir,
             granularity,
+            rows,
         })
     }
 
@@ -598,8 +638,9 @@ impl DeltaFileWriter {
 
     /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
     pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
+        let batch = self.conform(batch)?;
         for (bucket, part) in
-            split_by_bucket(batch, buckets).map_err(|e| delta_err(&self.dir, e))?
+            split_by_bucket(&batch, buckets).map_err(|e| delta_err(&self.dir, e))?
         {
             let values = bucket_values(bucket, self.granularity);
             self.inner
@@ -608,6 +649,21 @@ impl DeltaFileWriter {
                 .map_err(|e| delta_err(&self.dir, e))?;
         }
         Ok(())
+    }
+
+    /// Casts `batch` to the table's row types (same values, Delta's representation).
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if batch.schema() == self.rows {
+            return Ok(batch.clone());
+        }
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(self.rows.fields())
+            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| delta_err(&self.dir, e))?;
+        RecordBatch::try_new(self.rows.clone(), columns).map_err(|e| delta_err(&self.dir, e))
     }
 
     /// Closes the open files; hands back their `add` actions and summaries.
