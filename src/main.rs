@@ -10,8 +10,10 @@ use kappa_lake::config::Config;
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::pipeline::rebuild::{self, RebuildOptions};
 use kappa_lake::pipeline::{IngestOptions, TableHandle};
+use kappa_lake::schema::EventSchema;
 use kappa_lake::shutdown::{self, Shutdown};
 use kappa_lake::status::{self, Status};
+use kappa_lake::table::plan::schema_diff;
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +114,18 @@ enum Command {
     /// Version operations.
     #[command(subcommand)]
     Versions(VersionsCommand),
+    /// Say per table what the config's definition takes: nothing, evolve in place (additive
+    /// schema change, applied by the next `run`), or a rebuild into a new version, and why.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Schema tools.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Check a config (and the schemas it names) without touching any service.
     Validate(ConfigArg),
     /// Run the whole cycle on embedded defaults: generate events, build v1, rebuild v2, promote.
@@ -125,6 +139,18 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Exit 0 if NEW only adds nullable fields to OLD (it can evolve a version in place),
+    /// 1 if not, naming the fields.
+    Check {
+        /// The schema a version has (.avsc).
+        old: PathBuf,
+        /// The schema it would get (.avsc).
+        new: PathBuf,
     },
 }
 
@@ -361,6 +387,48 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 print!("{}", status::render(&status));
             }
+        }
+        Command::Plan { config, json } => {
+            let config = load(&config.config)?;
+            let mut plans = Vec::new();
+            for t in &config.tables {
+                let handle = TableHandle::open(t).map_err(kappa_lake::Error::from)?;
+                plans.push((t.name.clone(), handle.plan().await?));
+            }
+            if json {
+                let tables: Vec<_> = plans
+                    .iter()
+                    .map(|(name, plan)| serde_json::json!({"name": name, "plan": plan}))
+                    .collect();
+                print_json(&serde_json::json!({ "tables": tables }))?;
+            } else {
+                for (name, plan) in &plans {
+                    println!("{name}: {plan}");
+                }
+            }
+        }
+        Command::Schema(SchemaCommand::Check { old, new }) => {
+            let read = |p: &Path| -> anyhow::Result<EventSchema> {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read {}", p.display()))?;
+                EventSchema::parse(&text)
+                    .with_context(|| format!("{} is not a valid schema", p.display()))
+            };
+            let diff = schema_diff(&read(&old)?.arrow, &read(&new)?.arrow);
+            for f in &diff.added {
+                println!("added nullable field `{f}`");
+            }
+            for b in &diff.breaking {
+                println!("incompatible: {b}");
+            }
+            if !diff.is_compatible() {
+                anyhow::bail!(
+                    "{} is not an additive change of {}: a version needs a rebuild to take it",
+                    new.display(),
+                    old.display()
+                );
+            }
+            println!("compatible: a Delta version can evolve in place");
         }
         Command::Validate(arg) => {
             let config = load(&arg.config)?;

@@ -9,8 +9,10 @@ use crate::config::{ConfigError, TableConfig};
 use crate::error::{Error, Result};
 use crate::shutdown::Shutdown;
 use crate::storage::Lake;
+use crate::table::plan::{self, Plan};
 use crate::table::version::{self, Definition};
 use crate::table::{Pointer, TableLayout, VersionDefinition, VersionState, pointer};
+use crate::write::DeltaLog;
 
 pub use ingest::{IngestOptions, IngestReport};
 
@@ -67,15 +69,26 @@ impl TableHandle {
                         p.version
                     ),
                 })?;
-            if def.definition_hash != hash {
-                return Err(Error::Refused(format!(
-                    "table `{}`: the config's definition (hash {hash}) differs from live v{} (hash {}); \
-                     run `kappa-lake rebuild --config <file> --table {} --promote` to build it as a new version, \
-                     or restore the previous definition",
-                    self.cfg.name, def.version, def.definition_hash, self.cfg.name
-                )));
+            if def.definition_hash == hash {
+                return Ok(def);
             }
-            return Ok(def);
+            let next = version::list(lake, layout)
+                .await?
+                .last()
+                .map_or(def.version + 1, |v| v.version + 1);
+            return match plan::compare(&def.definition, def.version, &wanted, next)? {
+                Plan::Evolve { added, .. } => self.evolve(def, wanted, added).await,
+                Plan::Rebuild { reasons, .. } => Err(Error::Refused(format!(
+                    "table `{}`: the config's definition differs from live v{}: {}; \
+                     run `kappa-lake rebuild --config <file> --table {} --promote` to build it as v{next}, \
+                     or restore the previous definition",
+                    self.cfg.name,
+                    def.version,
+                    reasons.join("; "),
+                    self.cfg.name
+                ))),
+                Plan::Nothing { .. } | Plan::Create => Ok(def),
+            };
         }
         // No pointer yet: first run (or a crash between creating v1 and pointing at it).
         let versions = version::list(lake, layout).await?;
@@ -108,6 +121,51 @@ impl TableHandle {
             Err(Error::Conflict { .. }) => Box::pin(self.live_version()).await,
             Err(e) => Err(e),
         }
+    }
+
+    /// Applies an additive schema change to the live version: the new nullable columns go
+    /// into its Delta table, then into its definition.
+    async fn evolve(
+        &self,
+        def: VersionDefinition,
+        wanted: Definition,
+        added: Vec<String>,
+    ) -> Result<VersionDefinition> {
+        let (lake, layout) = (&self.lake, &self.layout);
+        let schema = wanted.event_schema()?.arrow;
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| added.contains(f.name()))
+            .cloned()
+            .collect();
+        let mut log = DeltaLog::open(lake, layout, def.version, None).await?;
+        log.add_columns(&fields).await?;
+        let evolved = version::evolve(lake, layout, &def, wanted, added.clone()).await?;
+        tracing::info!(table = %self.cfg.name, version = def.version, added = ?added, "schema evolved in place");
+        Ok(evolved)
+    }
+
+    /// What `plan` says for this table.
+    pub async fn plan(&self) -> Result<Plan> {
+        let wanted = self.definition()?;
+        let (lake, layout) = (&self.lake, &self.layout);
+        let Some(p) = pointer::read(lake, layout).await? else {
+            return Ok(Plan::Create);
+        };
+        let versions = version::list(lake, layout).await?;
+        let next = versions.last().map_or(p.version + 1, |v| v.version + 1);
+        let live = versions
+            .into_iter()
+            .find(|v| v.version == p.version)
+            .ok_or_else(|| Error::Corrupt {
+                path: layout.version_definition(p.version),
+                reason: format!(
+                    "current.json points at v{} but its definition is missing",
+                    p.version
+                ),
+            })?;
+        plan::compare(&live.definition, live.version, &wanted, next)
     }
 
     /// `run` for this table: materialize the live version until shutdown (or the source's

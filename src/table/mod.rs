@@ -2,6 +2,7 @@
 //! `current` pointer.
 
 pub mod layout;
+pub mod plan;
 pub mod pointer;
 pub mod version;
 

@@ -140,6 +140,20 @@ pub struct VersionDefinition {
     pub created_at: DateTime<Utc>,
     /// Advisory lifecycle state.
     pub state: VersionState,
+    /// Additive schema changes applied in place since creation, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evolutions: Vec<Evolution>,
+}
+
+/// One in-place schema evolution of a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evolution {
+    /// When it was applied.
+    pub at: DateTime<Utc>,
+    /// The definition hash before.
+    pub from_hash: String,
+    /// Nullable fields added.
+    pub added: Vec<String>,
 }
 
 /// Creates `vN.json` for `definition`, failing with [`Error::Conflict`] if vN exists.
@@ -156,6 +170,7 @@ pub async fn create(
         definition,
         created_at: Utc::now(),
         state: VersionState::Building,
+        evolutions: Vec::new(),
     };
     let path = layout.version_definition(version);
     let body = serde_json::to_vec_pretty(&def).map_err(|e| Error::Corrupt {
@@ -220,6 +235,40 @@ pub async fn list(lake: &Lake, layout: &TableLayout) -> Result<Vec<VersionDefini
     Ok(out)
 }
 
+/// Replaces `def`'s definition by `wanted`, an additive schema change already applied to the
+/// version's table, recording the evolution.
+pub async fn evolve(
+    lake: &Lake,
+    layout: &TableLayout,
+    def: &VersionDefinition,
+    wanted: Definition,
+    added: Vec<String>,
+) -> Result<VersionDefinition> {
+    let mut next = def.clone();
+    next.evolutions.push(Evolution {
+        at: Utc::now(),
+        from_hash: def.definition_hash.clone(),
+        added,
+    });
+    next.definition_hash = wanted.hash()?;
+    next.definition = wanted;
+    write(lake, layout, &next).await?;
+    Ok(next)
+}
+
+async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Result<()> {
+    let path = layout.version_definition(def.version);
+    let body = serde_json::to_vec_pretty(def).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    lake.store
+        .put(&path, body.into())
+        .await
+        .map_err(|e| Error::storage(&path, e))?;
+    Ok(())
+}
+
 /// Records a new advisory state for `version` (after the pointer moved).
 pub async fn set_state(
     lake: &Lake,
@@ -234,16 +283,7 @@ pub async fn set_state(
         return Ok(());
     }
     def.state = state;
-    let path = layout.version_definition(version);
-    let body = serde_json::to_vec_pretty(&def).map_err(|e| Error::Corrupt {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    lake.store
-        .put(&path, body.into())
-        .await
-        .map_err(|e| Error::storage(&path, e))?;
-    Ok(())
+    write(lake, layout, &def).await
 }
 
 #[cfg(test)]

@@ -90,7 +90,12 @@ pub fn table_schema(file_schema: &SchemaRef, granularity: Granularity) -> Schema
 }
 
 fn delta_field(field: &Arc<Field>) -> Arc<Field> {
-    Arc::new(field.as_ref().clone().with_data_type(delta_type(field.data_type())))
+    Arc::new(
+        field
+            .as_ref()
+            .clone()
+            .with_data_type(delta_type(field.data_type())),
+    )
 }
 
 fn delta_type(t: &DataType) -> DataType {
@@ -259,6 +264,36 @@ impl DeltaLog {
                 Ok(t)
             }
         }
+    }
+
+    /// Adds nullable columns (an additive schema evolution); columns the table has already
+    /// are skipped, and a version without a table yet has nothing to change.
+    pub async fn add_columns(&mut self, fields: &[Arc<Field>]) -> Result<()> {
+        let Some(table) = &self.table else {
+            return Ok(());
+        };
+        let dir = self.dir.clone();
+        let current = table.snapshot().map_err(|e| delta_err(&dir, e))?.schema();
+        let missing: Vec<Arc<Field>> = fields
+            .iter()
+            .filter(|f| current.field(f.name()).is_none())
+            .map(delta_field)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let kernel: StructType = normalize_for_delta(&Arc::new(Schema::new(missing)))
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| delta_err(&dir, e))?;
+        let evolved = table
+            .clone()
+            .add_columns()
+            .with_fields(kernel.fields().cloned().collect::<Vec<_>>())
+            .await
+            .map_err(|e| delta_err(&dir, e))?;
+        self.table = Some(evolved);
+        Ok(())
     }
 
     /// The folded state.
@@ -651,16 +686,24 @@ impl DeltaFileWriter {
         Ok(())
     }
 
-    /// Casts `batch` to the table's row types (same values, Delta's representation).
+    /// Casts `batch` to the table's row types (same values, Delta's representation); columns
+    /// the batch lacks are null.
     fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         if batch.schema() == self.rows {
             return Ok(batch.clone());
         }
-        let columns = batch
-            .columns()
+        // By name: columns added by a schema evolution come last in the table.
+        let columns = self
+            .rows
+            .fields()
             .iter()
-            .zip(self.rows.fields())
-            .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+            .map(|f| match batch.column_by_name(f.name()) {
+                Some(c) => arrow::compute::cast(c, f.data_type()),
+                None => Ok(arrow::array::new_null_array(
+                    f.data_type(),
+                    batch.num_rows(),
+                )),
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| delta_err(&self.dir, e))?;
         RecordBatch::try_new(self.rows.clone(), columns).map_err(|e| delta_err(&self.dir, e))

@@ -6,6 +6,7 @@ mod crash;
 mod dead_letters;
 mod delta;
 mod demo;
+mod evolve;
 mod kafka;
 mod kafka_support;
 mod promote_race;

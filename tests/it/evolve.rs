@@ -1,0 +1,141 @@
+//! `plan` and in-place schema evolution of a Delta version: an additive `.avsc` change is
+//! applied to the live version; a type change or a removed field needs a rebuild, and says why.
+
+use std::path::Path;
+
+use crate::support::{
+    EVENT_SCHEMA, duckdb, kappa, kappa_ok, read_lake, scan, status_json, write_config,
+};
+
+const WITH_COUPON: &str = r#"{"type":"record","name":"Event","namespace":"test","fields":[
+  {"name":"id","type":"long"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"name","type":["null","string"],"default":null},
+  {"name":"coupon","type":["null","string"],"default":null}
+]}"#;
+
+const ID_AS_STRING: &str = r#"{"type":"record","name":"Event","namespace":"test","fields":[
+  {"name":"id","type":"string"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"name","type":["null","string"],"default":null}
+]}"#;
+
+const WITHOUT_NAME: &str = r#"{"type":"record","name":"Event","namespace":"test","fields":[
+  {"name":"id","type":"long"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}}
+]}"#;
+
+fn input(d: &Path, file: &str, ids: std::ops::Range<i64>, coupon: bool) {
+    std::fs::create_dir_all(d.join("input")).unwrap();
+    let lines: String = ids
+        .map(|id| {
+            let extra = if coupon {
+                format!(r#","coupon":"C{id}""#)
+            } else {
+                String::new()
+            };
+            format!(
+                "{{\"id\":{id},\"ts\":{},\"name\":\"n{id}\"{extra}}}\n",
+                1_795_651_200_000 + id * 1000
+            )
+        })
+        .collect();
+    std::fs::write(d.join("input").join(file), lines).unwrap();
+}
+
+fn plan(d: &Path) -> String {
+    kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &[])
+}
+
+fn set_schema(d: &Path, schema: &str) {
+    std::fs::write(d.join("schemas/events.avsc"), schema).unwrap();
+}
+
+#[test]
+fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        r#"{ field = "ts", granularity = "hour" }"#,
+        "",
+    );
+    assert!(plan(d).contains("events: create v1"), "{}", plan(d));
+    input(d, "a.ndjson", 0..100, false);
+    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    assert!(plan(d).contains("events: nothing to do"), "{}", plan(d));
+
+    // A new nullable field: evolve in place.
+    std::fs::copy(d.join("schemas/events.avsc"), d.join("old.avsc")).unwrap();
+    set_schema(d, WITH_COUPON);
+    let p = plan(d);
+    assert!(
+        p.contains("events: evolve in place: v1") && p.contains("`coupon`"),
+        "{p}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&kappa_ok(
+        d,
+        &["plan", "--config", "kappa-lake.toml", "--json"],
+        &[],
+    ))
+    .unwrap();
+    assert_eq!(json["tables"][0]["plan"]["action"], "evolve");
+    assert_eq!(json["tables"][0]["plan"]["added"][0], "coupon");
+    let check = kappa(
+        d,
+        &["schema", "check", "old.avsc", "schemas/events.avsc"],
+        &[],
+    );
+    assert_eq!(check.status.code(), Some(0));
+
+    // The next run applies it to v1 and writes the new field.
+    input(d, "b.ndjson", 100..200, true);
+    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    assert!(
+        plan(d).contains("events: nothing to do: live v1"),
+        "{}",
+        plan(d)
+    );
+    let status = status_json(d);
+    assert_eq!(status["tables"][0]["current"], 1);
+    assert_eq!(status["tables"][0]["versions"].as_array().unwrap().len(), 1);
+    let rows = duckdb(&format!(
+        "SELECT count(*), count(coupon), min(CASE WHEN coupon IS NOT NULL THEN id END) FROM {}",
+        scan(&d.join("lake"), "events", 1, "delta")
+    ));
+    assert_eq!(rows[0], [200, 100, 100]);
+    let seen = read_lake(d, "events", 1, "delta", &["deltars", "polars"], "id");
+    for (reader, s) in &seen {
+        assert_eq!(s["rows"], 200, "{reader}");
+    }
+
+    // A type change, and a removed field: rebuild, with the reason.
+    for (schema, reason) in [
+        (ID_AS_STRING, "field `id` changed from Int64 to Utf8"),
+        (WITHOUT_NAME, "field `name` was removed"),
+    ] {
+        std::fs::copy(d.join("schemas/events.avsc"), d.join("old.avsc")).unwrap();
+        set_schema(d, schema);
+        let p = plan(d);
+        assert!(
+            p.contains("events: rebuild into v2") && p.contains(reason),
+            "{p}"
+        );
+        let check = kappa(
+            d,
+            &["schema", "check", "old.avsc", "schemas/events.avsc"],
+            &[],
+        );
+        assert_eq!(check.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&check.stdout).contains(reason));
+        let run = kappa(d, &["run", "--config", "kappa-lake.toml"], &[]);
+        assert!(!run.status.success());
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains(reason),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        set_schema(d, WITH_COUPON);
+    }
+}
