@@ -197,17 +197,9 @@ impl<'a> Ingest<'a> {
         let mut lease = WriterLease::new(ttl);
         let event_schema = def.definition.event_schema()?.arrow;
         let schema = file_schema(&event_schema, def);
-        let (log, writer) = write::open_for_writing(
-            lake,
-            layout,
-            version,
-            def.definition.format,
-            &schema,
-            def.definition.partitioning.granularity,
-            &table.writer,
-            &lease.writer,
-        )
-        .await?;
+        let (log, writer) =
+            write::open_for_writing(lake, layout, def, &schema, &table.writer, &lease.writer)
+                .await?;
         let live = lease::live_writers(lake, layout, version).await?;
         let removed = log.remove_uncommitted(&live).await?;
         if removed > 0 {

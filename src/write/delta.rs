@@ -367,9 +367,9 @@ impl DeltaLog {
             state.bytes += u64::try_from(file.size()).unwrap_or_default();
         }
         let version = snapshot.version();
-        state.next_seq = u64::try_from(version + 1).unwrap_or_default();
+        state.next_seq = version + 1;
         // Version 0 creates the table; every later one is a commit.
-        state.commits = u64::try_from(version).unwrap_or_default();
+        state.commits = version;
         state.last_commit_at = snapshot
             .version_timestamp(version)
             .and_then(DateTime::<Utc>::from_timestamp_millis);

@@ -16,10 +16,10 @@ pub use commit::{CommitLog, FileEntry, LogState, PendingCommit, SourcePosition};
 pub use delta::{DeltaFileWriter, DeltaLog};
 pub use parquet::PartitionedWriter;
 
-use crate::config::{Format, Granularity, WriterConfig};
+use crate::config::{Format, WriterConfig};
 use crate::error::Result;
 use crate::storage::Lake;
-use crate::table::TableLayout;
+use crate::table::{TableLayout, VersionDefinition};
 
 /// The log of a version, whichever its format.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub enum VersionLog {
     /// kappa-lake's commit log.
     Parquet(CommitLog),
     /// The Delta log.
-    Delta(Box<DeltaLog>),
+    Delta(DeltaLog),
 }
 
 impl VersionLog {
@@ -41,9 +41,7 @@ impl VersionLog {
     ) -> Result<VersionLog> {
         Ok(match format {
             Format::Parquet => VersionLog::Parquet(CommitLog::open(lake, layout, version).await?),
-            Format::Delta => {
-                VersionLog::Delta(Box::new(DeltaLog::open(lake, layout, version, None).await?))
-            }
+            Format::Delta => VersionLog::Delta(DeltaLog::open(lake, layout, version, None).await?),
         })
     }
 
@@ -87,6 +85,10 @@ impl VersionLog {
 
 /// Writes the data files of a version, whichever its format.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per running writer, created once and never moved on the data path"
+)]
 pub enum FileWriter {
     /// Our own rolling Parquet writer.
     Parquet(PartitionedWriter),
@@ -127,14 +129,14 @@ impl FileWriter {
 pub async fn open_for_writing(
     lake: &Lake,
     layout: &TableLayout,
-    version: u32,
-    format: Format,
+    def: &VersionDefinition,
     file_schema: &SchemaRef,
-    granularity: Granularity,
     cfg: &WriterConfig,
     writer_id: &str,
 ) -> Result<(VersionLog, FileWriter)> {
-    match format {
+    let version = def.version;
+    let granularity = def.definition.partitioning.granularity;
+    match def.definition.format {
         Format::Parquet => {
             let log = CommitLog::open(lake, layout, version).await?;
             let writer = PartitionedWriter::new(
@@ -155,7 +157,7 @@ pub async fn open_for_writing(
             };
             let log = DeltaLog::open(lake, layout, version, Some(spec)).await?;
             let writer = DeltaFileWriter::new(&log, cfg, granularity)?;
-            Ok((VersionLog::Delta(Box::new(log)), FileWriter::Delta(writer)))
+            Ok((VersionLog::Delta(log), FileWriter::Delta(writer)))
         }
     }
 }
