@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then lints and tests.
 #   - a Python venv with the real readers the tests verify the lake with: DuckDB (with its
-#     delta extension), delta-rs (`deltalake`), Polars, pyarrow
+#     delta extension), delta-rs (`deltalake`), Polars, pyarrow, PySpark (on the machine's Java)
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
 #     producer (confluent-kafka), see scripts/services.sh
 #   - cargo fmt --check, cargo clippy --all-targets -D warnings
@@ -29,13 +29,15 @@ python_venv() {
   # duckdb-ext-delta ships DuckDB's `delta` extension (it exists only for DuckDB 1.4.4, and
   # extensions cannot be downloaded here).
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17"
+    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17" pyspark
   "$VENV/bin/python" -c "
-import deltalake, duckdb, polars, pyarrow
-print('duckdb', duckdb.__version__, 'deltalake', deltalake.__version__, 'polars', polars.__version__, 'pyarrow', pyarrow.__version__)"
+import deltalake, duckdb, polars, pyarrow, pyspark
+print('duckdb', duckdb.__version__, 'deltalake', deltalake.__version__, 'polars', polars.__version__,
+      'pyarrow', pyarrow.__version__, 'pyspark', pyspark.__version__)"
+  command -v java >/dev/null || { echo "PySpark needs java (17) on PATH" >&2; exit 1; }
 }
 
-phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow)" python_venv
+phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark)" python_venv
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh

@@ -187,3 +187,41 @@ async fn five_hundred_commits_read_alike_and_removed_files_stay_invisible() {
         );
     }
 }
+
+/// A `format = "parquet"` version, written by `run` from a files source, reads the same in
+/// PySpark, DuckDB and pyarrow.
+#[test]
+fn a_parquet_version_reads_alike_in_pyspark_duckdb_and_pyarrow() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::support::write_config(
+        d,
+        crate::support::EVENT_SCHEMA,
+        r#"{ field = "ts", granularity = "hour" }"#,
+        "",
+    );
+    crate::kafka_support::set_format(d, "parquet");
+    std::fs::create_dir_all(d.join("input")).unwrap();
+    let n = 5000i64;
+    let lines: String = (0..n)
+        .map(|id| {
+            format!(
+                "{{\"id\":{id},\"ts\":{},\"name\":\"n{}\"}}\n",
+                1_795_651_200_000 + id * 37_000,
+                id % 13
+            )
+        })
+        .collect();
+    std::fs::write(d.join("input/events.ndjson"), lines).unwrap();
+    crate::support::kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    assert_eq!(crate::support::version_format(d, 1), "parquet");
+    let seen = read_lake(d, "events", 1, "parquet", &["duckdb", "pyarrow", "pyspark"], "id");
+    let names: Vec<&String> = seen.keys().collect();
+    assert_eq!(names, ["duckdb", "pyarrow", "pyspark"]);
+    for (reader, s) in &seen {
+        assert_eq!(s["rows"], n, "{reader}: rows");
+        assert_eq!(s["distinct_ids"], n, "{reader}: distinct ids");
+        assert_eq!(s["sum"].to_string().trim_matches('"'), ((0..n).sum::<i64>()).to_string(), "{reader}: sum");
+        assert_eq!(s, &seen["duckdb"], "{reader} and DuckDB differ");
+    }
+}
