@@ -1088,7 +1088,7 @@ max_age = "60s"
         let c = parse(MINIMAL, &[]).unwrap();
         let t = &c.tables[0];
         assert_eq!(t.root, Root::Local(PathBuf::from("/cfg/lake")));
-        assert_eq!(t.format, Format::Parquet);
+        assert_eq!(t.format, Format::Delta);
         assert_eq!(t.writer.target_file_size, 128 << 20);
         assert_eq!(t.granularity, Granularity::Hour);
         assert!(t.metadata_columns);

@@ -151,6 +151,8 @@ pub struct DeltaLog {
     table: Option<DeltaTable>,
     partition_columns: Vec<String>,
     state: LogState,
+    /// Dead-letter files older than this may be listed by commits the log no longer holds.
+    judge_since: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for DeltaLog {
@@ -208,6 +210,7 @@ impl DeltaLog {
             table,
             partition_columns,
             state: LogState::default(),
+            judge_since: None,
         };
         log.read_state(true).await?;
         Ok(log)
@@ -379,6 +382,21 @@ impl DeltaLog {
                 .try_collect()
                 .await
                 .map_err(|e| delta_err(dir, e))?;
+            // Log clean-up drops old commits (and their lists of dead-letter files): only
+            // files newer than the oldest retained commit can be judged uncommitted.
+            let complete = infos
+                .iter()
+                .any(|i| i.operation.as_deref() == Some("CREATE TABLE"));
+            self.judge_since = if complete {
+                None
+            } else {
+                infos
+                    .iter()
+                    .filter_map(|i| i.timestamp)
+                    .min()
+                    .and_then(DateTime::<Utc>::from_timestamp_millis)
+                    .or(Some(Utc::now()))
+            };
             for info in infos {
                 let Some(list) = info.info.get(DEAD_LETTERS_KEY) else {
                     continue;
@@ -585,7 +603,7 @@ impl DeltaLog {
     }
 
     /// Deletes dead-letter files of this version no commit lists, except those of the writers
-    /// in `live`. (Uncommitted data files are invisible to Delta readers; `VACUUM` removes
+    /// in `live` and those older than the oldest commit the log still holds. (Uncommitted data files are invisible to Delta readers; `VACUUM` removes
     /// them.)
     pub async fn remove_uncommitted(&self, live: &HashSet<String>) -> Result<usize> {
         let dir = self.layout.dead_letter_dir(self.version);
@@ -601,6 +619,7 @@ impl DeltaLog {
             let name = meta.location.filename().unwrap_or_default();
             if self.state.dead_letter_files.contains(name)
                 || lease::writer_of(name).is_some_and(|w| live.contains(w))
+                || self.judge_since.is_some_and(|t| meta.last_modified < t)
             {
                 continue;
             }

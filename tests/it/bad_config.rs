@@ -51,6 +51,17 @@ fn bad_configs_fail_before_work_naming_the_key() {
     );
     fails_naming(d, &["table[events].time.field", "nope"]);
 
+    // A Delta version's partition columns are table columns: an event field cannot share a name.
+    let with_hour = EVENT_SCHEMA.replace(
+        r#"{"name":"id","type":"long"},"#,
+        r#"{"name":"id","type":"long"},{"name":"hour","type":"int"},"#,
+    );
+    write_config(d, &with_hour, time, "");
+    fails_naming(d, &["table[events].schema", "`hour`", "partition column"]);
+
+    write_config(d, EVENT_SCHEMA, time, "checkpoint_interval = 0");
+    fails_naming(d, &["table[events].writer.checkpoint_interval"]);
+
     // An unwritable root: the path is taken by a regular file.
     let cfg = write_config(d, EVENT_SCHEMA, time, "");
     std::fs::write(d.join("blocked"), "not a directory").unwrap();

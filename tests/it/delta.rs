@@ -215,13 +215,24 @@ fn a_parquet_version_reads_alike_in_pyspark_duckdb_and_pyarrow() {
     std::fs::write(d.join("input/events.ndjson"), lines).unwrap();
     crate::support::kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
     assert_eq!(crate::support::version_format(d, 1), "parquet");
-    let seen = read_lake(d, "events", 1, "parquet", &["duckdb", "pyarrow", "pyspark"], "id");
+    let seen = read_lake(
+        d,
+        "events",
+        1,
+        "parquet",
+        &["duckdb", "pyarrow", "pyspark"],
+        "id",
+    );
     let names: Vec<&String> = seen.keys().collect();
     assert_eq!(names, ["duckdb", "pyarrow", "pyspark"]);
     for (reader, s) in &seen {
         assert_eq!(s["rows"], n, "{reader}: rows");
         assert_eq!(s["distinct_ids"], n, "{reader}: distinct ids");
-        assert_eq!(s["sum"].to_string().trim_matches('"'), ((0..n).sum::<i64>()).to_string(), "{reader}: sum");
+        assert_eq!(
+            s["sum"].to_string().trim_matches('"'),
+            ((0..n).sum::<i64>()).to_string(),
+            "{reader}: sum"
+        );
         assert_eq!(s, &seen["duckdb"], "{reader} and DuckDB differ");
     }
 }
