@@ -45,7 +45,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::config::{Granularity, WriterConfig};
 use crate::error::{Error, Result};
-use crate::partition::{partition_values, split_by_bucket};
+use crate::partition::split_by_bucket;
 use crate::storage::Lake;
 use crate::table::TableLayout;
 use crate::write::commit::{DeadLetterFile, LogState, PendingCommit, SourcePosition};
@@ -114,17 +114,15 @@ fn delta_type(t: &DataType) -> DataType {
 
 /// The Delta partition values of a time bucket.
 fn bucket_values(bucket: i64, granularity: Granularity) -> IndexMap<String, Scalar> {
-    let mut out = IndexMap::new();
-    for (name, value) in partition_values(bucket, granularity) {
-        let scalar = if name == "date" {
-            let days = chrono::NaiveDate::parse_from_str(&value, "%Y-%m-%d")
-                .map(|d| (d - chrono::NaiveDate::default()).num_days() as i32)
-                .unwrap_or_default();
-            Scalar::Date(days)
-        } else {
-            Scalar::Integer(value.parse().unwrap_or_default())
-        };
-        out.insert(name, scalar);
+    // Buckets are days or hours since the epoch, within the years 0000–9999 (so the casts
+    // cannot truncate).
+    let (day, hour) = match granularity {
+        Granularity::Day => (bucket, None),
+        Granularity::Hour => (bucket.div_euclid(24), Some(bucket.rem_euclid(24))),
+    };
+    let mut out = IndexMap::from([("date".to_string(), Scalar::Date(day as i32))]);
+    if let Some(h) = hour {
+        out.insert("hour".to_string(), Scalar::Integer(h as i32));
     }
     out
 }
@@ -460,13 +458,12 @@ impl DeltaLog {
     /// Commits `pending` (its `adds` and one `txn` per range) in one Delta transaction; returns
     /// the Delta table version it became.
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<u64> {
-        let Some(table) = &self.table else {
+        if self.table.is_none() {
             return Err(Error::Refused(format!(
                 "the Delta table of v{} does not exist",
                 self.version
             )));
-        };
-        let _ = table;
+        }
         self.check_ranges(&pending)?;
         for p in pending.ranges.keys() {
             if !self.state.positions.contains_key(p) {
@@ -828,6 +825,26 @@ mod tests {
         let buckets: Vec<i64> = ids.map(|i| 490_000 + i % 2).collect();
         writer.write(&batch, &buckets).await.unwrap();
         writer.finish().await.unwrap()
+    }
+
+    #[test]
+    fn partition_values_are_typed_date_and_hour() {
+        // 2026-11-26T15:00Z is hour 498_807 and day 20_783 since the epoch.
+        let v = bucket_values(498_807, Granularity::Hour);
+        assert_eq!(v["date"], Scalar::Date(20_783));
+        assert_eq!(v["hour"], Scalar::Integer(15));
+        assert_eq!(
+            bucket_values(20_783, Granularity::Day)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [("date".to_string(), Scalar::Date(20_783))]
+        );
+        // Before the epoch: 1969-12-31T23:00Z.
+        let v = bucket_values(-1, Granularity::Hour);
+        assert_eq!(
+            (v["date"].clone(), v["hour"].clone()),
+            (Scalar::Date(-1), Scalar::Integer(23))
+        );
     }
 
     #[tokio::test]

@@ -65,6 +65,16 @@ fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
     input(d, "a.ndjson", 0..100, false);
     kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
     assert!(plan(d).contains("events: nothing to do"), "{}", plan(d));
+    // Partition columns are typed (date, int) and agree with the event time.
+    let parts = duckdb(&format!(
+        "SELECT count(*), count(*) FILTER (WHERE date = CAST(ts AS DATE) AND hour = hour(ts)), \
+                min(date)::VARCHAR, typeof(min(hour)) FROM {}",
+        scan(&d.join("lake"), "events", 1, "delta")
+    ));
+    assert_eq!(
+        serde_json::json!(parts[0]),
+        serde_json::json!([100, 100, "2026-11-26", "INTEGER"])
+    );
 
     // A new nullable field: evolve in place.
     std::fs::copy(d.join("schemas/events.avsc"), d.join("old.avsc")).unwrap();
