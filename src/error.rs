@@ -5,6 +5,7 @@
 //! | `Config`     | the configuration or a file it names is wrong   | fix the config (exit code 2)       |
 //! | `Conflict`   | someone else changed the state we based on      | re-read and decide again           |
 //! | `Refused`    | a safety rule forbids the operation             | an operator decision (`--force`…)  |
+//! | `Behind`     | a candidate version has not caught up yet       | let it catch up, then promote      |
 //! | `Storage`    | the object store failed                         | retry later, check credentials     |
 //! | `Corrupt`    | stored state does not parse                     | inspect the named object           |
 //! | `Source`     | reading the source failed                       | check the source                   |
@@ -38,6 +39,10 @@ pub enum Error {
     /// A safety rule refused the operation.
     #[error("refused: {0}")]
     Refused(String),
+
+    /// A promotion was refused because the candidate has not caught up with the live version.
+    #[error("refused: {0}")]
+    Behind(String),
 
     /// The object store returned an error.
     #[error("storage error at `{path}`: {source}")]

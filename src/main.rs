@@ -193,10 +193,20 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KAPPA_LAKE_LOG")
+    use std::io::IsTerminal;
+    // delta-rs and its kernel log every snapshot at INFO; keep them at WARN unless the user
+    // names them (e.g. KAPPA_LAKE_LOG=info,buoyant_kernel=debug).
+    let mut directives = std::env::var("KAPPA_LAKE_LOG").unwrap_or_else(|_| "info".into());
+    for noisy in ["buoyant_kernel", "deltalake_core"] {
+        if !directives.contains(noisy) {
+            directives.push_str(&format!(",{noisy}=warn"));
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -296,6 +306,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let shutdown = shutdown_on_signals_within(Some(arg.shutdown_timeout));
             let opts = IngestOptions {
                 stop_at_end: arg.stop_at_end,
+                ..Default::default()
             };
             // One task per table: a slow table holds up only its own consumer and buffers.
             // The first table to fail ends the process (exit 1); the others' data is safe.
@@ -320,11 +331,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let handle = open_table(&table, true).await?;
             let report = rebuild::rebuild(
                 &handle,
-                RebuildOptions { promote, force },
+                RebuildOptions {
+                    promote,
+                    force,
+                    progress: true,
+                },
                 shutdown_on_signals(),
             )
             .await?;
             let r = &report.ingest;
+            if report.resumed {
+                println!(
+                    "{} v{}: resumed from the offsets stored in it",
+                    r.table, r.version
+                );
+            }
             println!(
                 "{} v{}: {} records read, {} rows, {} dead letters, {} commits{}",
                 r.table,

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
@@ -26,15 +27,18 @@ use arrow::record_batch::RecordBatch;
 use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 
+use crate::config::Format;
 use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig, TimeSpec};
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::partition;
+use crate::pipeline::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
-use crate::source::kafka::{Event, KafkaMessage, KafkaSource, StartAt};
+use crate::source::kafka::{Event, KafkaMessage, KafkaSource, Membership, StartAt};
 use crate::source::{Origin, Record, SourceBatch, kafka_partition_key};
 use crate::storage::Lake;
+use crate::table::pointer;
 use crate::table::{TableLayout, VersionDefinition};
 use crate::write::commit::OffsetRange;
 use crate::write::lease::{self, PartitionMetrics, WriterLease, WriterState};
@@ -78,15 +82,47 @@ pub struct IngestReport {
     pub conflicts: u64,
     /// Whether it stopped because of a shutdown request.
     pub interrupted: bool,
+    /// Kafka, following the pointer: `current` moved to this version, so this one stopped.
+    pub moved_to: Option<u32>,
+    /// Kafka, catching up: every partition reached the live version's offsets.
+    pub caught_up: bool,
 }
 
-/// How a materialization ends.
+/// Why a materialization stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Shutdown requested.
+    Interrupted,
+    /// The source's end (files; Kafka with `stop_at_end`).
+    End,
+    /// Caught up with the live version's offsets.
+    CaughtUp,
+    /// `current` names another version now.
+    Moved(u32),
+}
+
+/// How a materialization reads and when it ends.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IngestOptions {
     /// Kafka: stop once every assigned partition has reached its end (files sources always
     /// stop at their end).
     pub stop_at_end: bool,
+    /// Kafka: join the version's consumer group, or assign every partition (rebuild).
+    pub membership: Membership,
+    /// Kafka: stop when `current` names another version (the service follows promotions
+    /// and rollbacks).
+    pub follow_pointer: bool,
+    /// Kafka: stop once every partition has reached the offsets stored in this (live)
+    /// version, re-read after every commit.
+    pub catch_up_with: Option<(u32, Format)>,
+    /// Show progress: a bar on a terminal, plain lines otherwise.
+    pub progress: bool,
 }
+
+/// How often `run` looks at `current.json` (one small GET).
+const POINTER_POLL: Duration = Duration::from_secs(2);
+/// How often progress lines are printed when stdout is not a terminal.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 /// Which metadata columns a version's files carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,11 +182,145 @@ pub async fn materialize(
     let outcome = match &table.source {
         SourceConfig::Files(cfg) => {
             let source = FilesSource::start(cfg, &ingest.log.state().positions)?;
-            ingest.run_files(source, &mut shutdown).await
+            ingest
+                .run_files(source, &mut shutdown)
+                .await
+                .map(|interrupted| {
+                    if interrupted {
+                        Stop::Interrupted
+                    } else {
+                        Stop::End
+                    }
+                })
         }
         SourceConfig::Kafka(cfg) => ingest.run_kafka(cfg, &mut shutdown, opts).await,
     };
     ingest.finish(outcome).await
+}
+
+/// The live version's offsets for `topic`, by partition, when catching up with it.
+async fn catch_up_targets(
+    lake: &Lake,
+    layout: &TableLayout,
+    topic: &str,
+    opts: IngestOptions,
+) -> Result<Option<BTreeMap<i32, u64>>> {
+    let Some((version, format)) = opts.catch_up_with else {
+        return Ok(None);
+    };
+    let offsets = VersionLog::offsets_of(lake, layout, version, format).await?;
+    let prefix = format!("{topic}/");
+    Ok(Some(
+        offsets
+            .iter()
+            .filter_map(|(k, o)| Some((k.strip_prefix(&prefix)?.parse().ok()?, *o)))
+            .collect(),
+    ))
+}
+
+/// Whether every assigned partition has reached its target (partitions without one: any
+/// position).
+fn caught_up(assigned: &BTreeMap<i32, Assigned>, targets: Option<&BTreeMap<i32, u64>>) -> bool {
+    let Some(targets) = targets else {
+        return false;
+    };
+    !assigned.is_empty()
+        && assigned.iter().all(|(p, a)| {
+            targets
+                .get(p)
+                .is_none_or(|t| a.expected.is_some_and(|e| e >= *t) || *t == 0)
+        })
+}
+
+/// Progress of a replay, shown as a bar on a terminal and as lines otherwise.
+struct ProgressView {
+    version: u32,
+    progress: Progress,
+    started: Instant,
+    bar: Option<indicatif::ProgressBar>,
+    last_line: Option<Instant>,
+}
+
+impl ProgressView {
+    fn new(version: u32) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} v{prefix} [{bar:30}] {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(version.to_string());
+            bar
+        });
+        ProgressView {
+            version,
+            progress: Progress::default(),
+            started: Instant::now(),
+            bar,
+            last_line: None,
+        }
+    }
+
+    /// Snapshots each partition's span: from its start to the live version's offset (or the
+    /// high watermark when there is no live version).
+    fn assigned(
+        &mut self,
+        starts: &[(i32, StartAt)],
+        targets: &Option<BTreeMap<i32, u64>>,
+        high: &BTreeMap<i32, i64>,
+    ) {
+        for (p, at) in starts {
+            let start = match at {
+                StartAt::Offset(o) => *o,
+                StartAt::Beginning | StartAt::Default => 0,
+            };
+            let target = match targets {
+                Some(t) => t.get(p).copied().unwrap_or(0),
+                None => high.get(p).map_or(0, |h| u64::try_from(*h).unwrap_or(0)),
+            };
+            self.progress.span(*p, start, target);
+        }
+    }
+
+    fn messages(&mut self, messages: &[KafkaMessage]) {
+        for m in messages {
+            let next = u64::try_from(m.offset).unwrap_or(0) + 1;
+            self.progress
+                .advance(m.partition, next, m.payload.len() as u64);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.progress.sample(self.started.elapsed().as_secs_f64());
+        let line = self.progress.line();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(self.progress.total());
+                bar.set_position(self.progress.done());
+                bar.set_message(line);
+            }
+            None => {
+                if self
+                    .last_line
+                    .is_none_or(|t| t.elapsed() >= PROGRESS_LINE_EVERY)
+                {
+                    self.last_line = Some(Instant::now());
+                    println!("rebuild v{}: {line}", self.version);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ProgressView {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        println!("rebuild v{}: {}", self.version, self.progress.line());
+    }
 }
 
 /// Where a Kafka partition assigned to us stands.
@@ -241,7 +411,7 @@ impl<'a> Ingest<'a> {
     }
 
     /// Records the end of the run in the lease; hands back the report.
-    async fn finish(mut self, outcome: Result<bool>) -> Result<IngestReport> {
+    async fn finish(mut self, outcome: Result<Stop>) -> Result<IngestReport> {
         self.lease.state = WriterState::Stopped;
         self.sync_metrics(None);
         if let Err(e) = self
@@ -251,7 +421,12 @@ impl<'a> Ingest<'a> {
         {
             tracing::warn!(error = %e, "could not record the end of the run in the writer lease");
         }
-        self.report.interrupted = outcome?;
+        match outcome? {
+            Stop::Interrupted => self.report.interrupted = true,
+            Stop::End => {}
+            Stop::CaughtUp => self.report.caught_up = true,
+            Stop::Moved(v) => self.report.moved_to = Some(v),
+        }
         Ok(self.report)
     }
 
@@ -321,15 +496,15 @@ impl<'a> Ingest<'a> {
         cfg: &KafkaSourceConfig,
         shutdown: &mut Shutdown,
         opts: IngestOptions,
-    ) -> Result<bool> {
+    ) -> Result<Stop> {
         loop {
-            let mut source = KafkaSource::start(cfg, self.version())?;
+            let mut source = KafkaSource::start_with(cfg, self.version(), opts.membership)?;
             let outcome = self.kafka_session(&mut source, shutdown, opts).await;
             let outcome = match outcome {
-                Ok(interrupted) => match self.commit().await {
+                Ok(stop) => match self.commit().await {
                     Ok(()) => {
                         source.commit_to_group(&self.group_offsets(source.topic(), None));
-                        Ok(interrupted)
+                        Ok(stop)
                     }
                     Err(e) => Err(e),
                 },
@@ -354,16 +529,24 @@ impl<'a> Ingest<'a> {
         source: &mut KafkaSource,
         shutdown: &mut Shutdown,
         opts: IngestOptions,
-    ) -> Result<bool> {
+    ) -> Result<Stop> {
         let topic = source.topic().clone();
         let max_age = self.table.writer.max_age;
         let mut assigned: BTreeMap<i32, Assigned> = BTreeMap::new();
         let mut deadline = Instant::now() + max_age;
+        let mut targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
+        let mut next_pointer_check = Instant::now() + POINTER_POLL;
+        let mut progress = opts.progress.then(|| ProgressView::new(self.version()));
         loop {
+            let wake = if opts.follow_pointer || progress.is_some() {
+                deadline.min(next_pointer_check)
+            } else {
+                deadline
+            };
             let event = tokio::select! {
                 biased;
-                () = shutdown.wait() => return Ok(true),
-                () = tokio::time::sleep_until(deadline) => None,
+                () = shutdown.wait() => return Ok(Stop::Interrupted),
+                () = tokio::time::sleep_until(wake) => None,
                 e = source.next() => match e {
                     Some(e) => Some(e),
                     None => return Err(Error::Kafka {
@@ -375,11 +558,17 @@ impl<'a> Ingest<'a> {
             match event {
                 None => {}
                 Some(Event::Messages(messages)) => {
+                    if let Some(view) = &mut progress {
+                        view.messages(&messages);
+                    }
                     self.accept(&topic, &mut assigned, messages).await?;
                 }
                 Some(Event::Assigned { partitions, reply }) => {
                     let starts = self.assign(&topic, &mut assigned, &partitions).await?;
                     tracing::info!(table = %self.table.name, version = self.version(), partitions = ?starts, "partitions assigned");
+                    if let Some(view) = &mut progress {
+                        view.assigned(&starts, &targets, &source.high_watermarks());
+                    }
                     let _ = reply.send(starts);
                 }
                 Some(Event::Revoked { partitions, done }) => {
@@ -402,11 +591,12 @@ impl<'a> Ingest<'a> {
                     }
                     // Caught up only when we hold every partition of the topic (a member
                     // that died may still hold some until its session expires).
-                    if opts.stop_at_end
-                        && assigned.len() >= source.partition_count().max(1)
-                        && assigned.values().all(|a| a.at_end)
-                    {
-                        return Ok(false);
+                    let all = assigned.len() >= source.partition_count().max(1);
+                    if opts.stop_at_end && all && assigned.values().all(|a| a.at_end) {
+                        return Ok(Stop::End);
+                    }
+                    if all && caught_up(&assigned, targets.as_ref()) {
+                        return Ok(Stop::CaughtUp);
                     }
                 }
                 Some(Event::Error(_)) => {}
@@ -417,6 +607,27 @@ impl<'a> Ingest<'a> {
                 let metrics = self.partition_metrics(&topic, &assigned, source);
                 self.heartbeat(Some(metrics)).await;
                 deadline = Instant::now() + max_age;
+                if targets.is_some() {
+                    targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
+                    if assigned.len() >= source.partition_count().max(1)
+                        && caught_up(&assigned, targets.as_ref())
+                    {
+                        return Ok(Stop::CaughtUp);
+                    }
+                }
+            }
+            if Instant::now() >= next_pointer_check {
+                next_pointer_check = Instant::now() + POINTER_POLL;
+                if let Some(view) = &mut progress {
+                    view.tick();
+                }
+                if opts.follow_pointer
+                    && let Some(p) = pointer::read(self.lake, self.layout).await?
+                    && p.version != self.version()
+                {
+                    tracing::info!(table = %self.table.name, from = self.version(), to = p.version, "`current` moved: committing and switching versions");
+                    return Ok(Stop::Moved(p.version));
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! and `promote`/`rollback` (move `current` under the catch-up rule).
 
 pub mod ingest;
+pub mod progress;
 pub mod promote;
 pub mod rebuild;
 
@@ -170,9 +171,34 @@ impl TableHandle {
 
     /// `run` for this table: materialize the live version until shutdown (or the source's
     /// end: always for files, with `stop_at_end` for Kafka).
+    ///
+    /// The service follows the pointer: when `current` moves (a promotion or a rollback), it
+    /// commits, then writes the version the pointer names from the offsets stored in it, as
+    /// that version's frozen definition says.
     pub async fn run(&self, shutdown: Shutdown, opts: IngestOptions) -> Result<IngestReport> {
-        let def = self.live_version().await?;
-        ingest::materialize(&self.lake, &self.layout, &def, &self.cfg, shutdown, opts).await
+        let (lake, layout) = (&self.lake, &self.layout);
+        let mut def = self.live_version().await?;
+        let opts = IngestOptions {
+            follow_pointer: true,
+            ..opts
+        };
+        loop {
+            let report =
+                ingest::materialize(lake, layout, &def, &self.cfg, shutdown.clone(), opts).await?;
+            let Some(to) = report.moved_to else {
+                return Ok(report);
+            };
+            def = version::load(lake, layout, to)
+                .await?
+                .ok_or_else(|| Error::Corrupt {
+                    path: layout.version_definition(to),
+                    reason: format!("current.json points at v{to} but its definition is missing"),
+                })?;
+            if def.definition_hash != self.definition()?.hash()? {
+                tracing::warn!(table = %self.cfg.name, version = to, "the config's definition differs from v{to}'s; writing v{to} as frozen (update the config to match)");
+            }
+            tracing::info!(table = %self.cfg.name, from = report.version, to, "now writing v{to}");
+        }
     }
 }
 

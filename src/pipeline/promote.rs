@@ -129,7 +129,7 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
             if req.force {
                 tracing::warn!(table = %name, version = target, lagging = %detail.join("; "), "FORCED {reason} of a version that has not caught up");
             } else {
-                return Err(Error::Refused(format!(
+                return Err(Error::Behind(format!(
                     "v{target} has not caught up with v{live}: {}; wait for it (or use --force)",
                     detail.join("; ")
                 )));

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::pipeline::promote::{self, MoveReport, MoveRequest};
 use crate::pipeline::{IngestReport, TableHandle, ingest};
 use crate::shutdown::Shutdown;
+use crate::source::kafka::Membership;
 use crate::table::pointer;
 use crate::table::version::{self, VersionState};
 
@@ -31,7 +32,12 @@ pub struct RebuildOptions {
     pub promote: bool,
     /// Rebuild even when the live version already has the config's definition.
     pub force: bool,
+    /// Show progress (a bar on a terminal, lines otherwise).
+    pub progress: bool,
 }
+
+/// Catch-up rounds before giving up on a live version that keeps moving ahead.
+const MAX_CATCH_UP_ROUNDS: u32 = 20;
 
 /// Builds (or resumes) the next version of `table` and optionally promotes it.
 pub async fn rebuild(
@@ -63,21 +69,46 @@ pub async fn rebuild(
         }
     };
     tracing::info!(table = %table.cfg.name, version = def.version, resumed, "rebuilding");
-    let until_end = ingest::IngestOptions { stop_at_end: true };
-    let ingest = ingest::materialize(lake, layout, &def, &table.cfg, shutdown, until_end).await?;
-    let promoted = if opts.promote && !ingest.interrupted {
+    // Every partition by explicit assignment (no consumer group), until the live version's
+    // stored offsets are reached (the topic's end when there is no live version).
+    let catch_up_with = live.map(|l| (l.version, l.definition.format));
+    let read = ingest::IngestOptions {
+        stop_at_end: catch_up_with.is_none(),
+        membership: Membership::Assign,
+        follow_pointer: false,
+        catch_up_with,
+        progress: opts.progress,
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let ingest =
+            ingest::materialize(lake, layout, &def, &table.cfg, shutdown.clone(), read).await?;
+        if !opts.promote || ingest.interrupted {
+            return Ok(RebuildReport {
+                ingest,
+                resumed,
+                promoted: None,
+            });
+        }
         let req = MoveRequest {
             version: Some(def.version),
             force: false,
             expect_current: current,
         };
-        Some(promote::promote(table, req).await?)
-    } else {
-        None
-    };
-    Ok(RebuildReport {
-        ingest,
-        resumed,
-        promoted,
-    })
+        match promote::promote(table, req).await {
+            Ok(p) => {
+                return Ok(RebuildReport {
+                    ingest,
+                    resumed,
+                    promoted: Some(p),
+                });
+            }
+            // The live version committed more while we checked: catch up again.
+            Err(Error::Behind(reason)) if attempts < MAX_CATCH_UP_ROUNDS => {
+                tracing::info!(table = %table.cfg.name, version = def.version, %reason, "the live version moved on; catching up again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

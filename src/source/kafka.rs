@@ -273,6 +273,7 @@ pub struct KafkaSource {
     thread: Option<JoinHandle<()>>,
     high_watermarks: Arc<Mutex<BTreeMap<i32, i64>>>,
     partition_count: Arc<AtomicUsize>,
+    membership: Membership,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -284,6 +285,17 @@ impl std::fmt::Debug for KafkaSource {
     }
 }
 
+/// How a source gets its partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Membership {
+    /// Join the version's consumer group; the group splits the partitions among writers.
+    #[default]
+    Group,
+    /// Assign every partition of the topic to this one consumer, with no consumer group (a
+    /// rebuild: it never disturbs a group, and nothing is committed to one).
+    Assign,
+}
+
 /// The consumer group of a version: a rebuild never disturbs the live version's group.
 pub fn group_id(cfg: &KafkaSourceConfig, version: u32) -> String {
     format!("{}.v{version}", cfg.group_id)
@@ -292,6 +304,15 @@ pub fn group_id(cfg: &KafkaSourceConfig, version: u32) -> String {
 impl KafkaSource {
     /// Subscribes to the topic in the version's consumer group.
     pub fn start(cfg: &KafkaSourceConfig, version: u32) -> Result<KafkaSource> {
+        Self::start_with(cfg, version, Membership::Group)
+    }
+
+    /// Starts consuming the topic for `version`, in its group or by explicit assignment.
+    pub fn start_with(
+        cfg: &KafkaSourceConfig,
+        version: u32,
+        membership: Membership,
+    ) -> Result<KafkaSource> {
         let topic: Arc<str> = cfg.topic.as_str().into();
         let group_id = group_id(cfg, version);
         let mut client = ClientConfig::new();
@@ -323,9 +344,11 @@ impl KafkaSource {
         let consumer: BaseConsumer<Context> = client
             .create_with_context(context)
             .map_err(|e| source_err(format!("cannot create the consumer: {e}")))?;
-        consumer
-            .subscribe(&[&topic])
-            .map_err(|e| source_err(format!("cannot subscribe: {e}")))?;
+        if membership == Membership::Group {
+            consumer
+                .subscribe(&[&topic])
+                .map_err(|e| source_err(format!("cannot subscribe: {e}")))?;
+        }
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
         let partition_count = Arc::new(AtomicUsize::new(0));
@@ -334,10 +357,22 @@ impl KafkaSource {
             .spawn({
                 let (consumer, stop, count) =
                     (consumer.clone(), stop.clone(), partition_count.clone());
-                move || poll_loop(&consumer, &stop, &count)
+                move || {
+                    if membership == Membership::Assign && !assign_all(&consumer, &stop, &count) {
+                        return;
+                    }
+                    poll_loop(&consumer, &stop, &count);
+                }
             })
             .map_err(|e| source_err(format!("cannot start the consumer thread: {e}")))?;
-        tracing::info!(topic = %topic, group = %group_id, brokers = %cfg.brokers, "consumer started");
+        match membership {
+            Membership::Group => {
+                tracing::info!(topic = %topic, group = %group_id, brokers = %cfg.brokers, "consumer started");
+            }
+            Membership::Assign => {
+                tracing::info!(topic = %topic, brokers = %cfg.brokers, "consumer started (all partitions, no group)");
+            }
+        }
         Ok(KafkaSource {
             topic,
             group_id,
@@ -347,6 +382,7 @@ impl KafkaSource {
             thread: Some(thread),
             high_watermarks,
             partition_count,
+            membership,
         })
     }
 
@@ -376,7 +412,7 @@ impl KafkaSource {
         let Some(consumer) = &self.consumer else {
             return;
         };
-        if offsets.is_empty() {
+        if offsets.is_empty() || self.membership == Membership::Assign {
             return;
         }
         let mut tpl = TopicPartitionList::new();
@@ -417,6 +453,47 @@ impl Drop for KafkaSource {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Explicit assignment: waits for the topic's metadata, asks the ingest loop where each
+/// partition starts (the same `Assigned` event a group assignment gives) and assigns them all.
+/// Returns false if stopped first.
+fn assign_all(
+    consumer: &BaseConsumer<Context>,
+    stop: &AtomicBool,
+    partition_count: &AtomicUsize,
+) -> bool {
+    let ctx = consumer.context();
+    let partitions = loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        match consumer.fetch_metadata(Some(&ctx.topic), Duration::from_secs(5)) {
+            Ok(md) => match md.topics().iter().find(|t| t.name() == &*ctx.topic) {
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                    break t.partitions().iter().map(|p| p.id()).collect::<Vec<i32>>();
+                }
+                _ => {
+                    if ctx.should_log_error() {
+                        tracing::warn!(topic = %ctx.topic, "the topic has no partitions (yet); waiting");
+                    }
+                }
+            },
+            Err(e) => {
+                if ctx.should_log_error() {
+                    tracing::warn!(topic = %ctx.topic, error = %e, "cannot read the topic's metadata (retrying)");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    partition_count.store(partitions.len(), Ordering::Relaxed);
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition(&ctx.topic, *p);
+    }
+    ctx.assign(consumer, &mut tpl);
+    true
 }
 
 fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_count: &AtomicUsize) {

@@ -171,6 +171,18 @@ impl DeltaLog {
         version: u32,
         create: Option<CreateSpec<'_>>,
     ) -> Result<DeltaLog> {
+        Self::open_with(lake, layout, version, create, true).await
+    }
+
+    /// [`DeltaLog::open`]; without `history`, the commit infos (dead-letter lists) are not
+    /// read, which is all a caller that only needs offsets wants.
+    async fn open_with(
+        lake: &Lake,
+        layout: &TableLayout,
+        version: u32,
+        create: Option<CreateSpec<'_>>,
+        history: bool,
+    ) -> Result<DeltaLog> {
         let dir = layout.version_dir(version);
         let log_dir = dir.clone().join("_delta_log");
         let mut listing = lake.store.list(Some(&log_dir));
@@ -210,7 +222,7 @@ impl DeltaLog {
             state: LogState::default(),
             judge_since: None,
         };
-        log.read_state(true).await?;
+        log.read_state(history).await?;
         Ok(log)
     }
 
@@ -759,7 +771,7 @@ pub async fn offsets(
     layout: &TableLayout,
     version: u32,
 ) -> Result<BTreeMap<String, u64>> {
-    Ok(DeltaLog::open(lake, layout, version, None)
+    Ok(DeltaLog::open_with(lake, layout, version, None, false)
         .await?
         .state()
         .offsets())

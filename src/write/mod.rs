@@ -45,6 +45,22 @@ impl VersionLog {
         })
     }
 
+    /// Just the offsets of version `version` (`topic/partition` → next offset).
+    pub async fn offsets_of(
+        lake: &Lake,
+        layout: &TableLayout,
+        version: u32,
+        format: Format,
+    ) -> Result<BTreeMap<String, u64>> {
+        match format {
+            Format::Parquet => Ok(CommitLog::open(lake, layout, version)
+                .await?
+                .state()
+                .offsets()),
+            Format::Delta => delta::offsets(lake, layout, version).await,
+        }
+    }
+
     /// The folded state.
     pub fn state(&self) -> &LogState {
         match self {

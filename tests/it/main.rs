@@ -10,4 +10,5 @@ mod evolve;
 mod kafka;
 mod kafka_support;
 mod promote_race;
+mod rebuild;
 mod support;
