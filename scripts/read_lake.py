@@ -32,19 +32,24 @@ def summarize_duckdb(con, rel, id_col):
     return dict(zip(["rows", "distinct_ids", "sum", "min", "max", "distinct_offsets"], row))
 
 
-def summarize_arrow(table, id_col):
-    """Summary of a pyarrow Table, computed with DuckDB over Arrow (no file access)."""
+def connect():
+    """A DuckDB connection that never draws its progress bar (stdout must stay pure JSON)."""
     import duckdb
 
     con = duckdb.connect()
+    con.sql("SET enable_progress_bar = false")
+    return con
+
+
+def summarize_arrow(table, id_col):
+    """Summary of a pyarrow Table, computed with DuckDB over Arrow (no file access)."""
+    con = connect()
     con.register("t", table)
     return summarize_duckdb(con, "t", id_col)
 
 
 def duckdb_delta(path, id_col):
-    import duckdb
-
-    con = duckdb.connect()
+    con = connect()
     ext = os.path.join(sysconfig.get_paths()["purelib"], "duckdb_ext", "extensions")
     con.sql(f"SET extension_directory = '{ext}'")
     con.sql("LOAD delta")
@@ -52,9 +57,7 @@ def duckdb_delta(path, id_col):
 
 
 def duckdb_parquet(path, id_col):
-    import duckdb
-
-    con = duckdb.connect()
+    con = connect()
     rel = f"read_parquet('{path}/**/*.parquet', hive_partitioning = true)"
     return summarize_duckdb(con, rel, id_col)
 

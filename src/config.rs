@@ -105,7 +105,7 @@ pub struct RawTable {
     pub name: String,
     /// Where the table lives: a relative path, `file:///…`, `memory://…` (cloud schemes later).
     pub root: String,
-    /// `parquet` (default for now) or `delta`.
+    /// `delta` (default) or `parquet`.
     #[serde(default)]
     pub format: Option<Format>,
     /// Path of the `.avsc` event schema.
@@ -123,6 +123,68 @@ pub struct RawTable {
     /// File sizing, flush and memory policy.
     #[serde(default)]
     pub writer: RawWriter,
+    /// What happens around promotions: previous version retention, gc grace, a hook.
+    #[serde(default)]
+    pub versions: RawVersions,
+}
+
+/// `[table.versions]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVersions {
+    /// After a promotion, `run` keeps writing the previous version this long, so `rollback`
+    /// is instant. Default `24h`; `0s` freezes it at once.
+    #[serde(default)]
+    pub retain_previous: Option<String>,
+    /// `gc` never deletes a version that was current less than this ago. Default `1h`.
+    #[serde(default)]
+    pub gc_grace: Option<String>,
+    /// Command (run by `sh -c`) after each promotion or rollback, with `KAPPA_LAKE_TABLE`,
+    /// `KAPPA_LAKE_FROM_VERSION`, `KAPPA_LAKE_TO_VERSION`, `KAPPA_LAKE_VERSION_PATH` set.
+    #[serde(default)]
+    pub on_promote: Option<String>,
+}
+
+/// Validated `[table.versions]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionsConfig {
+    /// How long the previous version stays writable after a promotion.
+    pub retain_previous: Duration,
+    /// Minimum time since a version was current before `gc` may delete it.
+    pub gc_grace: Duration,
+    /// Command run after each pointer move.
+    pub on_promote: Option<String>,
+}
+
+impl Default for VersionsConfig {
+    fn default() -> Self {
+        VersionsConfig {
+            retain_previous: Duration::from_secs(24 * 3600),
+            gc_grace: Duration::from_secs(3600),
+            on_promote: None,
+        }
+    }
+}
+
+impl RawVersions {
+    fn validate(self, label: &str) -> Result<VersionsConfig, ConfigError> {
+        let d = VersionsConfig::default();
+        let duration = |v: &Option<String>, name: &str, default: Duration| match v {
+            Some(s) => humantime::parse_duration(s).map_err(|e| {
+                invalid(
+                    format!("{label}.versions.{name}"),
+                    format!("`{s}` is not a duration ({e})"),
+                    "write a duration such as \"24h\", \"30m\" or \"0s\"",
+                )
+            }),
+            None => Ok(default),
+        };
+        Ok(VersionsConfig {
+            retain_previous: duration(&self.retain_previous, "retain_previous", d.retain_previous)?,
+            gc_grace: duration(&self.gc_grace, "gc_grace", d.gc_grace)?,
+            on_promote: self.on_promote.filter(|c| !c.trim().is_empty()),
+        })
+    }
 }
 
 /// Output format of a version.
@@ -292,6 +354,8 @@ pub struct TableConfig {
     pub source: SourceConfig,
     /// Writer policy.
     pub writer: WriterConfig,
+    /// Promotion-related settings.
+    pub versions: VersionsConfig,
 }
 
 impl TableConfig {
@@ -688,6 +752,7 @@ impl RawTable {
             ));
         }
         let writer = self.writer.validate(label)?;
+        let versions = self.versions.validate(label)?;
         Ok(TableConfig {
             name: self.name,
             root,
@@ -701,6 +766,7 @@ impl RawTable {
             metadata_columns: self.metadata_columns.unwrap_or(true),
             source,
             writer,
+            versions,
         })
     }
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use kappa_lake::config::Config;
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::pipeline::rebuild::{self, RebuildOptions};
-use kappa_lake::pipeline::{IngestOptions, TableHandle};
+use kappa_lake::pipeline::{IngestOptions, TableHandle, views};
 use kappa_lake::schema::EventSchema;
 use kappa_lake::shutdown::{self, Shutdown};
 use kappa_lake::status::{self, Status};
@@ -82,6 +82,10 @@ struct MoveArgs {
     /// Only move if the current version is this one.
     #[arg(long)]
     expect_current: Option<u32>,
+    /// Accept a target that is behind the current version by at most this many offsets per
+    /// partition (the running service writes the rest into it after the move).
+    #[arg(long, default_value_t = 0)]
+    max_lag: u64,
 }
 
 #[derive(Subcommand)]
@@ -126,6 +130,26 @@ enum Command {
     /// Schema tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Delete versions that are neither current, previous within `retain_previous`, being
+    /// built, nor current less than `gc_grace` ago; keeps the K newest retired ones.
+    Gc {
+        #[command(flatten)]
+        table: TableArg,
+        /// Retired versions to keep (newest first).
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print view definitions over every table's current version, for a SQL engine.
+    Sql {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The engine: duckdb or spark.
+        #[arg(long, value_enum, default_value_t = SqlEngine::Duckdb)]
+        engine: SqlEngine,
+    },
     /// Check a config (and the schemas it names) without touching any service.
     Validate(ConfigArg),
     /// Run the whole cycle on embedded defaults: generate events, build v1, rebuild v2, promote.
@@ -140,6 +164,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SqlEngine {
+    Duckdb,
+    Spark,
 }
 
 #[derive(Subcommand)]
@@ -428,6 +458,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Gc {
+            table,
+            keep,
+            dry_run,
+        } => {
+            let handle = open_table(&table, !dry_run).await?;
+            for d in kappa_lake::pipeline::gc::gc(&handle, keep, dry_run).await? {
+                let verb = match (d.delete, dry_run) {
+                    (true, true) => "would delete",
+                    (true, false) => "deleted",
+                    (false, _) => "kept",
+                };
+                println!("{} v{}: {verb} ({})", table.table, d.version, d.reason);
+            }
+        }
+        Command::Sql { config, engine } => {
+            let config = load(&config.config)?;
+            let engine = match engine {
+                SqlEngine::Duckdb => views::Engine::Duckdb,
+                SqlEngine::Spark => views::Engine::Spark,
+            };
+            for t in &config.tables {
+                let handle = TableHandle::open(t).map_err(kappa_lake::Error::from)?;
+                println!("{}", views::view_sql(&handle, engine).await?);
+            }
+        }
         Command::Schema(SchemaCommand::Check { old, new }) => {
             let read = |p: &Path| -> anyhow::Result<EventSchema> {
                 let text = std::fs::read_to_string(p)
@@ -485,6 +541,7 @@ fn move_request(args: &MoveArgs) -> MoveRequest {
         version: args.version,
         force: args.force,
         expect_current: args.expect_current,
+        max_lag: args.max_lag,
     }
 }
 

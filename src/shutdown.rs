@@ -31,6 +31,21 @@ impl Shutdown {
         Shutdown(watch::channel(false).1)
     }
 
+    /// A new pair whose receiver also fires when this one does (to stop one task early
+    /// without stopping the rest). Needs a tokio runtime.
+    pub fn child(&self) -> (ShutdownTrigger, Shutdown) {
+        let (trigger, child) = channel();
+        let mut parent = self.clone();
+        let tx = trigger.0.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = parent.wait() => { tx.send_replace(true); }
+                () = tx.closed() => {}
+            }
+        });
+        (trigger, child)
+    }
+
     /// Whether shutdown was requested.
     pub fn is_triggered(&self) -> bool {
         *self.0.borrow()

@@ -1,14 +1,16 @@
 //! The jobs: `run` (keep the live version up to date), `rebuild` (replay into a new version),
 //! and `promote`/`rollback` (move `current` under the catch-up rule).
 
+pub mod gc;
 pub mod ingest;
 pub mod progress;
 pub mod promote;
 pub mod rebuild;
+pub mod views;
 
 use crate::config::{ConfigError, TableConfig};
 use crate::error::{Error, Result};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::storage::Lake;
 use crate::table::plan::{self, Plan};
 use crate::table::version::{self, Definition};
@@ -147,6 +149,15 @@ impl TableHandle {
         Ok(evolved)
     }
 
+    /// Where version `version` lives, for readers: an absolute path for local roots, else a URL.
+    pub fn version_location(&self, version: u32) -> String {
+        let rel = self.layout.version_dir(version);
+        match &self.lake.local_dir {
+            Some(dir) => dir.join(rel.as_ref()).display().to_string(),
+            None => format!("{}/{rel}", self.lake.display.trim_end_matches('/')),
+        }
+    }
+
     /// What `plan` says for this table.
     pub async fn plan(&self) -> Result<Plan> {
         let wanted = self.definition()?;
@@ -174,30 +185,132 @@ impl TableHandle {
     ///
     /// The service follows the pointer: when `current` moves (a promotion or a rollback), it
     /// commits, then writes the version the pointer names from the offsets stored in it, as
-    /// that version's frozen definition says.
+    /// that version's frozen definition says. The version it leaves stays writable (a second
+    /// consumer, in that version's own group) for `versions.retain_previous`, so a rollback
+    /// finds it up to date; then it is frozen.
     pub async fn run(&self, shutdown: Shutdown, opts: IngestOptions) -> Result<IngestReport> {
         let (lake, layout) = (&self.lake, &self.layout);
         let mut def = self.live_version().await?;
-        let opts = IngestOptions {
+        let current_opts = IngestOptions {
             follow_pointer: true,
             ..opts
         };
-        loop {
-            let report =
-                ingest::materialize(lake, layout, &def, &self.cfg, shutdown.clone(), opts).await?;
-            let Some(to) = report.moved_to else {
-                return Ok(report);
+        let mut previous: Option<Previous> = None;
+        let outcome = loop {
+            if let Some(p) = previous.take_if(|p| p.version == def.version) {
+                // Back to the version we kept writing (a rollback): it becomes current.
+                p.stop().await;
+            }
+            let report = match ingest::materialize(
+                lake,
+                layout,
+                &def,
+                &self.cfg,
+                shutdown.clone(),
+                current_opts,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => break Err(e),
             };
-            def = version::load(lake, layout, to)
-                .await?
-                .ok_or_else(|| Error::Corrupt {
-                    path: layout.version_definition(to),
-                    reason: format!("current.json points at v{to} but its definition is missing"),
-                })?;
+            let Some(to) = report.moved_to else {
+                break Ok(report);
+            };
+            let left = std::mem::replace(
+                &mut def,
+                match version::load(lake, layout, to).await {
+                    Ok(Some(d)) => d,
+                    Ok(None) => {
+                        break Err(Error::Corrupt {
+                            path: layout.version_definition(to),
+                            reason: format!(
+                                "current.json points at v{to} but its definition is missing"
+                            ),
+                        });
+                    }
+                    Err(e) => break Err(e),
+                },
+            );
             if def.definition_hash != self.definition()?.hash()? {
                 tracing::warn!(table = %self.cfg.name, version = to, "the config's definition differs from v{to}'s; writing v{to} as frozen (update the config to match)");
             }
-            tracing::info!(table = %self.cfg.name, from = report.version, to, "now writing v{to}");
+            tracing::info!(table = %self.cfg.name, from = left.version, to, "now writing v{to}");
+            if let Some(p) = previous.take() {
+                p.stop().await;
+            }
+            let retain = self.cfg.versions.retain_previous;
+            if !retain.is_zero() {
+                let previous_opts = IngestOptions {
+                    stop_at_end: opts.stop_at_end,
+                    ..Default::default()
+                };
+                previous = Some(Previous::start(
+                    self.clone(),
+                    left,
+                    &shutdown,
+                    retain,
+                    previous_opts,
+                ));
+            }
+        };
+        if let Some(p) = previous {
+            p.stop().await;
+        }
+        outcome
+    }
+}
+
+/// A version `run` keeps writing after `current` moved away from it.
+struct Previous {
+    version: u32,
+    stop: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<IngestReport>>,
+}
+
+impl Previous {
+    fn start(
+        table: TableHandle,
+        def: VersionDefinition,
+        shutdown: &Shutdown,
+        retain: std::time::Duration,
+        opts: IngestOptions,
+    ) -> Previous {
+        let version = def.version;
+        let (stop, stopped) = shutdown.child();
+        let (expire, expired) = stopped.child();
+        tracing::info!(table = %table.cfg.name, version, retain = %humantime::format_duration(retain), "keeping the previous version writable");
+        let task = tokio::spawn(async move {
+            let ingest =
+                ingest::materialize(&table.lake, &table.layout, &def, &table.cfg, expired, opts);
+            tokio::pin!(ingest);
+            tokio::select! {
+                r = &mut ingest => r,
+                () = tokio::time::sleep(retain) => {
+                    tracing::info!(table = %table.cfg.name, version, "retain_previous has passed: freezing the previous version");
+                    expire.trigger();
+                    ingest.await
+                }
+            }
+        });
+        Previous {
+            version,
+            stop,
+            task,
+        }
+    }
+
+    /// Commits and stops writing it.
+    async fn stop(self) {
+        self.stop.trigger();
+        match self.task.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(version = self.version, error = %e, "writing the previous version failed")
+            }
+            Err(e) => {
+                tracing::warn!(version = self.version, error = %e, "the previous version's writer panicked")
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pipeline::TableHandle;
+use crate::pipeline::views;
 use crate::table::version;
 use crate::table::{Pointer, VersionState, pointer};
 use crate::write::VersionLog;
@@ -25,6 +26,9 @@ pub struct MoveRequest {
     pub force: bool,
     /// Only move if current is this version (compare-and-swap for scripts).
     pub expect_current: Option<u32>,
+    /// Accept a target behind the current version by at most this many offsets per
+    /// partition (the service, following the pointer, writes the rest into it).
+    pub max_lag: u64,
 }
 
 /// What a pointer move did.
@@ -120,7 +124,10 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
         let live_offsets = VersionLog::read(lake, layout, live, live_format)
             .await?
             .offsets();
-        let behind = lag(&candidate, &live_offsets);
+        let behind: Vec<_> = lag(&candidate, &live_offsets)
+            .into_iter()
+            .filter(|(_, c, l)| l - c > req.max_lag)
+            .collect();
         if !behind.is_empty() {
             let detail: Vec<String> = behind
                 .iter()
@@ -156,6 +163,7 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
             tracing::warn!(table = %name, version = v, error = %e, "could not record the version state");
         }
     }
+    views::on_promote(table, from, target).await;
     Ok(MoveReport {
         table: name.clone(),
         from,

@@ -95,6 +95,7 @@ pub async fn rebuild(
             version: Some(def.version),
             force: false,
             expect_current: current,
+            max_lag: 0,
         };
         match promote::promote(table, req).await {
             Ok(p) => {

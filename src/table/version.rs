@@ -140,6 +140,9 @@ pub struct VersionDefinition {
     pub created_at: DateTime<Utc>,
     /// Advisory lifecycle state.
     pub state: VersionState,
+    /// When `current` last moved away from this version (for `gc`'s grace period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<DateTime<Utc>>,
     /// Additive schema changes applied in place since creation, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evolutions: Vec<Evolution>,
@@ -170,6 +173,7 @@ pub async fn create(
         definition,
         created_at: Utc::now(),
         state: VersionState::Building,
+        retired_at: None,
         evolutions: Vec::new(),
     };
     let path = layout.version_definition(version);
@@ -269,6 +273,31 @@ async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Re
     Ok(())
 }
 
+/// Deletes version `version`: its data, its dead letters, then its definition (last, so a
+/// half-deleted version is still listed and `gc` can finish the job).
+pub async fn delete(lake: &Lake, layout: &TableLayout, version: u32) -> Result<usize> {
+    let mut deleted = 0;
+    for dir in [layout.version_dir(version), layout.dead_letter_dir(version)] {
+        let metas: Vec<_> = lake
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| Error::storage(&dir, e))?;
+        for m in metas {
+            match lake.store.delete(&m.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(Error::storage(&m.location, e)),
+            }
+        }
+    }
+    let path = layout.version_definition(version);
+    match lake.store.delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(deleted),
+        Err(e) => Err(Error::storage(&path, e)),
+    }
+}
+
 /// Records a new advisory state for `version` (after the pointer moved).
 pub async fn set_state(
     lake: &Lake,
@@ -283,6 +312,9 @@ pub async fn set_state(
         return Ok(());
     }
     def.state = state;
+    if state == VersionState::Retired {
+        def.retired_at = Some(Utc::now());
+    }
     write(lake, layout, &def).await
 }
 

@@ -7,6 +7,7 @@ mod dead_letters;
 mod delta;
 mod demo;
 mod evolve;
+mod gc;
 mod kafka;
 mod kafka_support;
 mod promote_race;

@@ -28,6 +28,7 @@ pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
     // DuckDB's `delta` extension comes from the `duckdb-ext-delta` wheel (no download).
     let script = "import duckdb, json, os, sys, sysconfig\n\
         con = duckdb.connect()\n\
+        con.sql('SET enable_progress_bar = false')\n\
         ext = os.path.join(sysconfig.get_paths()['purelib'], 'duckdb_ext', 'extensions')\n\
         con.sql(f\"SET extension_directory = '{ext}'\")\n\
         con.sql('LOAD delta')\n\
