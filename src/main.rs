@@ -102,6 +102,23 @@ enum Command {
         /// Rebuild even if the live version already has this definition.
         #[arg(long)]
         force: bool,
+        /// With --promote: refuse to promote if the new version's records differ from the live
+        /// version's (up to the offsets both hold).
+        #[arg(long)]
+        require_same_rows: bool,
+    },
+    /// Per day, rows and a checksum of the source coordinates in two versions: what a rebuild
+    /// changed.
+    Diff {
+        #[command(flatten)]
+        table: TableArg,
+        /// First version.
+        a: u32,
+        /// Second version.
+        b: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Move `current` to a caught-up version (compare-and-swap).
     Promote(MoveArgs),
@@ -357,6 +374,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             table,
             promote,
             force,
+            require_same_rows,
         } => {
             let handle = open_table(&table, true).await?;
             let report = rebuild::rebuild(
@@ -365,6 +383,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     promote,
                     force,
                     progress: true,
+                    require_same_rows,
                 },
                 shutdown_on_signals(),
             )
@@ -471,6 +490,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     (false, _) => "kept",
                 };
                 println!("{} v{}: {verb} ({})", table.table, d.version, d.reason);
+            }
+        }
+        Command::Diff { table, a, b, json } => {
+            let handle = open_table(&table, false).await?;
+            let d = kappa_lake::pipeline::diff::diff(&handle, a, b, None).await?;
+            if json {
+                print_json(&d)?;
+            } else {
+                println!(
+                    "{:<16} {:>12} {:>12}  same records",
+                    "day",
+                    format!("v{a} rows"),
+                    format!("v{b} rows")
+                );
+                for day in d.days.iter().chain(std::iter::once(&d.total)) {
+                    println!(
+                        "{:<16} {:>12} {:>12}  {}",
+                        day.day,
+                        day.a.rows,
+                        day.b.rows,
+                        if day.same() { "yes" } else { "NO" }
+                    );
+                }
             }
         }
         Command::Sql { config, engine } => {

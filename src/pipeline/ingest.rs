@@ -33,6 +33,8 @@ use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::partition;
 use crate::pipeline::progress::Progress;
+use crate::pipeline::promote::MoveReport;
+use crate::pipeline::{TableHandle, rebuild};
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
 use crate::source::kafka::{Event, KafkaMessage, KafkaSource, Membership, StartAt};
@@ -86,6 +88,9 @@ pub struct IngestReport {
     pub moved_to: Option<u32>,
     /// Kafka, catching up: every partition reached the live version's offsets.
     pub caught_up: bool,
+    /// The promotion made when caught up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<MoveReport>,
 }
 
 /// Why a materialization stopped.
@@ -117,6 +122,18 @@ pub struct IngestOptions {
     pub catch_up_with: Option<(u32, Format)>,
     /// Show progress: a bar on a terminal, plain lines otherwise.
     pub progress: bool,
+    /// Kafka, catching up: promote this version when caught up (and keep consuming if the
+    /// live version moved on meanwhile).
+    pub promote_on_catch_up: Option<PromoteOnCatchUp>,
+}
+
+/// How a rebuild promotes from inside its replay.
+#[derive(Debug, Clone, Copy)]
+pub struct PromoteOnCatchUp {
+    /// Compare-and-swap: only if `current` is still this version.
+    pub expect_current: Option<u32>,
+    /// Refuse if the versions' records differ.
+    pub require_same_rows: bool,
 }
 
 /// How often `run` looks at `current.json` (one small GET).
@@ -596,7 +613,10 @@ impl<'a> Ingest<'a> {
                         return Ok(Stop::End);
                     }
                     if all && caught_up(&assigned, targets.as_ref()) {
-                        return Ok(Stop::CaughtUp);
+                        if self.on_caught_up(opts).await? {
+                            return Ok(Stop::CaughtUp);
+                        }
+                        targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
                     }
                 }
                 Some(Event::Error(_)) => {}
@@ -612,7 +632,10 @@ impl<'a> Ingest<'a> {
                     if assigned.len() >= source.partition_count().max(1)
                         && caught_up(&assigned, targets.as_ref())
                     {
-                        return Ok(Stop::CaughtUp);
+                        if self.on_caught_up(opts).await? {
+                            return Ok(Stop::CaughtUp);
+                        }
+                        targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
                     }
                 }
             }
@@ -630,6 +653,32 @@ impl<'a> Ingest<'a> {
                 }
             }
         }
+    }
+
+    /// Caught up with the live version: stop, or, with a promotion to make, commit and try it
+    /// here, with the consumer still open. Returns whether to stop (false: the live version
+    /// moved on, keep consuming).
+    async fn on_caught_up(&mut self, opts: IngestOptions) -> Result<bool> {
+        let Some(p) = opts.promote_on_catch_up else {
+            return Ok(true);
+        };
+        self.commit().await?;
+        let table = TableHandle {
+            cfg: self.table.clone(),
+            lake: self.lake.clone(),
+            layout: self.layout.clone(),
+        };
+        let promoted = rebuild::try_promote(
+            &table,
+            self.def,
+            opts.catch_up_with,
+            p.expect_current,
+            p.require_same_rows,
+        )
+        .await?;
+        let stop = promoted.is_some();
+        self.report.promoted = promoted;
+        Ok(stop)
     }
 
     /// Start positions for newly assigned partitions: the version's stored offsets; for a

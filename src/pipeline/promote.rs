@@ -105,9 +105,9 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
             "table `{name}` has no version v{target}"
         )));
     };
-    let candidate = VersionLog::read(lake, layout, target, target_def.definition.format)
-        .await?
-        .offsets();
+    // Offsets only: no need to read the versions' commit histories.
+    let candidate =
+        VersionLog::offsets_of(lake, layout, target, target_def.definition.format).await?;
     if Some(target) == from {
         tracing::info!(table = %name, version = target, "already current");
         return Ok(MoveReport {
@@ -121,9 +121,7 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
         let live_format = version::load(lake, layout, live)
             .await?
             .map_or(target_def.definition.format, |d| d.definition.format);
-        let live_offsets = VersionLog::read(lake, layout, live, live_format)
-            .await?
-            .offsets();
+        let live_offsets = VersionLog::offsets_of(lake, layout, live, live_format).await?;
         let behind: Vec<_> = lag(&candidate, &live_offsets)
             .into_iter()
             .filter(|(_, c, l)| l - c > req.max_lag)

@@ -6,13 +6,16 @@
 
 use serde::Serialize;
 
+use crate::config::Format;
 use crate::error::{Error, Result};
 use crate::pipeline::promote::{self, MoveReport, MoveRequest};
-use crate::pipeline::{IngestReport, TableHandle, ingest};
+use crate::pipeline::{IngestReport, TableHandle, diff, ingest};
 use crate::shutdown::Shutdown;
 use crate::source::kafka::Membership;
+use crate::table::VersionDefinition;
 use crate::table::pointer;
 use crate::table::version::{self, VersionState};
+use crate::write::VersionLog;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Serialize)]
@@ -34,6 +37,9 @@ pub struct RebuildOptions {
     pub force: bool,
     /// Show progress (a bar on a terminal, lines otherwise).
     pub progress: bool,
+    /// Refuse to promote when the new version's records differ from the live version's (up to
+    /// the offsets both hold); see [`crate::pipeline::diff`].
+    pub require_same_rows: bool,
 }
 
 /// Catch-up rounds before giving up on a live version that keeps moving ahead.
@@ -78,12 +84,25 @@ pub async fn rebuild(
         follow_pointer: false,
         catch_up_with,
         progress: opts.progress,
+        // Promote from inside the replay, with its consumer still open: a live version that
+        // commits again meanwhile is caught up with without restarting.
+        promote_on_catch_up: (opts.promote && live.is_some()).then_some(ingest::PromoteOnCatchUp {
+            expect_current: current,
+            require_same_rows: opts.require_same_rows,
+        }),
     };
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let ingest =
+        let mut ingest =
             ingest::materialize(lake, layout, &def, &table.cfg, shutdown.clone(), read).await?;
+        if let Some(p) = ingest.promoted.take() {
+            return Ok(RebuildReport {
+                ingest,
+                resumed,
+                promoted: Some(p),
+            });
+        }
         if !opts.promote || ingest.interrupted {
             return Ok(RebuildReport {
                 ingest,
@@ -91,25 +110,77 @@ pub async fn rebuild(
                 promoted: None,
             });
         }
-        let req = MoveRequest {
-            version: Some(def.version),
-            force: false,
-            expect_current: current,
-            max_lag: 0,
-        };
-        match promote::promote(table, req).await {
-            Ok(p) => {
-                return Ok(RebuildReport {
-                    ingest,
-                    resumed,
-                    promoted: Some(p),
-                });
-            }
-            // The live version committed more while we checked: catch up again.
-            Err(Error::Behind(reason)) if attempts < MAX_CATCH_UP_ROUNDS => {
-                tracing::info!(table = %table.cfg.name, version = def.version, %reason, "the live version moved on; catching up again");
-            }
-            Err(e) => return Err(e),
+        if let Some(p) = try_promote(
+            table,
+            &def,
+            live.map(|l| (l.version, l.definition.format)),
+            current,
+            opts.require_same_rows,
+        )
+        .await?
+        {
+            return Ok(RebuildReport {
+                ingest,
+                resumed,
+                promoted: Some(p),
+            });
         }
+        if attempts >= MAX_CATCH_UP_ROUNDS {
+            return Err(Error::Behind(format!(
+                "v{} did not catch up with the live version in {MAX_CATCH_UP_ROUNDS} rounds",
+                def.version
+            )));
+        }
+        tracing::info!(table = %table.cfg.name, version = def.version, "the live version moved on; catching up again");
+    }
+}
+
+/// Checks (optionally that both versions hold the same records) and promotes `def` if it has
+/// caught up with `live`; `Ok(None)` when the live version is ahead again.
+pub(crate) async fn try_promote(
+    table: &TableHandle,
+    def: &VersionDefinition,
+    live: Option<(u32, Format)>,
+    current: Option<u32>,
+    require_same_rows: bool,
+) -> Result<Option<MoveReport>> {
+    let (lake, layout) = (&table.lake, &table.layout);
+    if require_same_rows && let Some((a, live_format)) = live {
+        let b = def.version;
+        let live_offsets = VersionLog::offsets_of(lake, layout, a, live_format).await?;
+        let ours = VersionLog::offsets_of(lake, layout, b, def.definition.format).await?;
+        let limit: diff::Limit = live_offsets
+            .iter()
+            .map(|(k, o)| (k.clone(), (*o).min(ours.get(k).copied().unwrap_or(0))))
+            .collect();
+        let d = diff::diff(table, a, b, Some(&limit)).await?;
+        if !d.same() {
+            return Err(Error::Refused(format!(
+                "v{b} does not hold the same records as v{a} (up to the offsets both hold): v{a} {} rows, v{b} {} rows{}; not promoting (see `kappa-lake diff --table {} {a} {b}`)",
+                d.total.a.rows,
+                d.total.b.rows,
+                if d.total.a.rows == d.total.b.rows {
+                    ", different records"
+                } else {
+                    ""
+                },
+                table.cfg.name
+            )));
+        }
+        tracing::info!(table = %table.cfg.name, a, b, rows = d.total.a.rows, "same records in both versions");
+    }
+    let req = MoveRequest {
+        version: Some(def.version),
+        force: false,
+        expect_current: current,
+        max_lag: 0,
+    };
+    match promote::promote(table, req).await {
+        Ok(p) => Ok(Some(p)),
+        Err(Error::Behind(reason)) => {
+            tracing::info!(table = %table.cfg.name, version = def.version, %reason, "not caught up yet");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
