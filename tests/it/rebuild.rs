@@ -85,12 +85,15 @@ fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize) {
     let brokers = kafka.bootstrap_servers().to_string();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // Small commits (every ~1 MiB written): a killed replay keeps some of its progress.
+    // Small commits (every ~1 MiB written): a killed replay keeps some of its progress. The
+    // live version, at the producer's rate, commits every 10 s: a rebuild's promotion check
+    // (its commit, then reading both versions' offsets: one Delta log replay per partition)
+    // must fit between two of its commits, as it does with production settings (60 s).
     kafka_config(
         d,
         &brokers,
         topic,
-        "max_age = \"500ms\"\nmax_buffer_bytes = \"1MiB\"",
+        "max_age = \"10s\"\nmax_buffer_bytes = \"1MiB\"",
     );
     // Every pointer move runs the hook, with the move in its environment.
     let cfg = d.join("kappa-lake.toml");
