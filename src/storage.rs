@@ -97,6 +97,31 @@ impl Lake {
         }
     }
 
+    /// Every object under `dir`.
+    pub async fn list_dir(
+        &self,
+        dir: &object_store::path::Path,
+    ) -> crate::error::Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        self.store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| crate::error::Error::storage(dir, e))
+    }
+
+    /// Deletes `path`; one that is already gone counts as deleted.
+    pub async fn delete_if_exists(
+        &self,
+        path: &object_store::path::Path,
+    ) -> crate::error::Result<()> {
+        use object_store::ObjectStoreExt;
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(crate::error::Error::storage(path, e)),
+        }
+    }
+
     /// Checks that the root accepts writes by writing and deleting a probe object.
     pub async fn probe_writable(&self, key: &str) -> Result<(), ConfigError> {
         use object_store::ObjectStoreExt;

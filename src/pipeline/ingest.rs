@@ -24,7 +24,6 @@ use arrow::array::{
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use object_store::ObjectStoreExt;
 use tokio::time::Instant;
 
 use crate::config::Format;
@@ -1049,10 +1048,7 @@ async fn delete_files(
         .iter()
         .map(|f| layout.dead_letter_dir(version).join_rel(&f.path));
     for path in data.chain(dead) {
-        match lake.store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::storage(&path, e)),
-        }
+        lake.delete_if_exists(&path).await?;
     }
     Ok(())
 }

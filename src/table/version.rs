@@ -278,24 +278,14 @@ async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Re
 pub async fn delete(lake: &Lake, layout: &TableLayout, version: u32) -> Result<usize> {
     let mut deleted = 0;
     for dir in [layout.version_dir(version), layout.dead_letter_dir(version)] {
-        let metas: Vec<_> = lake
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(&dir, e))?;
-        for m in metas {
-            match lake.store.delete(&m.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(e) => return Err(Error::storage(&m.location, e)),
-            }
+        for m in lake.list_dir(&dir).await? {
+            lake.delete_if_exists(&m.location).await?;
+            deleted += 1;
         }
     }
-    let path = layout.version_definition(version);
-    match lake.store.delete(&path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(deleted),
-        Err(e) => Err(Error::storage(&path, e)),
-    }
+    lake.delete_if_exists(&layout.version_definition(version))
+        .await?;
+    Ok(deleted)
 }
 
 /// Records a new advisory state for `version` (after the pointer moved).

@@ -348,10 +348,8 @@ impl CommitLog {
                     continue;
                 }
                 tracing::info!(path = %meta.location, "removing uncommitted file");
-                match self.lake.store.delete(&meta.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                    Err(e) => return Err(Error::storage(&meta.location, e)),
-                }
+                self.lake.delete_if_exists(&meta.location).await?;
+                removed += 1;
             }
         }
         Ok(removed)

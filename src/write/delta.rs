@@ -331,13 +331,7 @@ impl DeltaLog {
     /// Source partitions with a marker.
     async fn marked_partitions(&self) -> Result<Vec<String>> {
         let dir = self.marker_dir();
-        let metas: Vec<_> = self
-            .lake
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(&dir, e))?;
+        let metas = self.lake.list_dir(&dir).await?;
         Ok(metas
             .iter()
             .filter_map(|m| m.location.filename())
@@ -616,13 +610,7 @@ impl DeltaLog {
     /// them.)
     pub async fn remove_uncommitted(&self, live: &HashSet<String>) -> Result<usize> {
         let dir = self.layout.dead_letter_dir(self.version);
-        let metas: Vec<_> = self
-            .lake
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Error::storage(&dir, e))?;
+        let metas = self.lake.list_dir(&dir).await?;
         let mut removed = 0;
         for meta in metas {
             let name = meta.location.filename().unwrap_or_default();
@@ -633,10 +621,8 @@ impl DeltaLog {
                 continue;
             }
             tracing::info!(path = %meta.location, "removing uncommitted dead-letter file");
-            match self.lake.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                Err(e) => return Err(Error::storage(&meta.location, e)),
-            }
+            self.lake.delete_if_exists(&meta.location).await?;
+            removed += 1;
         }
         Ok(removed)
     }
