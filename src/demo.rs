@@ -265,7 +265,7 @@ pub async fn run(dir: &Path, events: usize, shutdown: Shutdown) -> Result<DemoRe
             promote: true,
             force: false,
             progress: false,
-            require_same_rows: false,
+            ..RebuildOptions::default()
         },
         shutdown,
     )

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kappa_lake::config::Config;
 use kappa_lake::pipeline::promote::{self, MoveRequest};
-use kappa_lake::pipeline::rebuild::{self, RebuildOptions};
+use kappa_lake::pipeline::rebuild::{self, RebuildOptions, ReplayFrom};
 use kappa_lake::pipeline::{IngestOptions, TableHandle, views};
 use kappa_lake::schema::EventSchema;
 use kappa_lake::shutdown::{self, Shutdown};
@@ -106,6 +106,10 @@ enum Command {
         /// version's (up to the offsets both hold).
         #[arg(long)]
         require_same_rows: bool,
+        /// Where partitions the new version has no offset for start: `earliest` (the default)
+        /// or the first event at or after a time (`2026-11-01T06:00:00Z`, `2026-11-01`; UTC).
+        #[arg(long, value_name = "earliest|TIME", default_value = "earliest")]
+        from: ReplayFrom,
     },
     /// Per day, rows and a checksum of the source coordinates in two versions: what a rebuild
     /// changed.
@@ -375,6 +379,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             promote,
             force,
             require_same_rows,
+            from,
         } => {
             let handle = open_table(&table, true).await?;
             let report = rebuild::rebuild(
@@ -384,6 +389,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     force,
                     progress: true,
                     require_same_rows,
+                    from,
                 },
                 shutdown_on_signals(),
             )

@@ -37,7 +37,7 @@ use crate::pipeline::{TableHandle, rebuild};
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
 use crate::source::kafka::{Event, KafkaMessage, KafkaSource, Membership, StartAt};
-use crate::source::{Origin, Record, SourceBatch, kafka_partition_key};
+use crate::source::{Origin, Record, SourceBatch, kafka_partition_key, seek};
 use crate::storage::Lake;
 use crate::table::pointer;
 use crate::table::{TableLayout, VersionDefinition};
@@ -124,6 +124,9 @@ pub struct IngestOptions {
     /// Kafka, catching up: promote this version when caught up (and keep consuming if the
     /// live version moved on meanwhile).
     pub promote_on_catch_up: Option<PromoteOnCatchUp>,
+    /// Kafka: partitions without a stored offset start at the first message at or after this
+    /// time (ms since the epoch) instead of the earliest retained one (`rebuild --from`).
+    pub start_from_ms: Option<i64>,
 }
 
 /// How a rebuild promotes from inside its replay.
@@ -513,6 +516,9 @@ impl<'a> Ingest<'a> {
         shutdown: &mut Shutdown,
         opts: IngestOptions,
     ) -> Result<Stop> {
+        if let Some(at_ms) = opts.start_from_ms {
+            self.seed_start(cfg, at_ms).await?;
+        }
         loop {
             let mut source = KafkaSource::start_with(cfg, self.version(), opts.membership)?;
             let outcome = self.kafka_session(&mut source, shutdown, opts).await;
@@ -538,6 +544,48 @@ impl<'a> Ingest<'a> {
                 other => return other,
             }
         }
+    }
+
+    /// Stores, for every partition the version holds no offset for yet, the first offset at
+    /// or after `at_ms` (one commit with empty ranges), so the replay and every resumption of
+    /// it start there.
+    async fn seed_start(&mut self, cfg: &KafkaSourceConfig, at_ms: i64) -> Result<()> {
+        let seek_cfg = cfg.clone();
+        let offsets = tokio::task::spawn_blocking(move || seek::offsets_at_time(&seek_cfg, at_ms))
+            .await
+            .map_err(|e| Error::Kafka {
+                topic: cfg.topic.clone(),
+                reason: e.to_string(),
+            })??;
+        let positions = &self.log.state().positions;
+        let ranges: BTreeMap<String, OffsetRange> = offsets
+            .into_iter()
+            .map(|(p, o)| (kafka_partition_key(&cfg.topic, p), o))
+            .filter(|(key, _)| !positions.contains_key(key))
+            .map(|(key, o)| {
+                (
+                    key,
+                    OffsetRange {
+                        start: o,
+                        end: o,
+                        end_byte: None,
+                        eof: false,
+                    },
+                )
+            })
+            .collect();
+        if ranges.is_empty() {
+            tracing::info!(table = %self.table.name, version = self.version(), "every partition already has a stored offset; resuming from those");
+            return Ok(());
+        }
+        tracing::info!(table = %self.table.name, version = self.version(), from_ms = at_ms, starts = ?ranges.iter().map(|(k, r)| (k.as_str(), r.start)).collect::<Vec<_>>(), "starting the replay at the first events at or after the time");
+        self.log
+            .commit(PendingCommit {
+                ranges,
+                ..PendingCommit::default()
+            })
+            .await?;
+        Ok(())
     }
 
     async fn kafka_session(

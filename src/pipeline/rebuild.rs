@@ -4,9 +4,10 @@
 //! A rebuild that finds a version it already started (same definition, never current) resumes
 //! it from its stored offsets, so an interrupted rebuild continues where it stopped.
 
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Serialize;
 
-use crate::config::Format;
+use crate::config::{Format, SourceConfig};
 use crate::error::{Error, Result};
 use crate::pipeline::promote::{self, MoveReport, MoveRequest};
 use crate::pipeline::{IngestReport, TableHandle, diff, ingest};
@@ -40,6 +41,42 @@ pub struct RebuildOptions {
     /// Refuse to promote when the new version's records differ from the live version's (up to
     /// the offsets both hold); see [`crate::pipeline::diff`].
     pub require_same_rows: bool,
+    /// Where partitions without a stored offset start.
+    pub from: ReplayFrom,
+}
+
+/// Where a rebuild starts reading partitions the new version holds no offset for yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// The earliest retained offset.
+    #[default]
+    Earliest,
+    /// The first event at or after this time (Kafka sources).
+    Time(DateTime<Utc>),
+}
+
+impl std::str::FromStr for ReplayFrom {
+    type Err = String;
+
+    /// `earliest`, an RFC 3339 time (`2026-11-01T00:00:00Z`), or a UTC date or date-time
+    /// without zone (`2026-11-01`, `2026-11-01T06:00:00`).
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s == "earliest" {
+            return Ok(ReplayFrom::Earliest);
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(ReplayFrom::Time(t.with_timezone(&Utc)));
+        }
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
+            return Ok(ReplayFrom::Time(t.and_utc()));
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+            return Ok(ReplayFrom::Time(d.and_time(NaiveTime::MIN).and_utc()));
+        }
+        Err(format!(
+            "`{s}` is neither `earliest` nor a time like 2026-11-01T06:00:00Z or 2026-11-01 (UTC)"
+        ))
+    }
 }
 
 /// Catch-up rounds before giving up on a live version that keeps moving ahead.
@@ -74,6 +111,16 @@ pub async fn rebuild(
             (version::create(lake, layout, next, wanted).await?, false)
         }
     };
+    let start_from_ms = match opts.from {
+        ReplayFrom::Earliest => None,
+        ReplayFrom::Time(_) if !matches!(table.cfg.source, SourceConfig::Kafka(_)) => {
+            return Err(Error::Refused(format!(
+                "table `{}`: `--from <time>` needs a Kafka source (a files source has no event times to seek by); use `--from earliest`",
+                table.cfg.name
+            )));
+        }
+        ReplayFrom::Time(t) => Some(t.timestamp_millis()),
+    };
     tracing::info!(table = %table.cfg.name, version = def.version, resumed, "rebuilding");
     // Every partition by explicit assignment (no consumer group), until the live version's
     // stored offsets are reached (the topic's end when there is no live version).
@@ -90,6 +137,7 @@ pub async fn rebuild(
             expect_current: current,
             require_same_rows: opts.require_same_rows,
         }),
+        start_from_ms,
     };
     let mut attempts = 0;
     loop {

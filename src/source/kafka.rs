@@ -296,6 +296,25 @@ pub enum Membership {
     Assign,
 }
 
+/// The consumer settings of `cfg` (the user's `settings` apply, except those that would break
+/// exactly-once: offsets are never committed to Kafka).
+pub(crate) fn client_config(cfg: &KafkaSourceConfig, group_id: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        .set("enable.partition.eof", "true");
+    for (k, v) in &cfg.settings {
+        client.set(k, v);
+    }
+    client
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    client
+}
+
 /// The consumer group of a version: a rebuild never disturbs the live version's group.
 pub fn group_id(cfg: &KafkaSourceConfig, version: u32) -> String {
     format!("{}.v{version}", cfg.group_id)
@@ -315,19 +334,7 @@ impl KafkaSource {
     ) -> Result<KafkaSource> {
         let topic: Arc<str> = cfg.topic.as_str().into();
         let group_id = group_id(cfg, version);
-        let mut client = ClientConfig::new();
-        client
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "5000")
-            .set("enable.partition.eof", "true");
-        for (k, v) in &cfg.settings {
-            client.set(k, v);
-        }
-        client
-            .set("bootstrap.servers", &cfg.brokers)
-            .set("group.id", &group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
+        let client = client_config(cfg, &group_id);
         let (tx, rx) = mpsc::channel(16);
         let high_watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         let context = Context {

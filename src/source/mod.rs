@@ -4,6 +4,7 @@
 pub mod files;
 pub mod kafka;
 pub mod mock;
+pub mod seek;
 
 use std::sync::Arc;
 

@@ -171,28 +171,8 @@ impl DeltaLog {
         version: u32,
         create: Option<CreateSpec<'_>>,
     ) -> Result<DeltaLog> {
-        Self::open_with(lake, layout, version, create, true).await
-    }
-
-    /// [`DeltaLog::open`]; without `history`, the commit infos (dead-letter lists) are not
-    /// read, which is all a caller that only needs offsets wants.
-    async fn open_with(
-        lake: &Lake,
-        layout: &TableLayout,
-        version: u32,
-        create: Option<CreateSpec<'_>>,
-        history: bool,
-    ) -> Result<DeltaLog> {
         let dir = layout.version_dir(version);
-        let log_dir = dir.clone().join("_delta_log");
-        let mut listing = lake.store.list(Some(&log_dir));
-        let exists = listing
-            .try_next()
-            .await
-            .map_err(|e| Error::storage(&log_dir, e))?
-            .is_some();
-        drop(listing);
-        let table = if exists {
+        let table = if table_exists(lake, &dir).await? {
             let builder = lake.delta_table(&dir).map_err(|e| delta_err(&dir, e))?;
             let mut table = builder.build().map_err(|e| delta_err(&dir, e))?;
             table.load().await.map_err(|e| delta_err(&dir, e))?;
@@ -222,7 +202,7 @@ impl DeltaLog {
             state: LogState::default(),
             judge_since: None,
         };
-        log.read_state(history).await?;
+        log.read_state(true).await?;
         Ok(log)
     }
 
@@ -328,18 +308,6 @@ impl DeltaLog {
         self.dir.clone().join(PARTITIONS_DIR)
     }
 
-    /// Source partitions with a marker.
-    async fn marked_partitions(&self) -> Result<Vec<String>> {
-        let dir = self.marker_dir();
-        let metas = self.lake.list_dir(&dir).await?;
-        Ok(metas
-            .iter()
-            .filter_map(|m| m.location.filename())
-            .filter_map(|name| percent_decode_str(name).decode_utf8().ok())
-            .map(|s| s.into_owned())
-            .collect())
-    }
-
     /// Re-reads the whole state from the log (with `history`, also the dead letters recorded in
     /// commit infos).
     async fn read_state(&mut self, history: bool) -> Result<()> {
@@ -351,7 +319,7 @@ impl DeltaLog {
         let snapshot = table.snapshot().map_err(|e| delta_err(dir, e))?;
         let log_store = table.log_store();
         let mut state = LogState::default();
-        for key in self.marked_partitions().await? {
+        for key in marked_partitions(&self.lake, &self.marker_dir()).await? {
             let app = app_id(self.layout.table(), self.version, &key);
             let stored = snapshot
                 .transaction_version(log_store.as_ref(), app)
@@ -752,15 +720,71 @@ impl DeltaFileWriter {
 }
 
 /// Offsets of a version, by partition, read from its Delta log (empty when it has no table).
+///
+/// Promotion checks and catch-up read this after every commit, so it stays cheap: it builds a
+/// kernel snapshot (protocol, metadata and the log segment, never the list of data files) and
+/// resolves each partition's `txn`, newest commit first.
 pub async fn offsets(
     lake: &Lake,
     layout: &TableLayout,
     version: u32,
 ) -> Result<BTreeMap<String, u64>> {
-    Ok(DeltaLog::open_with(lake, layout, version, None, false)
-        .await?
-        .state()
-        .offsets())
+    let dir = layout.version_dir(version);
+    if !table_exists(lake, &dir).await? {
+        return Ok(BTreeMap::new());
+    }
+    let keys = marked_partitions(lake, &dir.clone().join(PARTITIONS_DIR)).await?;
+    let log_store = lake
+        .delta_table(&dir)
+        .and_then(|b| b.build_storage())
+        .map_err(|e| delta_err(&dir, e))?;
+    let table = layout.table().to_string();
+    let task_dir = dir.clone();
+    tokio::task::spawn_blocking(move || {
+        let dir = task_dir;
+        let engine = log_store.engine(None);
+        let mut root = log_store.root_url().clone();
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        let snapshot = delta_kernel::Snapshot::builder_for(root)
+            .build(engine.as_ref())
+            .map_err(|e| delta_err(&dir, e))?;
+        let mut offsets = BTreeMap::new();
+        for key in keys {
+            let stored = snapshot
+                .get_app_id_version(&app_id(&table, version, &key), engine.as_ref())
+                .map_err(|e| delta_err(&dir, e))?;
+            if let Some(offset) = stored.and_then(|v| u64::try_from(v).ok()) {
+                offsets.insert(key, offset);
+            }
+        }
+        Ok(offsets)
+    })
+    .await
+    .map_err(|e| delta_err(&dir, e))?
+}
+
+/// Whether `dir` holds a Delta table (its log has at least one entry).
+async fn table_exists(lake: &Lake, dir: &Path) -> Result<bool> {
+    let log_dir = dir.clone().join("_delta_log");
+    let mut listing = lake.store.list(Some(&log_dir));
+    Ok(listing
+        .try_next()
+        .await
+        .map_err(|e| Error::storage(&log_dir, e))?
+        .is_some())
+}
+
+/// Source partitions with a marker in `marker_dir`.
+async fn marked_partitions(lake: &Lake, marker_dir: &Path) -> Result<Vec<String>> {
+    let metas = lake.list_dir(marker_dir).await?;
+    Ok(metas
+        .iter()
+        .filter_map(|m| m.location.filename())
+        .filter_map(|name| percent_decode_str(name).decode_utf8().ok())
+        .map(|s| s.into_owned())
+        .collect())
 }
 
 #[cfg(test)]
@@ -875,9 +899,17 @@ mod tests {
         );
         assert_eq!(reopened.state().rows, 10);
         assert_eq!(reopened.state().commits, 2);
+        // The offsets-only read (kernel snapshot, no file list) agrees, also after a partition
+        // moved on in a later commit than the other's last one.
+        log.commit(pending("topic/1", 3, 7)).await.unwrap();
+        assert_eq!(
+            offsets(&lake, &layout, 1).await.unwrap(),
+            [("topic/0".into(), 10), ("topic/1".into(), 7)].into()
+        );
         // A version nobody wrote reads as empty.
         let empty = DeltaLog::open(&lake, &layout, 2, None).await.unwrap();
         assert!(empty.state().offsets().is_empty());
+        assert!(offsets(&lake, &layout, 2).await.unwrap().is_empty());
     }
 
     /// A store whose next Delta commit lands but is reported as failed (a lost response).

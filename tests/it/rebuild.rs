@@ -16,7 +16,7 @@ use crate::kafka_support::{
     Running, assert_exactly_once, events, kafka_config, log_of, sigterm, spawn_run, stored_total,
     wait_for,
 };
-use crate::support::{BIN, kappa, kappa_ok, status_json};
+use crate::support::{BIN, kappa, kappa_ok, read_lake, status_json};
 
 /// librdkafka's mock cluster keeps at most 100,000 messages per partition (older ones are
 /// dropped like retention would), so the tests stay well below that per partition.
@@ -337,4 +337,80 @@ fn rebuild_under_load_promotes_and_the_service_follows_without_gap_or_overlap() 
 fn a_rebuild_killed_five_times_resumes_to_the_same_result() {
     // 24 partitions: a backlog of 960,000 events, so the replay takes seconds.
     rebuild_under_load("replay-killed", 24, 5);
+}
+
+#[test]
+fn rebuild_from_a_time_starts_each_partition_at_its_first_event_at_or_after_it() {
+    // The mock cluster cannot look offsets up by time (it answers "the end"), so this also
+    // proves the fallback search over the partitions.
+    let kafka = MockKafka::start(&[("from-time", 3)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "from-time", "max_age = \"1s\"");
+    // Event `id` carries the Kafka timestamp DAY_START_MS + id.
+    produce(&brokers, "from-time", events(0..3000, 3)).unwrap();
+
+    let bad = kappa(
+        d,
+        &[
+            "rebuild",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--from",
+            "yesterday",
+        ],
+        &[],
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("--from") && err.contains("earliest"), "{err}");
+
+    // 2026-11-26T00:00:01.200Z: ids 1200.. and nothing before.
+    let out = kappa_ok(
+        d,
+        &[
+            "rebuild",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--from",
+            "2026-11-26T00:00:01.200Z",
+        ],
+        &[],
+    );
+    assert!(out.contains("events v1: 1800 records read"), "{out}");
+    let seen = read_lake(d, "events", 1, "delta", &["duckdb", "deltars"], "id");
+    for (reader, s) in &seen {
+        assert_eq!(s["rows"], 1800, "{reader}: rows");
+        assert_eq!(s["distinct_ids"], 1800, "{reader}: distinct ids");
+        assert_eq!(s["min"], 1200, "{reader}: min id");
+        assert_eq!(s["max"], 2999, "{reader}: max id");
+    }
+    // Resuming keeps the stored starts (the time no longer matters) and reads only what is new.
+    produce(&brokers, "from-time", events(3000..3300, 3)).unwrap();
+    let out = kappa_ok(
+        d,
+        &[
+            "rebuild",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--from",
+            "2026-11-26",
+        ],
+        &[],
+    );
+    assert!(
+        out.contains("resumed") && out.contains("300 records read"),
+        "{out}"
+    );
+    assert_eq!(stored_total(d, 0), 3300, "every partition read to its end");
+    let seen = read_lake(d, "events", 1, "delta", &["duckdb"], "id");
+    assert_eq!(seen["duckdb"]["rows"], 2100);
+    assert_eq!(seen["duckdb"]["min"], 1200);
 }
