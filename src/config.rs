@@ -143,6 +143,11 @@ pub struct RawVersions {
     /// `KAPPA_LAKE_FROM_VERSION`, `KAPPA_LAKE_TO_VERSION`, `KAPPA_LAKE_VERSION_PATH` set.
     #[serde(default)]
     pub on_promote: Option<String>,
+    /// When the config's definition needs a rebuild, `run` builds the new version in the
+    /// background while it keeps writing the live one, and promotes it once caught up
+    /// (instead of refusing to start). Default `false`.
+    #[serde(default)]
+    pub auto_rebuild: bool,
 }
 
 /// Validated `[table.versions]`.
@@ -154,6 +159,8 @@ pub struct VersionsConfig {
     pub gc_grace: Duration,
     /// Command run after each pointer move.
     pub on_promote: Option<String>,
+    /// `run` rebuilds and promotes a changed definition itself.
+    pub auto_rebuild: bool,
 }
 
 impl Default for VersionsConfig {
@@ -162,6 +169,7 @@ impl Default for VersionsConfig {
             retain_previous: Duration::from_secs(24 * 3600),
             gc_grace: Duration::from_secs(3600),
             on_promote: None,
+            auto_rebuild: false,
         }
     }
 }
@@ -183,6 +191,7 @@ impl RawVersions {
             retain_previous: duration(&self.retain_previous, "retain_previous", d.retain_previous)?,
             gc_grace: duration(&self.gc_grace, "gc_grace", d.gc_grace)?,
             on_promote: self.on_promote.filter(|c| !c.trim().is_empty()),
+            auto_rebuild: self.auto_rebuild,
         })
     }
 }

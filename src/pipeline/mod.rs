@@ -57,9 +57,10 @@ impl TableHandle {
         Definition::from_config(&self.cfg)
     }
 
-    /// The version `run` writes: the current one, which must match the config's definition.
-    /// A table without versions gets v1, made current at once.
-    pub async fn live_version(&self) -> Result<VersionDefinition> {
+    /// The version `run` writes: the current one, which must match the config's definition
+    /// (with `auto_rebuild`, it may differ: see [`Live::rebuild`]). A table without versions
+    /// gets v1, made current at once.
+    pub async fn live_version(&self) -> Result<Live> {
         let wanted = self.definition()?;
         let hash = wanted.hash()?;
         let (lake, layout) = (&self.lake, &self.layout);
@@ -74,14 +75,18 @@ impl TableHandle {
                     ),
                 })?;
             if def.definition_hash == hash {
-                return Ok(def);
+                return Ok(Live::of(def));
             }
             let next = version::list(lake, layout)
                 .await?
                 .last()
                 .map_or(def.version + 1, |v| v.version + 1);
             return match plan::compare(&def.definition, def.version, &wanted, next)? {
-                Plan::Evolve { added, .. } => self.evolve(def, wanted, added).await,
+                Plan::Evolve { added, .. } => self.evolve(def, wanted, added).await.map(Live::of),
+                Plan::Rebuild { reasons, .. } if self.cfg.versions.auto_rebuild => Ok(Live {
+                    def,
+                    rebuild: Some(reasons),
+                }),
                 Plan::Rebuild { reasons, .. } => Err(Error::Refused(format!(
                     "table `{}`: the config's definition differs from live v{}: {}; \
                      run `kappa-lake rebuild --config <file> --table {} --promote` to build it as v{next}, \
@@ -91,7 +96,7 @@ impl TableHandle {
                     reasons.join("; "),
                     self.cfg.name
                 ))),
-                Plan::Nothing { .. } | Plan::Create => Ok(def),
+                Plan::Nothing { .. } | Plan::Create => Ok(Live::of(def)),
             };
         }
         // No pointer yet: first run (or a crash between creating v1 and pointing at it).
@@ -119,7 +124,7 @@ impl TableHandle {
             Ok(()) => {
                 version::set_state(lake, layout, def.version, VersionState::Live).await?;
                 tracing::info!(table = %self.cfg.name, version = def.version, "created the table's first version");
-                Ok(def)
+                Ok(Live::of(def))
             }
             // Another process made a version current first: use what it chose.
             Err(Error::Conflict { .. }) => Box::pin(self.live_version()).await,
@@ -191,7 +196,11 @@ impl TableHandle {
     /// finds it up to date; then it is frozen.
     pub async fn run(&self, shutdown: Shutdown, opts: IngestOptions) -> Result<IngestReport> {
         let (lake, layout) = (&self.lake, &self.layout);
-        let mut def = self.live_version().await?;
+        let live = self.live_version().await?;
+        let mut def = live.def;
+        let mut auto = live
+            .rebuild
+            .map(|reasons| AutoRebuild::start(self.clone(), &reasons, &shutdown));
         let current_opts = IngestOptions {
             follow_pointer: true,
             ..opts
@@ -215,8 +224,29 @@ impl TableHandle {
                 Ok(r) => r,
                 Err(e) => break Err(e),
             };
-            let Some(to) = report.moved_to else {
-                break Ok(report);
+            let to = match (report.moved_to, auto.take()) {
+                (Some(to), auto_rebuild) => {
+                    // Promoted (by our background rebuild or anyone): it has nothing left to do.
+                    if let Some(a) = auto_rebuild {
+                        a.stop().await;
+                    }
+                    to
+                }
+                (None, Some(a)) if !report.interrupted && !shutdown.is_triggered() => {
+                    // The source ended (files; Kafka with --stop-at-end): the job is done once
+                    // the new version is built and promoted, so wait for it and write it to
+                    // the end too.
+                    match a.finish().await {
+                        Some(to) => to,
+                        None => break Ok(report),
+                    }
+                }
+                (None, auto_rebuild) => {
+                    if let Some(a) = auto_rebuild {
+                        a.stop().await;
+                    }
+                    break Ok(report);
+                }
             };
             let left = std::mem::replace(
                 &mut def,
@@ -259,6 +289,99 @@ impl TableHandle {
             p.stop().await;
         }
         outcome
+    }
+}
+
+/// What [`TableHandle::live_version`] found.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The version to write.
+    pub def: VersionDefinition,
+    /// With `auto_rebuild`: why the config's definition needs a new version (the live one
+    /// keeps being written as frozen meanwhile).
+    pub rebuild: Option<Vec<String>>,
+}
+
+impl Live {
+    fn of(def: VersionDefinition) -> Live {
+        Live { def, rebuild: None }
+    }
+}
+
+/// How long a background rebuild waits before trying again after a failure.
+const AUTO_REBUILD_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `auto_rebuild`: the rebuild (with promotion) `run` does in the background.
+struct AutoRebuild {
+    stop: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Option<u32>>,
+}
+
+impl AutoRebuild {
+    fn start(table: TableHandle, reasons: &[String], shutdown: &Shutdown) -> AutoRebuild {
+        let (stop, mut stopped) = shutdown.child();
+        tracing::info!(table = %table.cfg.name, reasons = %reasons.join("; "), "the config's definition needs a new version: rebuilding it in the background (auto_rebuild); the live version keeps being written meanwhile");
+        let task = tokio::spawn(async move {
+            let opts = rebuild::RebuildOptions {
+                promote: true,
+                ..Default::default()
+            };
+            loop {
+                let error = match rebuild::rebuild(&table, opts.clone(), stopped.clone()).await {
+                    Ok(r) if r.promoted.is_some() => {
+                        let to = r.ingest.version;
+                        tracing::info!(table = %table.cfg.name, version = to, rows = r.ingest.rows, "background rebuild caught up and promoted");
+                        return Some(to);
+                    }
+                    Ok(_) if stopped.is_triggered() => return None,
+                    Ok(r) => Error::Behind(format!(
+                        "v{} ended its replay without being promoted",
+                        r.ingest.version
+                    )),
+                    Err(e) if stopped.is_triggered() => {
+                        tracing::warn!(table = %table.cfg.name, error = %e, "background rebuild stopped");
+                        return None;
+                    }
+                    Err(e) => e,
+                };
+                // E.g. another process rebuilding the same version took a commit, the live
+                // version kept moving ahead, or the store was unreachable: the next attempt
+                // resumes from the offsets the new version holds.
+                tracing::warn!(table = %table.cfg.name, error = %error, retry_in = ?AUTO_REBUILD_RETRY, "background rebuild failed; trying again");
+                tokio::select! {
+                    () = stopped.wait() => return None,
+                    () = tokio::time::sleep(AUTO_REBUILD_RETRY) => {}
+                }
+                match table.plan().await {
+                    Ok(Plan::Rebuild { .. }) => {}
+                    Ok(_) => {
+                        tracing::info!(table = %table.cfg.name, "the live version has the config's definition now; nothing left to rebuild");
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(table = %table.cfg.name, error = %e, "cannot compare the config with the live version");
+                    }
+                }
+            }
+        });
+        AutoRebuild { stop, task }
+    }
+
+    /// Waits for the rebuild to promote; the version it promoted.
+    async fn finish(self) -> Option<u32> {
+        match self.task.await {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::error!(error = %e, "the background rebuild panicked");
+                None
+            }
+        }
+    }
+
+    /// Stops it (a later `run` resumes it from its stored offsets).
+    async fn stop(self) {
+        self.stop.trigger();
+        let _ = self.finish().await;
     }
 }
 
@@ -343,7 +466,7 @@ mod tests {
             let racers: Vec<_> = (0..6)
                 .map(|_| {
                     let table = TableHandle::open(&config.tables[0]).unwrap();
-                    tokio::spawn(async move { table.live_version().await })
+                    tokio::spawn(async move { table.live_version().await.map(|l| l.def) })
                 })
                 .collect();
             for r in racers {

@@ -86,14 +86,13 @@ fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Small commits (every ~1 MiB written): a killed replay keeps some of its progress. The
-    // live version, at the producer's rate, commits every 10 s: a rebuild's promotion check
-    // (its commit, then reading both versions' offsets: one Delta log replay per partition)
-    // must fit between two of its commits, as it does with production settings (60 s).
+    // live version, at the producer's rate, commits every 2 s, so the rebuild's promotion
+    // (from inside its replay) must catch a version that keeps moving ahead.
     kafka_config(
         d,
         &brokers,
         topic,
-        "max_age = \"10s\"\nmax_buffer_bytes = \"1MiB\"",
+        "max_age = \"2s\"\nmax_buffer_bytes = \"1MiB\"",
     );
     // Every pointer move runs the hook, with the move in its environment.
     let cfg = d.join("kappa-lake.toml");
@@ -413,4 +412,56 @@ fn rebuild_from_a_time_starts_each_partition_at_its_first_event_at_or_after_it()
     let seen = read_lake(d, "events", 1, "delta", &["duckdb"], "id");
     assert_eq!(seen["duckdb"]["rows"], 2100);
     assert_eq!(seen["duckdb"]["min"], 1200);
+}
+
+#[test]
+fn auto_rebuild_builds_and_promotes_in_the_background_while_the_service_keeps_writing() {
+    let kafka = MockKafka::start(&[("auto", 3)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "auto", "max_age = \"2s\"");
+    let backlog = 30_000;
+    produce(&brokers, "auto", events(0..backlog, 3)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = steady_producer(brokers.clone(), "auto", 3, backlog, stop.clone());
+    let mut first = spawn_run(d, &[], "run-1.log");
+    assert!(
+        wait_for(Duration::from_secs(60), || stored_total(d, 0)
+            >= backlog as u64),
+        "v1 is not being written:\n{}",
+        log_of(d, "run-1.log")
+    );
+    sigterm(&first);
+    assert!(first.wait().unwrap().success());
+
+    // Definition B plus auto_rebuild: the restarted service keeps writing v1 (as frozen) while
+    // it replays the topic into v2, then promotes v2 and follows the pointer to it.
+    switch_to_daily(d);
+    let cfg = d.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "\n[table.versions]\nauto_rebuild = true\n";
+    std::fs::write(&cfg, text).unwrap();
+    let mut live = spawn_run(d, &[], "run-2.log");
+    assert!(
+        wait_for(Duration::from_secs(120), || log_of(d, "run-2.log")
+            .contains("now writing v2")),
+        "no background promotion:\n{}",
+        log_of(d, "run-2.log")
+    );
+    let log = log_of(d, "run-2.log");
+    assert!(log.contains("rebuilding it in the background"), "{log}");
+    assert_eq!(current(d), 2);
+    stop.store(true, Ordering::Relaxed);
+    let total = producer.join().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || stored_total(d, 1)
+            == total as u64),
+        "v2 did not catch up with the topic ({} of {total}):\n{}",
+        stored_total(d, 1),
+        log_of(d, "run-2.log")
+    );
+    sigterm(&live);
+    assert!(live.wait().unwrap().success());
+    assert_exactly_once(d, 2, total as u64);
+    assert_eq!(status_json(d)["tables"][0]["versions"][1]["state"], "live");
 }
