@@ -82,8 +82,9 @@ struct MoveArgs {
     /// Only move if the current version is this one.
     #[arg(long)]
     expect_current: Option<u32>,
-    /// Accept a target that is behind the current version by at most this many offsets per
-    /// partition (the running service writes the rest into it after the move).
+    /// While nobody writes the current version (e.g. the service is stopped): accept a target
+    /// that is behind it if it is at most this many offsets short of the topic's end, per
+    /// partition.
     #[arg(long, default_value_t = 0)]
     max_lag: u64,
 }

@@ -1,7 +1,8 @@
 //! Moving `current`: promotion of a caught-up version, and rollback.
 //!
 //! Catch-up rule: candidate C may replace live L only if, for every source partition L has
-//! stored offsets for, C's stored offset is at least L's. Otherwise the move is refused with the
+//! stored offsets for, C's stored offset is at least L's (or, with `--max-lag N` while nobody
+//! writes L, at least the partition's high watermark minus N). Otherwise the move is refused with the
 //! per-partition numbers, unless forced (logged loudly). The move itself is a compare-and-swap
 //! on the pointer version that was read, so of two racing promoters exactly one wins.
 
@@ -9,12 +10,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::config::SourceConfig;
 use crate::error::{Error, Result};
 use crate::pipeline::TableHandle;
 use crate::pipeline::views;
+use crate::source::{kafka_partition_key, seek};
 use crate::table::version;
 use crate::table::{Pointer, VersionState, pointer};
-use crate::write::VersionLog;
+use crate::write::{VersionLog, lease};
 
 /// How to move the pointer.
 #[derive(Debug, Clone, Default)]
@@ -26,8 +29,8 @@ pub struct MoveRequest {
     pub force: bool,
     /// Only move if current is this version (compare-and-swap for scripts).
     pub expect_current: Option<u32>,
-    /// Accept a target behind the current version by at most this many offsets per
-    /// partition (the service, following the pointer, writes the rest into it).
+    /// While nobody writes the current version: accept a target behind it if, per partition,
+    /// it is at most this many offsets short of the topic's high watermark.
     pub max_lag: u64,
 }
 
@@ -55,6 +58,25 @@ pub fn lag(
             (c < *l).then(|| (p.clone(), c, *l))
         })
         .collect()
+}
+
+/// High watermarks of a Kafka source by partition key (`None` for a files source).
+async fn high_watermarks(source: &SourceConfig) -> Result<Option<BTreeMap<String, u64>>> {
+    let SourceConfig::Kafka(cfg) = source else {
+        return Ok(None);
+    };
+    let lookup = cfg.clone();
+    let high = tokio::task::spawn_blocking(move || seek::high_watermarks(&lookup))
+        .await
+        .map_err(|e| Error::Kafka {
+            topic: cfg.topic.clone(),
+            reason: e.to_string(),
+        })??;
+    Ok(Some(
+        high.into_iter()
+            .map(|(p, h)| (kafka_partition_key(&cfg.topic, p), h))
+            .collect(),
+    ))
 }
 
 /// Promotes a version (default: the newest that is not current).
@@ -122,10 +144,28 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
             .await?
             .map_or(target_def.definition.format, |d| d.definition.format);
         let live_offsets = VersionLog::offsets_of(lake, layout, live, live_format).await?;
-        let behind: Vec<_> = lag(&candidate, &live_offsets)
-            .into_iter()
-            .filter(|(_, c, l)| l - c > req.max_lag)
-            .collect();
+        let mut behind = lag(&candidate, &live_offsets);
+        let mut why_no_allowance = String::new();
+        if !behind.is_empty() && req.max_lag > 0 {
+            // A bounded lag is accepted only while nobody writes the live version (its offsets
+            // no longer move): then the target needs to be within max_lag of the log's end.
+            let writers = lease::live_writers(lake, layout, live).await?;
+            if !writers.is_empty() {
+                why_no_allowance = format!(
+                    " (--max-lag applies only while v{live} is not being written; {} writer(s) hold it now)",
+                    writers.len()
+                );
+            } else if let Some(high) = high_watermarks(&table.cfg.source).await? {
+                behind.retain(|(p, c, _)| {
+                    high.get(p)
+                        .is_none_or(|h| c.saturating_add(req.max_lag) < *h)
+                });
+            } else {
+                why_no_allowance =
+                    " (--max-lag needs a Kafka source: a files source has no high watermark)"
+                        .into();
+            }
+        }
         if !behind.is_empty() {
             let detail: Vec<String> = behind
                 .iter()
@@ -135,7 +175,7 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
                 tracing::warn!(table = %name, version = target, lagging = %detail.join("; "), "FORCED {reason} of a version that has not caught up");
             } else {
                 return Err(Error::Behind(format!(
-                    "v{target} has not caught up with v{live}: {}; wait for it (or use --force)",
+                    "v{target} has not caught up with v{live}: {}{why_no_allowance}; wait for it (or use --force)",
                     detail.join("; ")
                 )));
             }

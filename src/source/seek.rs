@@ -1,5 +1,6 @@
-//! Where a point in time starts in a topic: per partition, the first offset whose message
-//! timestamp is at or after it (what `rebuild --from <timestamp>` replays from).
+//! One-off lookups in a topic: its high watermarks (for `promote --max-lag`), and where a
+//! point in time starts, per partition the first offset whose message timestamp is at or after
+//! it (what `rebuild --from <timestamp>` replays from).
 //!
 //! The broker's own answer (`ListOffsets` by timestamp) is taken when the messages around it
 //! confirm it. Not every Kafka-protocol broker implements the lookup (the librdkafka mock
@@ -23,18 +24,34 @@ use crate::source::kafka::client_config;
 /// How long one broker request (metadata, watermarks, offsets, one round of reads) may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Per partition of `cfg.topic`, the first offset with a timestamp ≥ `at_ms` (the partition's
-/// end when there is none). Blocking: call it off the async runtime.
-pub fn offsets_at_time(cfg: &KafkaSourceConfig, at_ms: i64) -> Result<BTreeMap<i32, u64>> {
-    let topic = cfg.topic.as_str();
-    let err = |reason: String| Error::Kafka {
+/// Per partition of `cfg.topic`, its high watermark (the offset the next message will get).
+/// Blocking: call it off the async runtime.
+pub fn high_watermarks(cfg: &KafkaSourceConfig) -> Result<BTreeMap<i32, u64>> {
+    let consumer = consumer(cfg)?;
+    Ok(watermarks(&consumer, cfg.topic.as_str())?
+        .into_iter()
+        .map(|(p, (_, high))| (p, high))
+        .collect())
+}
+
+/// A consumer for one-off lookups (a group id is required by the client; nothing is ever
+/// committed to it).
+fn consumer(cfg: &KafkaSourceConfig) -> Result<BaseConsumer> {
+    client_config(cfg, &format!("{}.seek", cfg.group_id))
+        .create()
+        .map_err(|e| kafka_err(&cfg.topic, format!("cannot create a consumer: {e}")))
+}
+
+fn kafka_err(topic: &str, reason: String) -> Error {
+    Error::Kafka {
         topic: topic.to_string(),
         reason,
-    };
-    // A group id is required by the client; nothing is ever committed to it.
-    let consumer: BaseConsumer = client_config(cfg, &format!("{}.seek", cfg.group_id))
-        .create()
-        .map_err(|e| err(format!("cannot create a consumer: {e}")))?;
+    }
+}
+
+/// Per partition, its low and high watermarks.
+fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, (u64, u64)>> {
+    let err = |reason: String| kafka_err(topic, reason);
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
         .map_err(|e| err(format!("cannot read the topic's metadata: {e}")))?;
@@ -48,13 +65,22 @@ pub fn offsets_at_time(cfg: &KafkaSourceConfig, at_ms: i64) -> Result<BTreeMap<i
         return Err(err("the topic does not exist or has no partitions".into()));
     }
     let mut bounds = BTreeMap::new();
-    for &p in &partitions {
+    for p in partitions {
         let (low, high) = consumer
             .fetch_watermarks(topic, p, TIMEOUT)
             .map_err(|e| err(format!("cannot read partition {p}'s watermarks: {e}")))?;
         let low = u64::try_from(low).unwrap_or(0);
         bounds.insert(p, (low, u64::try_from(high).unwrap_or(0).max(low)));
     }
+    Ok(bounds)
+}
+
+/// Per partition of `cfg.topic`, the first offset with a timestamp ≥ `at_ms` (the partition's
+/// end when there is none). Blocking: call it off the async runtime.
+pub fn offsets_at_time(cfg: &KafkaSourceConfig, at_ms: i64) -> Result<BTreeMap<i32, u64>> {
+    let topic = cfg.topic.as_str();
+    let consumer = consumer(cfg)?;
+    let bounds = watermarks(&consumer, topic)?;
     let probe = Probe {
         consumer: &consumer,
         topic,
@@ -190,10 +216,7 @@ impl Probe<'_> {
         &self,
         from: &BTreeMap<i32, u64>,
     ) -> Result<BTreeMap<i32, Option<(u64, Option<i64>)>>> {
-        let err = |reason: String| Error::Kafka {
-            topic: self.topic.to_string(),
-            reason,
-        };
+        let err = |reason: String| kafka_err(self.topic, reason);
         let mut found = BTreeMap::new();
         if from.is_empty() {
             return Ok(found);

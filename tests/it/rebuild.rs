@@ -465,3 +465,75 @@ fn auto_rebuild_builds_and_promotes_in_the_background_while_the_service_keeps_wr
     assert_exactly_once(d, 2, total as u64);
     assert_eq!(status_json(d)["tables"][0]["versions"][1]["state"], "live");
 }
+
+#[test]
+fn max_lag_accepts_a_target_near_the_topic_end_only_while_nobody_writes_the_live_version() {
+    let kafka = MockKafka::start(&[("lag", 2)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    kafka_config(d, &brokers, "lag", "max_age = \"1s\"");
+    let hourly = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
+    let to_end = ["run", "--config", "kappa-lake.toml", "--stop-at-end"];
+    produce(&brokers, "lag", events(0..1000, 2)).unwrap();
+    kappa_ok(d, &to_end, &[]);
+    // v2 (daily) replays up to v1's offsets; then v1 moves on by 50 per partition.
+    switch_to_daily(d);
+    kappa_ok(
+        d,
+        &[
+            "rebuild",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+        ],
+        &[],
+    );
+    std::fs::write(d.join("kappa-lake.toml"), &hourly).unwrap();
+    produce(&brokers, "lag", events(1000..1100, 2)).unwrap();
+    kappa_ok(d, &to_end, &[]);
+    let promote = |extra: &[&str]| {
+        let mut args = vec![
+            "promote",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--version",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let out = kappa(d, &args, &[]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = promote(&[]);
+    assert!(
+        !ok && err.contains("lag/0: v2 at 500, v1 at 550 (lag 50)"),
+        "{err}"
+    );
+    let (ok, err) = promote(&["--max-lag", "10"]);
+    assert!(!ok && err.contains("(lag 50)"), "{err}");
+    // With the service writing v1, the allowance does not apply.
+    let mut live = spawn_run(d, &[], "run.log");
+    assert!(
+        wait_for(Duration::from_secs(30), || log_of(d, "run.log")
+            .contains("writer started")),
+        "{}",
+        log_of(d, "run.log")
+    );
+    let (ok, err) = promote(&["--max-lag", "60"]);
+    assert!(
+        !ok && err.contains("applies only while v1 is not being written"),
+        "{err}"
+    );
+    sigterm(&live);
+    assert!(live.wait().unwrap().success());
+    // Nobody writes v1: v2 is 50 short of the topic's end per partition, within 60.
+    let (ok, err) = promote(&["--max-lag", "60"]);
+    assert!(ok, "{err}");
+    assert_eq!(current(d), 2);
+}
