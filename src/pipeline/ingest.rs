@@ -24,10 +24,12 @@ use arrow::array::{
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Format;
 use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig, TimeSpec};
+use crate::decode::json::Decoded;
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::partition;
@@ -372,6 +374,8 @@ struct Ingest<'a> {
     pending: Pending,
     report: IngestReport,
     lease: WriterLease,
+    /// `require_same_rows`: the versions' records were compared (and matched).
+    same_rows_checked: bool,
 }
 
 impl<'a> Ingest<'a> {
@@ -416,6 +420,7 @@ impl<'a> Ingest<'a> {
                 ..Default::default()
             },
             lease,
+            same_rows_checked: false,
         })
     }
 
@@ -477,26 +482,23 @@ impl<'a> Ingest<'a> {
     }
 
     /// Files source: until the end of the files or shutdown. Returns whether interrupted.
-    async fn run_files(
-        &mut self,
-        mut source: FilesSource,
-        shutdown: &mut Shutdown,
-    ) -> Result<bool> {
+    async fn run_files(&mut self, source: FilesSource, shutdown: &mut Shutdown) -> Result<bool> {
         let max_age = self.table.writer.max_age;
         let mut deadline = Instant::now() + max_age;
+        let mut decoded = DecodeAhead::start(source, self.decoder.clone());
         let interrupted = loop {
             let next = tokio::select! {
                 biased;
                 () = shutdown.wait() => break true,
                 () = tokio::time::sleep_until(deadline) => None,
-                b = source.next() => match b {
+                b = decoded.next() => match b {
                     Some(b) => Some(b?),
                     None => break false,
                 },
             };
-            if let Some(batch) = next {
+            if let Some((batch, events)) = next {
                 self.report.records += batch.records.len() as u64;
-                self.write(&batch).await?;
+                self.write_decoded(&batch, events).await?;
             }
             if Instant::now() >= deadline || self.over_budget() {
                 self.commit().await?;
@@ -715,14 +717,20 @@ impl<'a> Ingest<'a> {
             lake: self.lake.clone(),
             layout: self.layout.clone(),
         };
+        // The records are compared once, up to the offsets both versions hold the first time
+        // the replay catches up (a diff reads both versions; repeating it at every catch-up
+        // would never finish while the live version keeps committing). What arrives later is
+        // written by both from the same source events.
+        let compare = p.require_same_rows && !self.same_rows_checked;
         let promoted = rebuild::try_promote(
             &table,
             self.def,
             opts.catch_up_with,
             p.expect_current,
-            p.require_same_rows,
+            compare,
         )
         .await?;
+        self.same_rows_checked |= compare;
         let stop = promoted.is_some();
         self.report.promoted = promoted;
         Ok(stop)
@@ -933,6 +941,12 @@ impl<'a> Ingest<'a> {
     }
 
     async fn write(&mut self, batch: &SourceBatch) -> Result<()> {
+        let decoded = self.decoder.decode(&batch.records);
+        self.write_decoded(batch, decoded).await
+    }
+
+    /// [`Ingest::write`] of a batch already decoded.
+    async fn write_decoded(&mut self, batch: &SourceBatch, decoded: Decoded) -> Result<()> {
         let range = self
             .pending
             .ranges
@@ -963,7 +977,6 @@ impl<'a> Ingest<'a> {
                 raw_len: rec.oversized.unwrap_or(rec.bytes.len() as u64),
             }
         };
-        let decoded = self.decoder.decode(&batch.records);
         for r in decoded.rejected {
             self.pending
                 .dead_letters
@@ -1032,44 +1045,14 @@ impl<'a> Ingest<'a> {
         batch: &SourceBatch,
         rows: &[usize],
     ) -> Result<RecordBatch> {
-        let n = events.num_rows();
-        let records = rows.iter().map(|&i| &batch.records[i]);
-        let extra: Vec<ArrayRef> = match (self.metadata, &batch.origin) {
-            (Metadata::None, _) => return Ok(events),
-            (Metadata::File, Origin::File) => vec![
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    &*batch.partition,
-                    n,
-                ))),
-                Arc::new(Int64Array::from_iter_values(
-                    records.map(|r| r.offset as i64 + 1),
-                )),
-            ],
-            (Metadata::Kafka, Origin::Kafka { topic, partition }) => vec![
-                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                    &**topic, n,
-                ))),
-                Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
-                    *partition, n,
-                ))),
-                Arc::new(Int64Array::from_iter_values(
-                    records.clone().map(|r| r.offset as i64),
-                )),
-                Arc::new(
-                    TimestampMillisecondArray::from_iter(records.map(|r| r.timestamp_ms))
-                        .with_timezone("UTC"),
-                ),
-            ],
-            _ => {
-                return Err(Error::Refused(format!(
+        append_metadata(self.metadata, &self.schema, events, batch, rows)
+            .map_err(|e| self.write_err(e))?
+            .ok_or_else(|| {
+                Error::Refused(format!(
                     "version v{} was defined for another source kind",
                     self.version()
-                )));
-            }
-        };
-        let mut columns: Vec<ArrayRef> = events.columns().to_vec();
-        columns.extend(extra);
-        RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| self.write_err(e))
+                ))
+            })
     }
 
     fn write_err(&self, e: impl std::fmt::Display) -> Error {
@@ -1078,6 +1061,63 @@ impl<'a> Ingest<'a> {
             reason: e.to_string(),
         }
     }
+}
+
+/// The decoded `events` (row `i` is record `rows[i]` of `batch`) with the metadata columns of
+/// version `def` appended, as a batch of `schema` (the [`file_schema`] of `def`). `Ok(None)`
+/// when `batch` comes from another kind of source than `def`'s. Pure (no I/O); public for the
+/// benchmarks (`benches/stages.rs`).
+#[doc(hidden)]
+pub fn with_metadata_columns(
+    def: &VersionDefinition,
+    schema: &SchemaRef,
+    events: RecordBatch,
+    batch: &SourceBatch,
+    rows: &[usize],
+) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    append_metadata(Metadata::of(def), schema, events, batch, rows)
+}
+
+fn append_metadata(
+    metadata: Metadata,
+    schema: &SchemaRef,
+    events: RecordBatch,
+    batch: &SourceBatch,
+    rows: &[usize],
+) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    let n = events.num_rows();
+    let records = rows.iter().map(|&i| &batch.records[i]);
+    let extra: Vec<ArrayRef> = match (metadata, &batch.origin) {
+        (Metadata::None, _) => return Ok(Some(events)),
+        (Metadata::File, Origin::File) => vec![
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                &*batch.partition,
+                n,
+            ))),
+            Arc::new(Int64Array::from_iter_values(
+                records.map(|r| r.offset as i64 + 1),
+            )),
+        ],
+        (Metadata::Kafka, Origin::Kafka { topic, partition }) => vec![
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                &**topic, n,
+            ))),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
+                *partition, n,
+            ))),
+            Arc::new(Int64Array::from_iter_values(
+                records.clone().map(|r| r.offset as i64),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(records.map(|r| r.timestamp_ms))
+                    .with_timezone("UTC"),
+            ),
+        ],
+        _ => return Ok(None),
+    };
+    let mut columns: Vec<ArrayRef> = events.columns().to_vec();
+    columns.extend(extra);
+    RecordBatch::try_new(schema.clone(), columns).map(Some)
 }
 
 /// Deletes the files of a commit that was refused.
@@ -1109,5 +1149,49 @@ trait JoinRel {
 impl JoinRel for object_store::path::Path {
     fn join_rel(&self, rel: &str) -> object_store::path::Path {
         rel.split('/').fold(self.clone(), |p, part| p.join(part))
+    }
+}
+
+/// A files source with JSON decoding one batch ahead of the writer, on the blocking pool: the
+/// parse of batch N+1 overlaps the encoding of batch N, so a rebuild keeps both cores busy.
+struct DecodeAhead {
+    rx: mpsc::Receiver<Result<(SourceBatch, Decoded)>>,
+    pump: tokio::task::JoinHandle<()>,
+}
+
+impl DecodeAhead {
+    fn start(mut source: FilesSource, decoder: JsonDecoder) -> DecodeAhead {
+        let (tx, rx) = mpsc::channel(2);
+        let pump = tokio::spawn(async move {
+            while let Some(next) = source.next().await {
+                let item = match next {
+                    Ok(batch) => {
+                        let decoder = decoder.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let decoded = decoder.decode(&batch.records);
+                            (batch, decoded)
+                        })
+                        .await
+                        .map_err(|e| Error::Refused(format!("decoding a batch failed: {e}")))
+                    }
+                    Err(e) => Err(e),
+                };
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        DecodeAhead { rx, pump }
+    }
+
+    async fn next(&mut self) -> Option<Result<(SourceBatch, Decoded)>> {
+        self.rx.recv().await
+    }
+}
+
+impl Drop for DecodeAhead {
+    fn drop(&mut self) {
+        // Stops reading (the source's thread ends when its channel closes).
+        self.pump.abort();
     }
 }

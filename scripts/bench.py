@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark: kappa-lake against DuckDB on the same events, cores and output.
+
+Generates NDJSON events from the shipped schemas (page views of ~250 B and orders of ~2 KB,
+spread over 48 hourly partitions, a fraction of them late), then measures in one invocation:
+
+  - rebuild path: files source (NDJSON) -> hourly zstd Parquet, and -> Delta;
+  - baseline: DuckDB `COPY (SELECT ... FROM read_ndjson(...)) TO ... (FORMAT parquet,
+    PARTITION_BY (date, hour), COMPRESSION zstd)` with the same threads;
+  - Kafka path (with --brokers): the events produced to a topic first, then the
+    consume-to-committed phase of `kappa-lake run --stop-at-end` into Delta;
+  - memory: the Parquet rebuild at 1x, 4x and 16x a base size, to show peak RSS stays flat.
+
+Every measured run is a child process reaped with wait4(), so CPU seconds and peak RSS are
+that process's own. Writes `results.md` and `results.json` under --out and prints the table.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+START_US = 1_795_651_200_000_000  # 2026-11-26T00:00:00Z
+HOURS = 48
+
+
+# ---------------------------------------------------------------------------------------
+# Event generation
+
+def page_view(rng, i, late):
+    hour = (i * HOURS) // late[1]
+    if late[0] and rng.random() < late[0]:
+        hour = max(0, hour - rng.randint(1, 6))
+    ts = START_US + hour * 3_600_000_000 + rng.randrange(3_600_000_000)
+    user = "null" if i % 4 == 0 else str(rng.randrange(10_000_000))
+    ref = "null" if i % 3 else f'"https://search.example.org/q?{rng.randrange(100000)}"'
+    kind = ("desktop", "mobile", "tablet")[i % 3]
+    os_ = ("Linux", "Windows 11", "macOS 15", "iOS 18", "Android 15")[i % 5]
+    return (
+        f'{{"view_id":"{uuid.UUID(int=rng.getrandbits(128), version=4)}","user_id":{user},'
+        f'"ts":{ts},"url":"https://shop.example.com/p/{rng.randrange(100000)}?ref=bench",'
+        f'"referrer":{ref},"duration_ms":{rng.randrange(60000)},'
+        f'"device":{{"kind":"{kind}","os":"{os_}"}}}}\n'
+    )
+
+
+def order(rng, i, late):
+    hour = (i * HOURS) // late[1]
+    if late[0] and rng.random() < late[0]:
+        hour = max(0, hour - rng.randint(1, 6))
+    ts = START_US // 1000 + hour * 3_600_000 + rng.randrange(3_600_000)
+    items = ",".join(
+        f'{{"sku":"SKU-{rng.randrange(100000):06d}","quantity":{rng.randint(1, 9)},'
+        f'"unit_price":{rng.randrange(100, 50000) / 100}}}'
+        for _ in range(32)
+    )
+    status = ("created", "paid", "shipped", "cancelled")[i % 4]
+    shipping = (
+        "null"
+        if i % 5 == 0
+        else f'{{"country":"DE","city":"City {rng.randrange(1000)}","zip":"{rng.randrange(99999):05d}"}}'
+    )
+    coupon = '"WELCOME10"' if i % 7 == 0 else "null"
+    return (
+        f'{{"order_id":{i},"customer_id":"C{rng.randrange(1000000):07d}","ts":{ts},'
+        f'"status":"{status}","amount":"{rng.randrange(1, 20000)}.{rng.randrange(100):02d}",'
+        f'"currency":"EUR","items":[{items}],"shipping":{shipping},"coupon":{coupon},'
+        f'"tags":{{"channel":"web","campaign":"bench-{i % 13}"}}}}\n'
+    )
+
+
+DATASETS = {
+    # name: (schema file, generator, DuckDB column types, timestamp expression)
+    "page_views": (
+        "page_views.avsc",
+        page_view,
+        "{view_id: 'VARCHAR', user_id: 'BIGINT', ts: 'BIGINT', url: 'VARCHAR', "
+        "referrer: 'VARCHAR', duration_ms: 'INTEGER', "
+        "device: 'STRUCT(kind VARCHAR, os VARCHAR)'}",
+        "make_timestamp(ts)",
+    ),
+    "orders": (
+        "orders.avsc",
+        order,
+        "{order_id: 'BIGINT', customer_id: 'VARCHAR', ts: 'BIGINT', status: 'VARCHAR', "
+        "amount: 'DECIMAL(12,2)', currency: 'VARCHAR', "
+        "items: 'STRUCT(sku VARCHAR, quantity INTEGER, unit_price DOUBLE)[]', "
+        "shipping: 'STRUCT(country VARCHAR, city VARCHAR, zip VARCHAR)', coupon: 'VARCHAR', "
+        "tags: 'MAP(VARCHAR, VARCHAR)'}",
+        "epoch_ms(ts)",
+    ),
+}
+
+
+def generate(kind, events, files, late, out: Path):
+    """`events` events of `kind` in `files` NDJSON files under `out` (cached by parameters)."""
+    stamp = out / ".done"
+    want = f"{kind} {events} {files} {late}"
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    gen = DATASETS[kind][1]
+    rng = random.Random(42)
+    per_file = -(-events // files)
+    for f in range(files):
+        lo, hi = f * per_file, min(events, (f + 1) * per_file)
+        with open(out / f"{kind}-{f:03d}.ndjson", "w", buffering=1 << 20) as fh:
+            fh.writelines(gen(rng, i, (late, events)) for i in range(lo, hi))
+    stamp.write_text(want)
+
+
+def input_bytes(d: Path):
+    return sum(p.stat().st_size for p in d.glob("*.ndjson"))
+
+
+# ---------------------------------------------------------------------------------------
+# Measured runs
+
+def measure(cmd, env=None, cwd=None, log=None):
+    """Runs `cmd`; returns wall seconds, CPU seconds and peak RSS (MiB) of that process."""
+    out = open(log, "w") if log else subprocess.DEVNULL
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if log:
+        out.close()
+    if proc.returncode != 0:
+        tail = Path(log).read_text()[-4000:] if log else ""
+        sys.exit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{tail}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
+def output_stats(d: Path):
+    files = [p for p in d.rglob("*.parquet")]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def kappa_config(work: Path, kind, source_toml, fmt, writer=""):
+    schema = REPO / "schemas" / DATASETS[kind][0]
+    cfg = work / "kappa-lake.toml"
+    cfg.write_text(
+        f"""[[table]]
+name = "{kind}"
+root = "lake"
+format = "{fmt}"
+schema = "{schema}"
+time = {{ field = "ts", granularity = "hour" }}
+metadata_columns = false
+
+[table.source]
+{source_toml}
+
+[table.writer]
+{writer}
+"""
+    )
+    return cfg
+
+
+def run_kappa(args, work: Path, kind, data: Path, fmt, writer=""):
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cfg = kappa_config(work, kind, f'kind = "files"\npath = "{data}"', fmt, writer)
+    env = dict(os.environ, KAPPA_LAKE_LOG="warn")
+    m = measure([args.bin, "run", "--config", str(cfg)], env=env, cwd=work, log=work / "run.log")
+    m["output_bytes"], m["files"] = output_stats(work / "lake" / kind / "v1")
+    return m
+
+
+def run_duckdb(args, work: Path, kind, data: Path):
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    _, _, columns, ts = DATASETS[kind]
+    sql = f"""
+SET threads = {args.threads};
+SET preserve_insertion_order = false;
+COPY (
+  SELECT *, CAST({ts} AS DATE) AS date, hour({ts}) AS hour
+  FROM read_ndjson('{data}/*.ndjson', columns = {columns}, format = 'newline_delimited')
+) TO '{work}/out' (FORMAT parquet, PARTITION_BY (date, hour), COMPRESSION zstd);
+"""
+    code = f"import duckdb; duckdb.connect().execute({sql!r})"
+    m = measure([args.python, "-c", code], log=work / "duckdb.log")
+    m["output_bytes"], m["files"] = output_stats(work / "out")
+    return m
+
+
+def produce_files(brokers, topic, partitions, files):
+    """Produces every line of `files` to a new `topic`, round robin over its partitions."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    for f in AdminClient({"bootstrap.servers": brokers}).create_topics(
+            [NewTopic(topic, partitions, 1)]).values():
+        f.result()
+    producer = Producer({
+        "bootstrap.servers": brokers,
+        "linger.ms": 50,
+        "batch.size": 1 << 20,
+        "queue.buffering.max.kbytes": 1 << 20,
+        "enable.idempotence": True,
+    })
+    failed = []
+
+    def report(err, _msg):
+        if err:
+            failed.append(err)
+
+    n = 0
+    for path in files:
+        with open(path, "rb") as fh:
+            for line in fh:
+                while True:
+                    try:
+                        producer.produce(topic, line.rstrip(b"\n"), partition=n % partitions,
+                                         on_delivery=report)
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                n += 1
+                if n % 10_000 == 0:
+                    producer.poll(0)
+    left = producer.flush(300)
+    if failed or left:
+        sys.exit(f"producing to {topic} failed: {left} undelivered, errors {failed[:3]}")
+    print(f"produced {n:,} events to {topic}", flush=True)
+
+
+def run_kafka(args, work: Path, kind, data: Path, events):
+    """Produces the events to a fresh topic, then times `run --stop-at-end` into Delta."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    topic = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+    t0 = time.monotonic()
+    produce_files(args.brokers, topic, 6, sorted(data.glob("*.ndjson")))
+    produce_s = time.monotonic() - t0
+    source = (
+        f'kind = "kafka"\nbrokers = "{args.brokers}"\ntopic = "{topic}"\n'
+        f'group_id = "{topic}"\n'
+    )
+    cfg = kappa_config(work, kind, source, "delta")
+    env = dict(os.environ, KAPPA_LAKE_LOG="warn")
+    m = measure([args.bin, "run", "--config", str(cfg), "--stop-at-end"], env=env, cwd=work,
+                log=work / "run.log")
+    m["output_bytes"], m["files"] = output_stats(work / "lake" / kind / "v1")
+    m["produce_s"] = produce_s
+    return m
+
+
+# ---------------------------------------------------------------------------------------
+
+def row(name, kind, events, in_bytes, m, baseline=None):
+    r = {
+        "run": name,
+        "events_kind": kind,
+        "events": events,
+        "input_mb": in_bytes / 1e6,
+        **m,
+        "events_per_s": events / m["wall_s"],
+        "input_mb_per_s": in_bytes / 1e6 / m["wall_s"],
+        "cpu_s_per_million": m["cpu_s"] / (events / 1e6),
+    }
+    if baseline:
+        r["vs_duckdb"] = r["events_per_s"] / baseline["events_per_s"]
+    return r
+
+
+def markdown(rows):
+    head = ("| run | events | input MB | wall s | events/s | MB/s in | CPU-s / M events "
+            "| peak RSS MiB | output MB | files | × DuckDB |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        ratio = f"{r['vs_duckdb']:.2f}" if "vs_duckdb" in r else "–"
+        lines.append(
+            f"| {r['run']} | {r['events']:,} | {r['input_mb']:.0f} | {r['wall_s']:.1f} "
+            f"| {r['events_per_s']:,.0f} | {r['input_mb_per_s']:.1f} | {r['cpu_s_per_million']:.2f} "
+            f"| {r['peak_rss_mib']:.0f} | {r['output_bytes'] / 1e6:.0f} | {r['files']} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=str(REPO / "target/release/kappa-lake"))
+    ap.add_argument("--python", default=sys.executable, help="a Python with duckdb")
+    ap.add_argument("--out", default=str(REPO / "target/bench"))
+    ap.add_argument("--small-events", type=int, default=3_000_000, help="~250 B page views")
+    ap.add_argument("--large-events", type=int, default=300_000, help="~2 KB orders")
+    ap.add_argument("--late", type=float, default=0.05, help="fraction of late events")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--brokers", help="Kafka bootstrap servers: also bench the Kafka path")
+    ap.add_argument("--kafka-events", type=int, default=1_000_000)
+    args = ap.parse_args()
+    out = Path(args.out)
+    data = out / "data"
+    rows = []
+    timings = {}
+
+    for kind, events in (("page_views", args.small_events), ("orders", args.large_events)):
+        t = time.monotonic()
+        d = data / f"{kind}-{events}"
+        generate(kind, events, 16, args.late, d)
+        timings[f"generate {kind}"] = time.monotonic() - t
+        size = input_bytes(d)
+        print(f"{kind}: {events:,} events, {size / 1e6:.0f} MB ({size / events:.0f} B/event)", flush=True)
+        duck = row(f"DuckDB COPY → Parquet ({kind})", kind, events, size,
+                   run_duckdb(args, out / "runs" / f"duckdb-{kind}", kind, d))
+        duck["vs_duckdb"] = 1.0
+        rows.append(duck)
+        for fmt in ("parquet", "delta"):
+            m = run_kappa(args, out / "runs" / f"kappa-{fmt}-{kind}", kind, d, fmt)
+            rows.append(row(f"kappa-lake files → {fmt} ({kind})", kind, events, size, m, duck))
+        print(markdown(rows[-3:]), flush=True)
+
+    if args.brokers:
+        kind = "page_views"
+        d = data / f"{kind}-kafka-{args.kafka_events}"
+        generate(kind, args.kafka_events, 4, args.late, d)
+        size = input_bytes(d)
+        m = run_kafka(args, out / "runs" / "kafka", kind, d, args.kafka_events)
+        timings["produce to the broker"] = m.pop("produce_s")
+        rows.append(row(f"kappa-lake Kafka → delta ({kind})", kind, args.kafka_events, size, m))
+        print(markdown(rows[-1:]), flush=True)
+
+    # Memory: the page views' first 1, 4 and all 16 files, with a smaller buffer budget.
+    memory = []
+    d_all = data / f"page_views-{args.small_events}"
+    for k in (1, 4, 16):
+        d = data / f"scale-{k}x"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        for f in sorted(d_all.glob("*.ndjson"))[:k]:
+            os.symlink(f.resolve(), d / f.name)
+        events = sum(1 for f in d.glob("*.ndjson") for _ in open(f, "rb"))
+        m = run_kappa(args, out / "runs" / f"scale-{k}x", "page_views", d, "parquet",
+                      'max_buffer_bytes = "64MiB"')
+        memory.append(row(f"memory: files → parquet, {k}× the data, max_buffer_bytes 64MiB",
+                          "page_views", events, input_bytes(d), m))
+    rows.extend(memory)
+
+    table = markdown(rows)
+    rss = [r["peak_rss_mib"] for r in memory]
+    summary = (
+        f"Peak RSS at 1×/4×/16×: {rss[0]:.0f} / {rss[1]:.0f} / {rss[2]:.0f} MiB "
+        f"(16× is {rss[2] / rss[0]:.2f}× the 1× figure)."
+    )
+    machine = f"{os.cpu_count()} CPUs, threads={args.threads}, late fraction {args.late}"
+    (out / "results.json").write_text(json.dumps(
+        {"machine": machine, "rows": rows, "timings_s": timings}, indent=2))
+    (out / "results.md").write_text(f"# kappa-lake benchmark\n\n{machine}\n\n{table}\n\n{summary}\n")
+    print(f"\n{table}\n\n{summary}\nresults: {out / 'results.md'}, {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
