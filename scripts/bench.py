@@ -204,9 +204,9 @@ def produce_files(brokers, topic, partitions, files):
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    for f in AdminClient({"bootstrap.servers": brokers}).create_topics(
-            [NewTopic(topic, partitions, 1)]).values():
-        f.result()
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for f in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+        f.result(timeout=60)
     producer = Producer({
         "bootstrap.servers": brokers,
         "linger.ms": 50,
@@ -303,9 +303,10 @@ def main():
     ap.add_argument("--late", type=float, default=0.05, help="fraction of late events")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--brokers", help="Kafka bootstrap servers: also bench the Kafka path")
-    ap.add_argument("--kafka-events", type=int, default=1_000_000)
+    ap.add_argument("--kafka-events", type=int, default=300_000)
     args = ap.parse_args()
-    out = Path(args.out)
+    args.bin = str(Path(args.bin).resolve())
+    out = Path(args.out).resolve()
     data = out / "data"
     rows = []
     timings = {}
@@ -344,7 +345,7 @@ def main():
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
         for f in sorted(d_all.glob("*.ndjson"))[:k]:
-            os.symlink(f.resolve(), d / f.name)
+            os.link(f, d / f.name)  # the files source reads regular files only
         events = sum(1 for f in d.glob("*.ndjson") for _ in open(f, "rb"))
         m = run_kappa(args, out / "runs" / f"scale-{k}x", "page_views", d, "parquet",
                       'max_buffer_bytes = "64MiB"')

@@ -34,8 +34,11 @@ struct OpenFile {
 }
 
 impl OpenFile {
+    /// Memory the file holds: its in-progress row group as buffered (encoded pages, plus
+    /// values not yet encoded and dictionaries, which the anticipated encoded size leaves out)
+    /// and the upload buffer.
     fn buffered(&self) -> usize {
-        self.writer.in_progress_size() + self.writer.bytes_written().min(UPLOAD_BUFFER)
+        self.writer.memory_size() + self.writer.bytes_written().min(UPLOAD_BUFFER)
     }
     fn size(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()
