@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -253,11 +254,21 @@ def run_kafka(args, work: Path, kind, data: Path, events):
         f'group_id = "{topic}"\n'
     )
     cfg = kappa_config(work, kind, source, "delta")
-    env = dict(os.environ, KAPPA_LAKE_LOG="warn")
+    env = dict(os.environ, KAPPA_LAKE_LOG="info", NO_COLOR="1")
     m = measure([args.bin, "run", "--config", str(cfg), "--stop-at-end"], env=env, cwd=work,
                 log=work / "run.log")
     m["output_bytes"], m["files"] = output_stats(work / "lake" / kind / "v1")
     m["produce_s"] = produce_s
+    # Joining the consumer group is the broker's business (tansu takes ~20 s); the
+    # consume-to-committed phase runs from the assignment to the end of the run.
+    stamps = {}
+    for line in (work / "run.log").read_text().splitlines():
+        for event in ("partitions assigned", "run finished"):
+            if event in line and event not in stamps:
+                stamps[event] = datetime.fromisoformat(line.split()[0].replace("Z", "+00:00"))
+    if len(stamps) == 2:
+        m["group_join_s"] = m["wall_s"] - (stamps["run finished"] - stamps["partitions assigned"]).total_seconds()
+        m["wall_s"] -= m["group_join_s"]
     return m
 
 
@@ -334,7 +345,9 @@ def main():
         size = input_bytes(d)
         m = run_kafka(args, out / "runs" / "kafka", kind, d, args.kafka_events)
         timings["produce to the broker"] = m.pop("produce_s")
-        rows.append(row(f"kappa-lake Kafka → delta ({kind})", kind, args.kafka_events, size, m))
+        timings["join the consumer group (excluded)"] = m.pop("group_join_s", 0.0)
+        rows.append(row(f"kappa-lake Kafka → delta ({kind}), consume to committed", kind,
+                        args.kafka_events, size, m))
         print(markdown(rows[-1:]), flush=True)
 
     # Memory: the page views' first 1, 4 and all 16 files, with a smaller buffer budget.
@@ -362,7 +375,9 @@ def main():
     machine = f"{os.cpu_count()} CPUs, threads={args.threads}, late fraction {args.late}"
     (out / "results.json").write_text(json.dumps(
         {"machine": machine, "rows": rows, "timings_s": timings}, indent=2))
-    (out / "results.md").write_text(f"# kappa-lake benchmark\n\n{machine}\n\n{table}\n\n{summary}\n")
+    steps = "\n".join(f"- {k}: {v:.1f} s" for k, v in timings.items())
+    (out / "results.md").write_text(
+        f"# kappa-lake benchmark\n\n{machine}\n\n{table}\n\n{summary}\n\nOther steps:\n{steps}\n")
     print(f"\n{table}\n\n{summary}\nresults: {out / 'results.md'}, {out / 'results.json'}")
 
 
