@@ -2,12 +2,12 @@
 //! iteration (one source batch). Read the ratios between stages and the throughput figures
 //! (events/s, bytes/s); absolute times vary a lot on shared machines.
 //!
-//! | group              | one iteration                                                                  |
-//! |--------------------|--------------------------------------------------------------------------------|
-//! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~2 KB, ~20 items)   |
+//! | group              | one iteration |
+//! |--------------------|---------------|
+//! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~1.9 KB, 16–24 items) |
 //! | `partition`        | `partition::field_times`, `partition::bucket` per row, `partition::split_by_bucket`, events over 48 hours |
-//! | `transform`        | the Kafka / files metadata columns appended by the ingest (`pipeline::ingest::with_metadata_columns`), and the `filter_record_batch` that drops rows without an event time |
-//! | `parquet_encode`   | zstd Parquet of 8192 orders with Kafka metadata: `ArrowWriter` into a `Vec` (the floor), `PartitionedWriter` and `DeltaFileWriter` into a local lake, `finish()`ed |
+//! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::ingest::with_metadata_columns`, public for this benchmark), and the `filter_record_batch` that drops rows without an event time |
+//! | `parquet_encode`   | zstd Parquet of 8192 orders with Kafka metadata: `ArrowWriter` into a `Vec` (the floor), `PartitionedWriter` and `DeltaFileWriter` into a local lake (and `PartitionedWriter` into a `memory://` one), `finish()`ed |
 //! | `commit`           | one commit of 4 files and one offset range: `CommitLog` (Parquet versions), `DeltaLog` (Delta versions), on a local lake |
 //!
 //! Not measured, because it does not exist yet: Avro payload decoding (Avro → Arrow is a later
@@ -61,6 +61,12 @@ const SPAN_MS: i64 = 48 * 3_600_000;
 const PAGE_VIEWS_SCHEMA: &str = include_str!("../schemas/page_views.avsc");
 const ORDERS_SCHEMA: &str = include_str!("../schemas/orders.avsc");
 const TOPIC: &str = "orders";
+/// Browser user agents, for the orders' tags.
+const USER_AGENTS: [&str; 3] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+];
 /// Delta commits onto one table before the benchmark starts a fresh one.
 const DELTA_COMMITS_PER_TABLE: u64 = 100;
 
@@ -98,7 +104,7 @@ fn page_view_lines() -> Vec<Vec<u8>> {
                 "user_id": (i % 3 != 0).then(|| rng.random_range(1..5_000_000i64)),
                 "ts": rfc3339(ts),
                 "url": format!(
-                    "https://shop.example.com/{}/item-{:06}?utm_source=newsletter",
+                    "https://shop.example.com/{}/item-{:06}",
                     sections[i % sections.len()],
                     rng.random_range(0..1_000_000)
                 ),
@@ -118,7 +124,7 @@ fn page_view_lines() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Orders of ~2 KB: 16–24 line items, epoch-ms timestamps (every third in RFC 3339), like
+/// Orders of ~1.9 KB: 16–24 line items, epoch-ms timestamps (every third in RFC 3339), like
 /// `kappa_lake::demo::order_lines` but with the item count of a real basket.
 fn order_lines() -> Vec<Vec<u8>> {
     let mut rng = StdRng::seed_from_u64(42);
@@ -137,9 +143,10 @@ fn order_lines() -> Vec<Vec<u8>> {
                 .map(|_| {
                     serde_json::json!({
                         "sku": format!(
-                            "SKU-{}-{:06}-{}",
+                            "SKU-{}-{:06}-{}-{}",
                             categories[rng.random_range(0..categories.len())],
                             rng.random_range(0..1_000_000),
+                            ["BLK", "WHT", "RED", "BLU"][rng.random_range(0..4)],
                             ["S", "M", "L", "XL"][rng.random_range(0..4)]
                         ),
                         "quantity": rng.random_range(1..5),
@@ -165,6 +172,17 @@ fn order_lines() -> Vec<Vec<u8>> {
                     "channel": if i % 2 == 0 { "web" } else { "app" },
                     "campaign": "black-friday-2025",
                     "session": format!("{:016x}", rng.random::<u64>()),
+                    "user_agent": USER_AGENTS[i % USER_AGENTS.len()],
+                    "ab_tests": "checkout-v2:B,search-ranking:A,free-shipping-threshold:control",
+                    "referrer": format!(
+                        "https://search.example.org/?q=gift+ideas+{}",
+                        rng.random_range(0..100_000)
+                    ),
+                    "landing_page": format!(
+                        "https://shop.example.com/{}/deals?page={}",
+                        categories[i % categories.len()].to_lowercase(),
+                        rng.random_range(1..50)
+                    ),
                 },
             })
             .to_string()
@@ -455,9 +473,22 @@ fn parquet_encode(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &Kafk
             w.into_inner().expect("close").len()
         })
     });
-    for (granularity, buckets, id) in [
-        (Granularity::Day, &days, "partitioned_writer_day"),
-        (Granularity::Hour, &hours, "partitioned_writer_hour"),
+    // The same writer on an in-memory store: the difference to the local lake is the cost of
+    // creating the files.
+    let memory = Lake::open(
+        &Root::Url(url::Url::parse("memory://kappa-lake-bench").expect("memory url")),
+        "bench",
+    )
+    .expect("memory lake");
+    for (lake, granularity, buckets, id) in [
+        (&lake, Granularity::Day, &days, "partitioned_writer_day"),
+        (&lake, Granularity::Hour, &hours, "partitioned_writer_hour"),
+        (
+            &memory,
+            Granularity::Hour,
+            &hours,
+            "partitioned_writer_hour_memory_store",
+        ),
     ] {
         group.bench_function(id, |b| {
             b.iter(|| {
@@ -554,7 +585,6 @@ fn commit(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &KafkaOrders)
     };
 
     let mut group = c.benchmark_group("commit");
-    slow(&mut group);
     group.throughput(Throughput::Elements(1));
     let mut log = rt
         .block_on(CommitLog::open(&lake, &layout, 1))
@@ -573,6 +603,7 @@ fn commit(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &KafkaOrders)
             spent
         })
     });
+    slow(&mut group);
     // A fresh table every DELTA_COMMITS_PER_TABLE commits, so the log stays the size of a
     // live version's between checkpoints (the default checkpoint_interval is 100).
     let mut delta: Option<DeltaLog> = None;
