@@ -789,7 +789,8 @@ impl<'a> Ingest<'a> {
         messages: Vec<KafkaMessage>,
     ) -> Result<()> {
         let max_record_bytes = self.table.source.max_record_bytes();
-        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        // Per partition: where this consumer stood before the batch, and the records.
+        let mut by_partition: BTreeMap<i32, (Option<u64>, Vec<Record>)> = BTreeMap::new();
         for m in messages {
             let Some(state) = assigned.get_mut(&m.partition) else {
                 continue;
@@ -801,6 +802,7 @@ impl<'a> Ingest<'a> {
                 self.report.skipped += 1;
                 continue;
             }
+            let from = state.expected;
             state.expected = Some(offset + 1);
             state.at_end = false;
             let len = m.payload.len();
@@ -809,24 +811,27 @@ impl<'a> Ingest<'a> {
             } else {
                 (m.payload, None)
             };
-            by_partition.entry(m.partition).or_default().push(Record {
+            let (_, records) = by_partition
+                .entry(m.partition)
+                .or_insert_with(|| (from, Vec::new()));
+            records.push(Record {
                 bytes,
                 oversized,
                 offset,
                 timestamp_ms: m.timestamp_ms,
             });
         }
-        for (p, records) in by_partition {
+        for (p, (from, records)) in by_partition {
             let (Some(first), Some(last)) = (records.first(), records.last()) else {
                 continue;
             };
             let key = kafka_partition_key(topic, p);
-            let start = self
-                .log
-                .state()
-                .positions
-                .get(&key)
-                .map_or(first.offset, |s| s.offset);
+            // The range starts where *this consumer* stood, not where the log says the
+            // partition stands: they differ when another writer committed the partition while
+            // we held it too (a rebalance in flight, a paused process), and the commit check
+            // must then see the mismatch and refuse, rather than label our records with the
+            // other writer's offsets (duplicates below its end, a gap above it).
+            let start = from.unwrap_or(first.offset);
             let position = SourcePosition {
                 offset: last.offset + 1,
                 end_byte: None,

@@ -16,9 +16,13 @@
 //! prepared against says the partition stands. Between that snapshot and the commit, delta-rs's
 //! optimistic concurrency rebases over other writers' commits and fails if one of them carries
 //! a `txn` for one of our app ids. Any failure is followed by a re-read: if the log already
-//! holds our end offsets, the commit landed (a retry after an unknown outcome) and is not made
-//! twice; if it holds other offsets, another writer took the partition and the commit is
-//! refused as a conflict — never overwritten.
+//! holds our files (or, for a commit without files, our end offsets), the commit landed (a
+//! retry after an unknown outcome) and is not made twice; if it holds other offsets, another
+//! writer took the partition and the commit is refused as a conflict — never overwritten.
+//!
+//! A range starts where the *writer's consumer* stood, which the check above compares with the
+//! log: a writer that kept reading a partition another writer committed meanwhile is refused,
+//! instead of labelling its records with the other writer's offsets.
 //!
 //! Files written for a commit that never happened are not in the log, so no Delta reader sees
 //! them; `VACUUM` (Delta's own clean-up) removes them later.
@@ -517,7 +521,13 @@ impl DeltaLog {
             };
             // Decide from the log, not from the error.
             let stored = self.stored_offsets(&pending).await?;
-            if !pending.ranges.is_empty() && stored == ends {
+            // Our own files in the log prove the commit landed; without files, our end offsets
+            // do (another writer's commit cannot hold our files, but may hold the same ends).
+            let landed = match pending.adds.first() {
+                Some(add) => self.state.files.contains(&add.path),
+                None => !pending.ranges.is_empty() && stored == ends,
+            };
+            if landed {
                 tracing::info!(
                     version = self.version,
                     "commit had landed before the error was reported; not committing twice"
@@ -1065,5 +1075,39 @@ mod tests {
             a.commit(pending("p0", 6, 9)).await,
             Err(Error::Conflict { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn another_writers_commit_of_the_same_range_is_not_taken_for_ours() {
+        let (lake, layout, cfg, schema) = (
+            lake(),
+            TableLayout::new("t"),
+            WriterConfig::default(),
+            schema(),
+        );
+        let mut a = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+            .await
+            .unwrap();
+        let mut b = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+            .await
+            .unwrap();
+        // Both read the same records [0, 10) and wrote their own files.
+        let mut commits = Vec::new();
+        for log in [&a, &b] {
+            let mut writer = DeltaFileWriter::new(log, &cfg, Granularity::Hour).unwrap();
+            let (adds, files) = rows(&mut writer, 0..10).await;
+            let mut c = pending("p0", 0, 10);
+            (c.adds, c.files) = (adds, files);
+            commits.push(c);
+        }
+        let (theirs, ours) = (commits.remove(0), commits.remove(0));
+        a.commit(theirs.clone()).await.unwrap();
+        // The log now holds b's end offsets, but not b's files: b's commit did not land, and
+        // saying it did would leave b counting rows that are not in the table.
+        assert!(matches!(b.commit(ours).await, Err(Error::Conflict { .. })));
+        let after = DeltaLog::open(&lake, &layout, 1, None).await.unwrap();
+        assert_eq!(after.state().rows, 10);
+        let files: HashSet<String> = theirs.adds.iter().map(|a| a.path.clone()).collect();
+        assert_eq!(after.state().files, files);
     }
 }

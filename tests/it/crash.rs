@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::support::{BIN, duckdb, kappa_ok, scan, status_json};
+use crate::support::{BIN, Workdir, duckdb, kappa_ok, scan, status_json};
 
 const EVENTS: usize = 400_000;
 const KILLS: usize = 20;
 
 #[test]
 fn sigkill_at_random_moments_then_restart_gives_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     std::fs::create_dir_all(d.join("schemas")).unwrap();
     std::fs::write(

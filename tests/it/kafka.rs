@@ -10,7 +10,7 @@ use crate::kafka_support::{
     assert_exactly_once, events, group_of, group_offsets, kafka_config, kafka_config_with_session,
     log_of, produce_paced, set_format, signal, sigterm, spawn_run, stored_total, wait_for,
 };
-use crate::support::{kappa_ok, status_json};
+use crate::support::{Workdir, kappa_ok, status_json};
 
 const PARTITIONS: i32 = 6;
 
@@ -33,7 +33,7 @@ pub fn crash_while_producing(
     session_ms: u32,
     produce: impl FnOnce() + Send + 'static,
 ) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     // A short session: a SIGKILLed member's partitions move on quickly.
     kafka_config_with_session(
@@ -116,7 +116,7 @@ fn sigkill_at_random_moments_while_producing_gives_exactly_once() {
 fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
     let kafka = MockKafka::start(&[("term", PARTITIONS)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "term", "max_age = \"500ms\"");
     let total = 300_000i64;
@@ -192,7 +192,7 @@ fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
 fn two_writers_split_partitions_and_the_survivor_takes_over() {
     let kafka = MockKafka::start(&[("pair", PARTITIONS)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "pair", "max_age = \"300ms\"");
     // Delta versions get the same treatment in the contention test below; this one keeps
@@ -272,7 +272,7 @@ fn two_writers_split_partitions_and_the_survivor_takes_over() {
 fn idle_flush_makes_a_lone_event_visible_within_max_age() {
     let kafka = MockKafka::start(&[("idle", PARTITIONS)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "idle", "max_age = \"1s\"");
     let mut child = spawn_run(d, &[], "run.log");
@@ -316,7 +316,7 @@ fn idle_flush_makes_a_lone_event_visible_within_max_age() {
 fn one_process_runs_several_tables_each_with_its_own_version_and_offsets() {
     let kafka = MockKafka::start(&[("left", PARTITIONS), ("right", 2)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "left", "max_age = \"500ms\"");
     // A second table on another topic, partitioned by the Kafka timestamp.
@@ -368,7 +368,7 @@ topic = "right"
 fn a_second_signal_exits_at_once_and_loses_nothing() {
     let kafka = MockKafka::start(&[("twice", PARTITIONS)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     // Nothing is committed until shutdown: the first signal has a large final commit to do.
     kafka_config(
@@ -419,7 +419,7 @@ fn two_writers_with_forced_conflicts_lose_nothing_and_duplicate_nothing() {
         .unwrap_or(300);
     let kafka = MockKafka::start(&[("contend", PARTITIONS)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = Workdir::new();
     let d = dir.path();
     let session_ms = 3000;
     kafka_config_with_session(d, &brokers, "contend", "max_age = \"500ms\"", session_ms);

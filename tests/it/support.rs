@@ -12,6 +12,33 @@ pub const EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","namespace":"t
   {"name":"name","type":["null","string"],"default":null}
 ]}"#;
 
+/// A test's temporary directory, kept (and its path printed) when the test fails, so the
+/// lake and the writers' logs can be read after a failure that does not reproduce at will.
+pub struct Workdir(Option<tempfile::TempDir>);
+
+impl Workdir {
+    pub fn new() -> Workdir {
+        Workdir(Some(tempfile::tempdir().unwrap()))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().map_or(Path::new(""), |d| d.path())
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!(
+                "test failed: its directory is kept at {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
 /// The Python interpreter of the test venv (made by scripts/test.sh). Fails loudly if absent.
 pub fn python() -> PathBuf {
     match std::env::var_os("KAPPA_LAKE_TEST_PYTHON") {
