@@ -29,15 +29,15 @@ python_venv() {
   # duckdb-ext-delta ships DuckDB's `delta` extension (it exists only for DuckDB 1.4.4, and
   # extensions cannot be downloaded here).
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17" pyspark
+    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17" pyspark jsonschema
   "$VENV/bin/python" -c "
-import deltalake, duckdb, polars, pyarrow, pyspark
+import deltalake, duckdb, jsonschema, polars, pyarrow, pyspark
 print('duckdb', duckdb.__version__, 'deltalake', deltalake.__version__, 'polars', polars.__version__,
       'pyarrow', pyarrow.__version__, 'pyspark', pyspark.__version__)"
   command -v java >/dev/null || { echo "PySpark needs java (17) on PATH" >&2; exit 1; }
 }
 
-phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark)" python_venv
+phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark, jsonschema)" python_venv
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh

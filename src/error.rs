@@ -88,6 +88,15 @@ pub enum Error {
         /// The encoder's message.
         reason: String,
     },
+
+    /// The metrics endpoint could not be served.
+    #[error("cannot serve metrics on `{addr}` (--metrics-addr): {reason}")]
+    Metrics {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kappa_lake::config::Config;
+use kappa_lake::metrics::{Metrics, MetricsServer};
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::pipeline::rebuild::{self, RebuildOptions, ReplayFrom};
 use kappa_lake::pipeline::{IngestOptions, TableHandle, views};
@@ -58,6 +59,20 @@ struct RunArgs {
     /// Kafka: stop once every assigned partition is caught up (a one-shot batch run).
     #[arg(long)]
     stop_at_end: bool,
+    /// Serve `/metrics` (Prometheus), `/health` and `/ready` on `HOST:PORT`; a bare `PORT`
+    /// listens on loopback only (127.0.0.1).
+    #[arg(long, env = "KAPPA_LAKE_METRICS_ADDR", value_name = "[HOST:]PORT", value_parser = parse_metrics_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// `HOST:PORT`, or a bare `PORT` on loopback.
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse().map_err(|_| {
+        format!("`{s}` is not HOST:PORT or PORT (e.g. 127.0.0.1:9464, 0.0.0.0:9464 or 9464)")
+    })
 }
 
 #[derive(Args)]
@@ -355,6 +370,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         .map_err(kappa_lake::Error::from)?,
                 );
             }
+            let metrics = Metrics::global();
+            metrics.expect_tables(config.tables.iter().map(|t| t.name.as_str()));
+            let _server = arg
+                .metrics_addr
+                .map(|addr| MetricsServer::start(addr, metrics))
+                .transpose()?;
             let shutdown = shutdown_on_signals_within(Some(arg.shutdown_timeout));
             let opts = IngestOptions {
                 stop_at_end: arg.stop_at_end,

@@ -192,6 +192,16 @@ pub fn render(status: &Status) -> String {
                 v.commits,
                 v.last_commit_at.map_or("-".into(), |t| t.to_rfc3339()),
             ));
+            // Per source partition: the next offset to read, and the lag a writer last saw.
+            for (partition, offset) in &v.offsets {
+                let lag = v
+                    .lag
+                    .get(partition)
+                    .map_or("-".to_string(), |l| l.to_string());
+                out.push_str(&format!(
+                    "      {partition:<30} offset {offset:>14}  lag {lag:>12}\n"
+                ));
+            }
         }
         if t.versions.is_empty() {
             out.push_str("  (no versions yet)\n");

@@ -36,6 +36,17 @@ pub enum Stage {
     EventTime,
 }
 
+impl Stage {
+    /// The stage's name, as in dead-letter files and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Read => "read",
+            Stage::Decode => "decode",
+            Stage::EventTime => "event_time",
+        }
+    }
+}
+
 /// One rejected record.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
@@ -79,7 +90,15 @@ pub struct DeadLetterBuffer {
 impl DeadLetterBuffer {
     /// Adds one dead letter.
     pub fn push(&mut self, mut dl: DeadLetter) {
-        tracing::debug!(source = %dl.source, offset = dl.offset, stage = ?dl.stage, reason = %dl.reason, "dead letter");
+        // A Kafka source partition is `topic/N`; a files source is named by its file.
+        match dl.source.rsplit_once('/') {
+            Some((topic, partition)) if partition.parse::<i32>().is_ok() => {
+                tracing::debug!(topic, partition, offset = dl.offset, stage = dl.stage.as_str(), reason = %dl.reason, "dead letter");
+            }
+            _ => {
+                tracing::debug!(file = %dl.source, offset = dl.offset, stage = dl.stage.as_str(), reason = %dl.reason, "dead letter");
+            }
+        }
         if dl.raw.len() > MAX_RAW_KEPT {
             dl.raw = dl.raw.slice(..MAX_RAW_KEPT);
         }
@@ -95,6 +114,18 @@ impl DeadLetterBuffer {
     /// Whether nothing is buffered.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Records buffered, per stage.
+    pub fn by_stage(&self) -> Vec<(Stage, u64)> {
+        let mut counts: Vec<(Stage, u64)> = Vec::new();
+        for dl in &self.records {
+            match counts.iter_mut().find(|(s, _)| *s == dl.stage) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((dl.stage, 1)),
+            }
+        }
+        counts
     }
 
     /// Approximate bytes buffered.

@@ -32,6 +32,7 @@ use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig, TimeSpec};
 use crate::decode::json::Decoded;
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
+use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
 use crate::partition;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::promote::MoveReport;
@@ -190,7 +191,9 @@ pub fn file_schema(event: &SchemaRef, def: &VersionDefinition) -> SchemaRef {
 }
 
 /// Writes the records of `table`'s source into version `def`, until the source ends (files,
-/// or Kafka with `stop_at_end`) or `shutdown` fires.
+/// or Kafka with `stop_at_end`) or `shutdown` fires. Everything it logs carries the table and
+/// the version (its span's fields).
+#[tracing::instrument(name = "writer", skip_all, fields(table = %table.name, version = def.version))]
 pub async fn materialize(
     lake: &Lake,
     layout: &TableLayout,
@@ -376,6 +379,7 @@ struct Ingest<'a> {
     lease: WriterLease,
     /// `require_same_rows`: the versions' records were compared (and matched).
     same_rows_checked: bool,
+    metrics: VersionMetrics,
 }
 
 impl<'a> Ingest<'a> {
@@ -421,6 +425,7 @@ impl<'a> Ingest<'a> {
             },
             lease,
             same_rows_checked: false,
+            metrics: Metrics::global().version(&table.name, version),
         })
     }
 
@@ -432,6 +437,11 @@ impl<'a> Ingest<'a> {
         let budget = self.table.writer.max_buffer_bytes as usize;
         self.writer.buffered_bytes() > budget
             || self.pending.dead_letters.buffered_bytes() > budget / 4
+    }
+
+    /// Memory held by what is not committed yet.
+    fn buffered_bytes(&self) -> usize {
+        self.writer.buffered_bytes() + self.pending.dead_letters.buffered_bytes()
     }
 
     /// Records the end of the run in the lease; hands back the report.
@@ -486,6 +496,8 @@ impl<'a> Ingest<'a> {
         let max_age = self.table.writer.max_age;
         let mut deadline = Instant::now() + max_age;
         let mut decoded = DecodeAhead::start(source, self.decoder.clone());
+        // A files source is one partition, held from the start.
+        self.metrics.assigned(1);
         let interrupted = loop {
             let next = tokio::select! {
                 biased;
@@ -603,6 +615,10 @@ impl<'a> Ingest<'a> {
         let mut targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
         let mut next_pointer_check = Instant::now() + POINTER_POLL;
         let mut progress = opts.progress.then(|| ProgressView::new(self.version()));
+        // The live version's writer (the one following `current`) says whether the table is
+        // ready; a replay or a previous version written beside it does not.
+        self.metrics.decide_readiness(opts.follow_pointer);
+        self.metrics.assigned(0);
         loop {
             let wake = if opts.follow_pointer || progress.is_some() {
                 deadline.min(next_pointer_check)
@@ -631,6 +647,7 @@ impl<'a> Ingest<'a> {
                 }
                 Some(Event::Assigned { partitions, reply }) => {
                     let starts = self.assign(&topic, &mut assigned, &partitions).await?;
+                    self.metrics.assigned(assigned.len());
                     tracing::info!(table = %self.table.name, version = self.version(), partitions = ?starts, "partitions assigned");
                     if let Some(view) = &mut progress {
                         view.assigned(&starts, &targets, &source.high_watermarks());
@@ -646,7 +663,9 @@ impl<'a> Ingest<'a> {
                     }
                     for p in &partitions {
                         assigned.remove(p);
+                        self.metrics.forget_lag(&kafka_partition_key(&topic, *p));
                     }
+                    self.metrics.assigned(assigned.len());
                     tracing::info!(table = %self.table.name, version = self.version(), ?partitions, "partitions revoked");
                     let _ = done.send(());
                     committed?;
@@ -672,8 +691,21 @@ impl<'a> Ingest<'a> {
             }
             if Instant::now() >= deadline || self.over_budget() {
                 self.commit().await?;
+                if !assigned.is_empty() && assigned.values().all(|a| a.at_end) {
+                    // Caught up, nothing to commit: as ready as a writer gets.
+                    self.metrics.committing();
+                }
                 source.commit_to_group(&self.group_offsets(&topic, Some(&assigned)));
                 let metrics = self.partition_metrics(&topic, &assigned, source);
+                for (partition, m) in &metrics {
+                    if let Some(lag) = m.lag {
+                        self.metrics.lag(partition, lag);
+                    }
+                }
+                if let Some(t) = &targets {
+                    self.metrics
+                        .rebuild_progress(self.replay_progress(&topic, t));
+                }
                 self.heartbeat(Some(metrics)).await;
                 deadline = Instant::now() + max_age;
                 if targets.is_some() {
@@ -800,6 +832,7 @@ impl<'a> Ingest<'a> {
             };
             if state.expected.is_some_and(|e| offset < e) {
                 self.report.skipped += 1;
+                self.metrics.consumed(0, 1);
                 continue;
             }
             let from = state.expected;
@@ -853,6 +886,25 @@ impl<'a> Ingest<'a> {
         Ok(())
     }
 
+    /// A replay's progress: the fraction of the target offsets (summed over partitions) that
+    /// the version has committed.
+    fn replay_progress(&self, topic: &str, targets: &BTreeMap<i32, u64>) -> f64 {
+        let positions = &self.log.state().positions;
+        let (mut done, mut total) = (0u64, 0u64);
+        for (&p, &target) in targets {
+            let at = positions
+                .get(&kafka_partition_key(topic, p))
+                .map_or(0, |s| s.offset);
+            done += at.min(target);
+            total += target;
+        }
+        if total == 0 {
+            1.0
+        } else {
+            done as f64 / total as f64
+        }
+    }
+
     /// Next offsets per partition as stored in the version (for the consumer group).
     fn group_offsets(
         &self,
@@ -900,9 +952,11 @@ impl<'a> Ingest<'a> {
     /// Commits everything written since the last commit. A refused commit deletes its files
     /// and returns the conflict.
     async fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
         let version = self.version();
         let (files, adds) = self.writer.finish().await?;
         let dead = self.pending.dead_letters.len() as u64;
+        let dead_by_stage = self.pending.dead_letters.by_stage();
         let dead_letters = self
             .pending
             .dead_letters
@@ -928,8 +982,10 @@ impl<'a> Ingest<'a> {
         let seq = match result {
             Ok(seq) => seq,
             Err(e) => {
+                self.metrics.buffered(self.buffered_bytes());
                 if matches!(e, Error::Conflict { .. }) {
                     self.report.conflicts += 1;
+                    self.metrics.conflict();
                     delete_files(self.lake, self.layout, version, &commit).await?;
                 }
                 return Err(e);
@@ -937,6 +993,17 @@ impl<'a> Ingest<'a> {
         };
         let rows: u64 = commit.files.iter().map(|f| f.rows).sum();
         let files = commit.files.len() as u64;
+        self.metrics.committed(
+            &CommitFigures {
+                rows,
+                bytes: commit.files.iter().map(|f| f.size).sum(),
+                files,
+                dead_letters: dead_by_stage,
+            },
+            started.elapsed(),
+        );
+        self.metrics.buffered(self.buffered_bytes());
+        self.metrics.committing();
         self.report.commits += 1;
         self.report.rows += rows;
         self.report.files += files;
@@ -952,6 +1019,7 @@ impl<'a> Ingest<'a> {
 
     /// [`Ingest::write`] of a batch already decoded.
     async fn write_decoded(&mut self, batch: &SourceBatch, decoded: Decoded) -> Result<()> {
+        self.metrics.consumed(batch.records.len() as u64, 0);
         let range = self
             .pending
             .ranges
@@ -1021,6 +1089,7 @@ impl<'a> Ingest<'a> {
             };
             self.writer.write(&events, &buckets).await?;
         }
+        self.metrics.buffered(self.buffered_bytes());
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod evolve;
 mod gc;
 mod kafka;
 mod kafka_support;
+mod ops;
 mod promote_race;
 mod rebuild;
 mod support;
