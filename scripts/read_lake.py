@@ -2,6 +2,7 @@
 """Reads one version of a kappa-lake table with independent readers and prints what each saw.
 
     read_lake.py --format delta|parquet --path LAKE/TABLE/vN [--id id] [--readers duckdb,deltars,...]
+                 [--storage-options '{"aws_endpoint": ...}']   (a URL path: s3://…, az://…)
 
 For every reader, one JSON object: rows, distinct ids, sum/min/max of the id column and, when
 the table has Kafka metadata columns, distinct (_kafka_partition, _kafka_offset) pairs. The
@@ -62,15 +63,20 @@ def duckdb_parquet(path, id_col):
     return summarize_duckdb(con, rel, id_col)
 
 
+# Object-store options for URL paths (s3://, az://): set by --storage-options.
+STORAGE_OPTIONS = None
+
+
 def deltars(path, id_col):
     from deltalake import DeltaTable
 
-    dt = DeltaTable(path)
+    dt = DeltaTable(path, storage_options=STORAGE_OPTIONS)
     out = summarize_arrow(dt.to_pyarrow_table(), id_col)
     out["delta_version"] = dt.version()
-    out["checkpoints"] = sorted(
-        f for f in os.listdir(os.path.join(path, "_delta_log")) if "checkpoint" in f
-    )
+    if "://" not in path:
+        out["checkpoints"] = sorted(
+            f for f in os.listdir(os.path.join(path, "_delta_log")) if "checkpoint" in f
+        )
     return out
 
 
@@ -141,7 +147,11 @@ def main():
     ap.add_argument("--path", required=True)
     ap.add_argument("--id", default="id")
     ap.add_argument("--readers", help="comma-separated subset (default: all of the format)")
+    ap.add_argument("--storage-options", help="JSON object of object-store options (deltars)")
     args = ap.parse_args()
+    global STORAGE_OPTIONS
+    if args.storage_options:
+        STORAGE_OPTIONS = json.loads(args.storage_options)
     available = READERS[args.format]
     names = args.readers.split(",") if args.readers else list(available)
     out = {}

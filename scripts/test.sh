@@ -41,7 +41,7 @@ phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspar
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh
-phase "services install (tansu, seaweedfs, confluent-kafka)" services_install "$VENV"
+phase "services install (tansu, seaweedfs, azurite, confluent-kafka)" services_install "$VENV"
 trap services_stop EXIT
 phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check

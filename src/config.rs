@@ -92,6 +92,11 @@ fn invalid(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Object-store options for every table (`[storage]`): `object_store` config keys such as
+    /// `aws_endpoint`, `aws_allow_http`, `azure_storage_account_name`. Credentials belong in
+    /// the environment, not here.
+    #[serde(default)]
+    pub storage: BTreeMap<String, String>,
     /// One `[[table]]` section per materialized table.
     #[serde(default)]
     pub table: Vec<RawTable>,
@@ -126,6 +131,9 @@ pub struct RawTable {
     /// What happens around promotions: previous version retention, gc grace, a hook.
     #[serde(default)]
     pub versions: RawVersions,
+    /// Object-store options for this table's root, over those of `[storage]`.
+    #[serde(default)]
+    pub storage: BTreeMap<String, String>,
 }
 
 /// `[table.versions]`.
@@ -365,6 +373,8 @@ pub struct TableConfig {
     pub writer: WriterConfig,
     /// Promotion-related settings.
     pub versions: VersionsConfig,
+    /// Object-store options for the root (`[storage]` and `[table.storage]`).
+    pub storage: crate::storage::StorageOptions,
 }
 
 impl TableConfig {
@@ -700,7 +710,7 @@ impl RawConfig {
         }
         let mut seen = HashSet::new();
         let mut tables = Vec::with_capacity(self.table.len());
-        for (i, raw) in self.table.into_iter().enumerate() {
+        for (i, mut raw) in self.table.into_iter().enumerate() {
             let label = if raw.name.is_empty() {
                 format!("table[{i}]")
             } else {
@@ -714,7 +724,15 @@ impl RawConfig {
                     "give every [[table]] a unique name",
                 ));
             }
-            tables.push(raw.validate(&label, base_dir)?);
+            let mut storage = self.storage.clone();
+            storage.extend(std::mem::take(&mut raw.storage));
+            let mut table = raw.validate(&label, base_dir)?;
+            table.storage = crate::storage::StorageOptions::check(
+                &table.root,
+                storage,
+                &format!("{label}.storage"),
+            )?;
+            tables.push(table);
         }
         Ok(Config { tables })
     }
@@ -776,6 +794,7 @@ impl RawTable {
             source,
             writer,
             versions,
+            storage: crate::storage::StorageOptions::default(),
         })
     }
 }
@@ -799,12 +818,25 @@ fn parse_root(root: &str, key: &str, base_dir: &Path) -> Result<Root, ConfigErro
             })?;
             Ok(Root::Local(path))
         }
-        Ok(url) if url.scheme() == "memory" => Ok(Root::Url(url)),
+        // (abfss://container@account.… names the container where a user name would be.)
+        Ok(url)
+            if url.password().is_some()
+                || (!url.username().is_empty() && !url.scheme().starts_with("abfs")) =>
+        {
+            Err(invalid(
+                key,
+                "the root URL carries credentials",
+                "remove them from the URL and set them in the environment (AWS_ACCESS_KEY_ID, AZURE_STORAGE_ACCOUNT_KEY, GOOGLE_SERVICE_ACCOUNT, …)",
+            ))
+        }
+        Ok(url) if crate::storage::Cloud::of(&url).is_some() || url.scheme() == "memory" => {
+            Ok(Root::Url(url))
+        }
         Ok(url) if url.scheme().len() > 1 => Err(ConfigError::Root {
             key: key.to_string(),
             root: root.to_string(),
             reason: format!(
-                "the `{}` scheme is not supported by this build yet; use a local path, file:// or memory://",
+                "the `{}` scheme is not supported; use a local path, file://, memory://, s3://, az://, abfss:// or gs://",
                 url.scheme()
             ),
         }),

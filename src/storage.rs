@@ -3,16 +3,115 @@
 //! Every byte kappa-lake writes goes through [`object_store`]. A [`Lake`] is one root: the
 //! store plus what we know about its capabilities (local directories need a lock file for the
 //! pointer compare-and-swap, since `LocalFileSystem` has no conditional update).
+//!
+//! Cloud roots (`s3://bucket/prefix`, `az://container/prefix`,
+//! `abfss://container@account.dfs.core.windows.net/prefix`, `gs://bucket/prefix`) take their
+//! credentials and endpoints from each cloud's standard environment variables, overridden by
+//! the config's `[storage]` / `[table.storage]` options (`object_store` keys such as
+//! `aws_endpoint`). The pointer swap and both commit protocols rely on conditional puts
+//! (S3 `If-None-Match`/`If-Match`, Azure and GCS preconditions); no lock service is needed.
+//! Transient failures (timeouts, 5xx, throttling, connection resets) are retried by
+//! `object_store` with exponential backoff and jitter; a conditional put that fails is never
+//! retried blindly by us: its caller re-reads and decides again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
 
 use crate::config::{ConfigError, Root};
+
+/// The clouds a root URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    /// `s3://`, `s3a://`: Amazon S3 and S3-compatible stores.
+    S3,
+    /// `az://`, `azure://`, `abfs://`, `abfss://`, `adl://`: Azure Blob Storage / ADLS Gen2.
+    Azure,
+    /// `gs://`: Google Cloud Storage.
+    Gcs,
+}
+
+impl Cloud {
+    /// The cloud of a root URL, if it names one.
+    pub fn of(url: &url::Url) -> Option<Cloud> {
+        match url.scheme() {
+            "s3" | "s3a" => Some(Cloud::S3),
+            "az" | "azure" | "abfs" | "abfss" | "adl" => Some(Cloud::Azure),
+            "gs" => Some(Cloud::Gcs),
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is one of this cloud's `object_store` options.
+    fn accepts(self, key: &str) -> bool {
+        match self {
+            Cloud::S3 => AmazonS3ConfigKey::from_str(key).is_ok(),
+            Cloud::Azure => AzureConfigKey::from_str(key).is_ok(),
+            Cloud::Gcs => GoogleConfigKey::from_str(key).is_ok(),
+        }
+    }
+}
+
+/// Object-store options (`object_store` config keys). Their values may be secrets, so `Debug`
+/// shows only the keys.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StorageOptions(BTreeMap<String, String>);
+
+impl std::fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl StorageOptions {
+    /// Checks `options` for `root`: every key must be an option of some cloud, and the root's
+    /// cloud's options are kept. Local and memory roots take none (options meant for another
+    /// table's cloud in `[storage]` are ignored for them).
+    pub fn check(
+        root: &Root,
+        options: BTreeMap<String, String>,
+        key: &str,
+    ) -> Result<StorageOptions, ConfigError> {
+        let cloud = match root {
+            Root::Url(url) => Cloud::of(url),
+            Root::Local(_) => None,
+        };
+        let mut kept = BTreeMap::new();
+        for (k, v) in options {
+            let name = k.to_ascii_lowercase();
+            let known = [Cloud::S3, Cloud::Azure, Cloud::Gcs]
+                .iter()
+                .any(|c| c.accepts(&name));
+            if !known {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}.{k}"),
+                    problem: format!("`{k}` is not an object store option"),
+                    fix: "use object_store's keys, e.g. aws_endpoint, aws_region, aws_allow_http, azure_storage_account_name, azure_storage_use_emulator, google_service_account".into(),
+                });
+            }
+            if cloud.is_some_and(|c| c.accepts(&name)) {
+                kept.insert(name, v);
+            }
+        }
+        Ok(StorageOptions(kept))
+    }
+
+    /// The options, by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
 
 /// An opened table root.
 #[derive(Debug, Clone)]
@@ -25,6 +124,42 @@ pub struct Lake {
     pub display: String,
 }
 
+/// The store of a cloud bucket/container: the environment's settings, then the options.
+fn open_cloud(
+    cloud: Cloud,
+    url: &url::Url,
+    options: &StorageOptions,
+) -> object_store::Result<Arc<dyn ObjectStore>> {
+    // Keys were checked by `StorageOptions::check`; parse again for the typed builders.
+    let parse_err = |k: &str| object_store::Error::Generic {
+        store: "config",
+        source: format!("`{k}` is not an option of this store").into(),
+    };
+    Ok(match cloud {
+        Cloud::S3 => {
+            let mut b = AmazonS3Builder::from_env().with_url(url.as_str());
+            for (k, v) in options.iter() {
+                b = b.with_config(AmazonS3ConfigKey::from_str(k).map_err(|_| parse_err(k))?, v);
+            }
+            Arc::new(b.build()?)
+        }
+        Cloud::Azure => {
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+            for (k, v) in options.iter() {
+                b = b.with_config(AzureConfigKey::from_str(k).map_err(|_| parse_err(k))?, v);
+            }
+            Arc::new(b.build()?)
+        }
+        Cloud::Gcs => {
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+            for (k, v) in options.iter() {
+                b = b.with_config(GoogleConfigKey::from_str(k).map_err(|_| parse_err(k))?, v);
+            }
+            Arc::new(b.build()?)
+        }
+    })
+}
+
 /// `memory://name` roots are shared within one process, so that several opens see one lake.
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
@@ -32,8 +167,18 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 }
 
 impl Lake {
-    /// Opens `root`; `key` names the config key in errors. Local directories are created.
+    /// Opens `root` without options; see [`Lake::open_with`].
     pub fn open(root: &Root, key: &str) -> Result<Lake, ConfigError> {
+        Lake::open_with(root, &StorageOptions::default(), key)
+    }
+
+    /// Opens `root` with object-store `options`; `key` names the config key in errors. Local
+    /// directories are created; cloud roots are not contacted (see [`Lake::probe_writable`]).
+    pub fn open_with(
+        root: &Root,
+        options: &StorageOptions,
+        key: &str,
+    ) -> Result<Lake, ConfigError> {
         let err = |reason: String| ConfigError::Root {
             key: key.to_string(),
             root: root.to_string(),
@@ -62,10 +207,27 @@ impl Lake {
                     display: root.to_string(),
                 })
             }
-            Root::Url(url) => Err(err(format!(
-                "the `{}` scheme is not supported by this build",
-                url.scheme()
-            ))),
+            Root::Url(url) => {
+                let Some(cloud) = Cloud::of(url) else {
+                    return Err(err(format!(
+                        "the `{}` scheme is not supported",
+                        url.scheme()
+                    )));
+                };
+                let store = open_cloud(cloud, url, options).map_err(|e| err(e.to_string()))?;
+                // The bucket/container is the store; the URL's path is our prefix in it.
+                let prefix = object_store::path::Path::from(url.path().trim_matches('/'));
+                let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+                    store
+                } else {
+                    Arc::new(PrefixStore::new(store, prefix))
+                };
+                Ok(Lake {
+                    store,
+                    local_dir: None,
+                    display: root.to_string(),
+                })
+            }
         }
     }
 
@@ -122,19 +284,37 @@ impl Lake {
         }
     }
 
-    /// Checks that the root accepts writes by writing and deleting a probe object.
+    /// Checks that the root accepts writes, and conditional ones (the commit protocols and the
+    /// pointer swap need create-if-absent), by writing a probe object twice and deleting it.
     pub async fn probe_writable(&self, key: &str) -> Result<(), ConfigError> {
-        use object_store::ObjectStoreExt;
+        use object_store::{ObjectStoreExt, PutMode, PutOptions};
         let path = object_store::path::Path::from(format!("_kappa_probe/{}", uuid::Uuid::new_v4()));
-        let result = async {
-            self.store.put(&path, "probe".into()).await?;
-            self.store.delete(&path).await
-        }
-        .await;
-        result.map_err(|e| ConfigError::Root {
+        let fail = |reason: String| ConfigError::Root {
             key: key.to_string(),
             root: self.display.clone(),
-            reason: format!("it is not writable: {e}"),
-        })
+            reason,
+        };
+        let create = || PutOptions::from(PutMode::Create);
+        self.store
+            .put_opts(&path, "probe".into(), create())
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotImplemented { .. } => fail(format!(
+                    "the store has no conditional put (create-if-absent), which exactly-once commits and the pointer swap need: {e}; for S3-compatible stores, drop `aws_conditional_put = \"disabled\"` or use a store that supports If-None-Match"
+                )),
+                e => fail(format!("it is not writable: {e}")),
+            })?;
+        let second = self.store.put_opts(&path, "probe".into(), create()).await;
+        let deleted = self.store.delete(&path).await;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Ok(_) => {
+                return Err(fail(
+                    "the store accepted a second create-if-absent of the same object: it ignores preconditions, so exactly-once commits cannot be guaranteed there".into(),
+                ));
+            }
+            Err(e) => return Err(fail(format!("its conditional put failed: {e}"))),
+        }
+        deleted.map_err(|e| fail(format!("it is not writable (delete): {e}")))
     }
 }

@@ -192,8 +192,9 @@ pub fn file_schema(event: &SchemaRef, def: &VersionDefinition) -> SchemaRef {
 
 /// Writes the records of `table`'s source into version `def`, until the source ends (files,
 /// or Kafka with `stop_at_end`) or `shutdown` fires. Everything it logs carries the table and
-/// the version (its span's fields).
-#[tracing::instrument(name = "writer", skip_all, fields(table = %table.name, version = def.version))]
+/// the version (its span's fields; not named `version`, which delta-rs's kernel records into
+/// whatever span is current).
+#[tracing::instrument(name = "writer", skip_all, fields(table = %table.name, table_version = def.version))]
 pub async fn materialize(
     lake: &Lake,
     layout: &TableLayout,

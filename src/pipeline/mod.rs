@@ -34,7 +34,11 @@ pub struct TableHandle {
 impl TableHandle {
     /// Opens the table's root (no writes).
     pub fn open(cfg: &TableConfig) -> Result<TableHandle, ConfigError> {
-        let lake = Lake::open(&cfg.root, &format!("table[{}].root", cfg.name))?;
+        let lake = Lake::open_with(
+            &cfg.root,
+            &cfg.storage,
+            &format!("table[{}].root", cfg.name),
+        )?;
         Ok(TableHandle {
             cfg: cfg.clone(),
             lake,

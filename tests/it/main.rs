@@ -13,4 +13,5 @@ mod kafka_support;
 mod ops;
 mod promote_race;
 mod rebuild;
+mod stores;
 mod support;

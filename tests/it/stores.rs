@@ -1,0 +1,489 @@
+//! One conformance suite for every kind of table root: local files, `memory://`, S3
+//! (SeaweedFS) and Azure Blob Storage (Azurite), the servers started by `scripts/test.sh`.
+//!
+//! The same functions run against each: the pointer's compare-and-swap (create, update, a
+//! stale swap, a race of eight), create-if-absent, multipart upload of a large object, ingest
+//! and resume from stored offsets (Delta and Parquet), listing versions. The process-level
+//! checks (SIGKILL in the middle of a Kafka → Delta run, restart, read back by delta-rs from
+//! that storage) run against the stores a second process can reach (not `memory://`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use kappa_lake::config::Config;
+use kappa_lake::pipeline::{IngestOptions, TableHandle};
+use kappa_lake::shutdown;
+use kappa_lake::source::mock::{MockKafka, produce};
+use kappa_lake::status::table_status;
+use kappa_lake::table::pointer::{self, Pointer};
+use kappa_lake::table::version;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, WriteMultipart};
+
+use crate::kafka_support::{events, log_of, wait_for};
+use crate::support::{BIN, EVENT_SCHEMA, Workdir, python};
+
+/// Azurite's documented development account key (public, not a secret).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A table root to test, with what a process needs to reach it.
+struct Backend {
+    name: &'static str,
+    /// The root, as a config's `root` value.
+    root: String,
+    /// `object_store` options for the config's `[storage]` (endpoints; credentials too, for
+    /// the in-process checks).
+    options: BTreeMap<String, String>,
+    /// For another process: options without credentials, and the environment carrying them
+    /// (the way users are told to pass them).
+    child_options: BTreeMap<String, String>,
+    child_env: Vec<(String, String)>,
+    /// delta-rs (Python) options to read the root back.
+    reader_options: BTreeMap<String, String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test.sh, which starts SeaweedFS and Azurite")
+    })
+}
+
+fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+fn map(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn local() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        name: "local",
+        root: dir.path().join("lake").display().to_string(),
+        options: BTreeMap::new(),
+        child_options: BTreeMap::new(),
+        child_env: Vec::new(),
+        reader_options: BTreeMap::new(),
+        _dir: Some(dir),
+    }
+}
+
+fn memory() -> Backend {
+    Backend {
+        name: "memory",
+        root: format!("memory://{}", unique()),
+        options: BTreeMap::new(),
+        child_options: BTreeMap::new(),
+        child_env: Vec::new(),
+        reader_options: BTreeMap::new(),
+        _dir: None,
+    }
+}
+
+fn s3() -> Backend {
+    let endpoint = env("KAPPA_LAKE_TEST_S3_ENDPOINT");
+    let (key, secret, region) = (
+        env("KAPPA_LAKE_TEST_S3_ACCESS_KEY_ID"),
+        env("KAPPA_LAKE_TEST_S3_SECRET_ACCESS_KEY"),
+        env("KAPPA_LAKE_TEST_S3_REGION"),
+    );
+    let endpoint_options = [
+        ("aws_endpoint", endpoint.clone()),
+        ("aws_allow_http", "true".into()),
+        ("aws_region", region.clone()),
+    ];
+    let mut options = map(&endpoint_options);
+    options.insert("aws_access_key_id".into(), key.clone());
+    options.insert("aws_secret_access_key".into(), secret.clone());
+    Backend {
+        name: "s3",
+        root: format!("s3://{}/{}", env("KAPPA_LAKE_TEST_S3_BUCKET"), unique()),
+        child_options: map(&endpoint_options),
+        child_env: vec![
+            ("AWS_ACCESS_KEY_ID".into(), key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), secret.clone()),
+        ],
+        reader_options: map(&[
+            ("AWS_ENDPOINT_URL", endpoint),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", region),
+            ("AWS_ACCESS_KEY_ID", key),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ]),
+        options,
+        _dir: None,
+    }
+}
+
+fn azurite() -> Backend {
+    let url = env("KAPPA_LAKE_TEST_AZURITE_URL");
+    let account = [
+        ("azure_storage_account_name", "devstoreaccount1".to_string()),
+        ("azure_storage_endpoint", format!("{url}/devstoreaccount1")),
+        ("allow_http", "true".into()),
+    ];
+    let mut options = map(&account);
+    options.insert("azure_storage_account_key".into(), AZURITE_KEY.into());
+    let mut reader_options = options.clone();
+    reader_options.insert("azure_storage_use_emulator".into(), "false".into());
+    Backend {
+        name: "azurite",
+        root: format!(
+            "az://{}/{}",
+            env("KAPPA_LAKE_TEST_AZURE_CONTAINER"),
+            unique()
+        ),
+        child_options: map(&account),
+        child_env: vec![("AZURE_STORAGE_ACCOUNT_KEY".into(), AZURITE_KEY.into())],
+        reader_options,
+        options,
+        _dir: None,
+    }
+}
+
+/// A config for table `events` at the backend's root.
+fn config_text(
+    b: &Backend,
+    options: &BTreeMap<String, String>,
+    format: &str,
+    source: &str,
+) -> String {
+    let storage: String = options
+        .iter()
+        .map(|(k, v)| format!("{k} = \"{v}\"\n"))
+        .collect();
+    format!(
+        r#"[storage]
+{storage}
+[[table]]
+name = "events"
+root = "{root}"
+format = "{format}"
+schema = "schemas/events.avsc"
+time = {{ field = "ts", granularity = "hour" }}
+
+{source}
+
+[table.writer]
+max_age = "300ms"
+"#,
+        root = b.root
+    )
+}
+
+fn files_source(dir: &Path) -> String {
+    format!(
+        "[table.source]\nkind = \"files\"\npath = \"{}\"",
+        dir.join("in").display()
+    )
+}
+
+/// Writes events with ids `ids` as a new file of the files source's input.
+fn add_events(dir: &Path, ids: std::ops::Range<i64>) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    let mut f = std::fs::File::create(dir.join(format!("in/events-{}.ndjson", ids.start))).unwrap();
+    for id in ids {
+        writeln!(
+            f,
+            r#"{{"id":{id},"ts":{},"name":"n{id}"}}"#,
+            1_795_651_200_000 + id * 1000
+        )
+        .unwrap();
+    }
+}
+
+fn table(dir: &Path, text: &str) -> TableHandle {
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::write(dir.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
+    let config = Config::from_toml(text, &dir.join("kappa-lake.toml"), dir, std::iter::empty())
+        .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
+    TableHandle::open(&config.tables[0]).unwrap()
+}
+
+async fn conformance(b: Backend) {
+    let work = Workdir::new();
+    let dir = work.path();
+    eprintln!("conformance on {} ({})", b.name, b.root);
+    let text = config_text(&b, &b.options, "delta", &files_source(dir));
+    let t = table(dir, &text);
+    t.lake
+        .probe_writable("root")
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+    pointer_compare_and_swap(&t).await;
+    create_if_absent_and_multipart(&t).await;
+    ingest_and_resume(&b, dir, "delta").await;
+    ingest_and_resume(&b, &dir.join("parquet"), "parquet").await;
+}
+
+fn pointer_to(v: u32, previous: Option<u32>) -> Pointer {
+    Pointer {
+        version: v,
+        previous,
+        updated_at: chrono::Utc::now(),
+        reason: "test".into(),
+        offsets: BTreeMap::new(),
+    }
+}
+
+async fn pointer_compare_and_swap(t: &TableHandle) {
+    let (lake, layout) = (&t.lake, &t.layout);
+    assert_eq!(pointer::read(lake, layout).await.unwrap(), None);
+    pointer::swap(lake, layout, None, &pointer_to(1, None))
+        .await
+        .unwrap();
+    pointer::swap(lake, layout, Some(1), &pointer_to(2, Some(1)))
+        .await
+        .unwrap();
+    // A swap from a state that is gone is refused and changes nothing.
+    assert!(matches!(
+        pointer::swap(lake, layout, Some(1), &pointer_to(3, Some(1))).await,
+        Err(kappa_lake::Error::Conflict { .. })
+    ));
+    assert!(matches!(
+        pointer::swap(lake, layout, None, &pointer_to(3, None)).await,
+        Err(kappa_lake::Error::Conflict { .. })
+    ));
+    assert_eq!(
+        pointer::read(lake, layout).await.unwrap().unwrap().version,
+        2
+    );
+    // Eight racing swaps from the same state: exactly one wins.
+    for round in 0..3u32 {
+        let from = 2 + round * 10;
+        let racers = (1..=8).map(|i| {
+            let (lake, layout) = (lake.clone(), layout.clone());
+            tokio::spawn(async move {
+                pointer::swap(
+                    &lake,
+                    &layout,
+                    Some(from),
+                    &pointer_to(from + i, Some(from)),
+                )
+                .await
+            })
+        });
+        let results = futures::future::join_all(racers).await;
+        let winners: Vec<u32> = results
+            .into_iter()
+            .zip(1..)
+            .filter_map(|(r, i)| r.unwrap().ok().map(|()| from + i))
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        let now = pointer::read(lake, layout).await.unwrap().unwrap().version;
+        assert_eq!(now, winners[0]);
+        // Next round starts from a known state.
+        pointer::swap(lake, layout, Some(now), &pointer_to(from + 10, Some(now)))
+            .await
+            .unwrap();
+    }
+}
+
+async fn create_if_absent_and_multipart(t: &TableHandle) {
+    let store = &t.lake.store;
+    let path = StorePath::from("events/_test/once");
+    let create = || PutOptions::from(PutMode::Create);
+    store.put_opts(&path, "a".into(), create()).await.unwrap();
+    assert!(matches!(
+        store.put_opts(&path, "b".into(), create()).await,
+        Err(object_store::Error::AlreadyExists { .. })
+    ));
+    assert_eq!(
+        store.get(&path).await.unwrap().bytes().await.unwrap(),
+        "a".as_bytes()
+    );
+    // A 21 MiB object in 5 MiB parts (the store's multipart upload).
+    let big = StorePath::from("events/_test/big.bin");
+    let data: Vec<u8> = (0..21 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let upload = store.put_multipart(&big).await.unwrap();
+    let mut w = WriteMultipart::new_with_chunk_size(upload, 5 * 1024 * 1024);
+    for chunk in data.chunks(1024 * 1024) {
+        w.write(chunk);
+    }
+    w.finish().await.unwrap();
+    let back = store.get(&big).await.unwrap().bytes().await.unwrap();
+    assert!(back == data, "the multipart object reads back different");
+    let listed: Vec<_> = store
+        .list(Some(&StorePath::from("events/_test")))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for m in listed {
+        store.delete(&m.location).await.unwrap();
+    }
+}
+
+async fn ingest_and_resume(b: &Backend, dir: &Path, format: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut b2 = Backend {
+        name: b.name,
+        root: b.root.clone(),
+        options: b.options.clone(),
+        child_options: BTreeMap::new(),
+        child_env: Vec::new(),
+        reader_options: BTreeMap::new(),
+        _dir: None,
+    };
+    b2.root = format!("{}/{format}", b.root.trim_end_matches('/'));
+    let text = config_text(&b2, &b2.options, format, &files_source(dir));
+    add_events(dir, 0..3000);
+    let run = |dir: std::path::PathBuf, text: String| async move {
+        let t = table(&dir, &text);
+        let (_trigger, stop) = shutdown::channel();
+        let report = t.run(stop, IngestOptions::default()).await.unwrap();
+        (t, report)
+    };
+    let (t, first) = run(dir.to_path_buf(), text.clone()).await;
+    assert_eq!(first.rows, 3000, "{}/{format}: first run", b.name);
+    // More input: a second run resumes from the stored offsets.
+    add_events(dir, 3000..4000);
+    let (_, second) = run(dir.to_path_buf(), text.clone()).await;
+    assert_eq!(second.rows, 1000, "{}/{format}: the resumed run", b.name);
+    let status = table_status(&t).await.unwrap();
+    assert_eq!(status.current, Some(1));
+    assert_eq!(status.versions.len(), 1);
+    assert_eq!(status.versions[0].rows, 4000, "{}/{format}", b.name);
+    let listed = version::list(&t.lake, &t.layout).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1],
+        "{}/{format}: versions",
+        b.name
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_local_files() {
+    conformance(local()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_memory() {
+    conformance(memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_s3() {
+    conformance(s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_azurite() {
+    conformance(azurite()).await;
+}
+
+/// Kafka → Delta with the root on `b`: a run SIGKILLed after its first commits, a restart to
+/// the end, then delta-rs reads every event exactly once from that storage.
+fn kafka_to_delta_survives_sigkill(b: Backend) {
+    let kafka = MockKafka::start(&[("cloud", 3)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let work = Workdir::new();
+    let d = work.path();
+    let source = format!(
+        "[table.source]\nkind = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"cloud\"\ngroup_id = \"kappa-lake-test-cloud\"\n\n[table.source.kafka]\n\"session.timeout.ms\" = \"3000\"\n\"heartbeat.interval.ms\" = \"600\""
+    );
+    std::fs::create_dir_all(d.join("schemas")).unwrap();
+    std::fs::write(d.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
+    std::fs::write(
+        d.join("kappa-lake.toml"),
+        config_text(&b, &b.child_options, "delta", &source),
+    )
+    .unwrap();
+    produce(&brokers, "cloud", events(0..3000, 3)).unwrap();
+    let with_env = |mut c: Command| {
+        c.envs(b.child_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    };
+    // spawn_run does not pass the credentials: run it by hand with them.
+    let log = std::fs::File::create(d.join("run-1.log")).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(d)
+        .args(["run", "--config", "kappa-lake.toml"])
+        .env("KAPPA_LAKE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let mut first = with_env(cmd).spawn().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(60), || {
+            log_of(d, "run-1.log").contains(" commit table=")
+        }),
+        "{}: no commit in 60 s:\n{}",
+        b.name,
+        log_of(d, "run-1.log")
+    );
+    // More events, and the kill lands while they are consumed.
+    produce(&brokers, "cloud", events(3000..6000, 3)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(d)
+        .args(["run", "--config", "kappa-lake.toml", "--stop-at-end"])
+        .env("KAPPA_LAKE_LOG", "info");
+    let out = with_env(cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: the restarted run failed:\n{}",
+        b.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The credentials appear in no log line.
+    let logs = format!(
+        "{}{}",
+        log_of(d, "run-1.log"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secrets = b
+        .child_env
+        .iter()
+        .filter(|(k, _)| k.ends_with("SECRET_ACCESS_KEY") || k.ends_with("ACCOUNT_KEY"));
+    for (name, secret) in secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "{}: the value of {name} was logged",
+            b.name
+        );
+    }
+    let uri = format!("{}/events/v1", b.root);
+    let out = Command::new(python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_lake.py"))
+        .args(["--format", "delta", "--readers", "deltars", "--path", &uri])
+        .args([
+            "--storage-options",
+            &serde_json::to_string(&b.reader_options).unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}: delta-rs could not read {uri}:\n{}",
+        b.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &seen["deltars"];
+    assert_eq!(s["rows"], 6000, "{}: {s}", b.name);
+    assert_eq!(s["distinct_offsets"], 6000, "{}: {s}", b.name);
+    assert_eq!(s["distinct_ids"], 6000, "{}: {s}", b.name);
+}
+
+#[test]
+fn kafka_to_delta_on_s3_survives_sigkill() {
+    kafka_to_delta_survives_sigkill(s3());
+}
+
+#[test]
+fn kafka_to_delta_on_azurite_survives_sigkill() {
+    kafka_to_delta_survives_sigkill(azurite());
+}
