@@ -10,18 +10,9 @@ use crate::kafka_support::{
     assert_exactly_once, events, group_of, group_offsets, kafka_config, kafka_config_with_session,
     log_of, produce_paced, set_format, signal, sigterm, spawn_run, stored_total, wait_for,
 };
-use crate::support::{Workdir, kappa_ok, status_json};
+use crate::support::{Workdir, kappa_ok, seed, status_json};
 
 const PARTITIONS: i32 = 6;
-
-fn seed() -> u64 {
-    let seed = std::env::var("KAPPA_LAKE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("seed {seed} (set KAPPA_LAKE_TEST_SEED to replay)");
-    seed
-}
 
 /// Runs `produce` (on a thread) while `run` is SIGKILLed at `kills` random moments and
 /// restarted; then the version holds every event (ids `0..total`) exactly once.

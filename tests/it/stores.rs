@@ -487,3 +487,204 @@ fn kafka_to_delta_on_s3_survives_sigkill() {
 fn kafka_to_delta_on_azurite_survives_sigkill() {
     kafka_to_delta_survives_sigkill(azurite());
 }
+
+/// A store that fails a fraction of calls (before the request, or after it took effect: a
+/// lost response) and delays every call a little.
+#[derive(Debug)]
+struct Faulty {
+    inner: std::sync::Arc<dyn object_store::ObjectStore>,
+    /// Per mille of calls that fail.
+    per_mille: u32,
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
+    calls: std::sync::atomic::AtomicU64,
+    /// Calls (by index) that fail whatever the dice say, so no run of the test goes without
+    /// faults.
+    forced: std::collections::HashSet<u64>,
+    injected: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Display for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+impl Faulty {
+    /// Waits 0–3 ms; then whether this call fails.
+    async fn roll(&self) -> bool {
+        use rand::Rng;
+        let call = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (delay, fail) = {
+            let mut rng = self.rng.lock().unwrap();
+            (
+                rng.random_range(0..3u64),
+                rng.random_range(0..1000) < self.per_mille || self.forced.contains(&call),
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        if fail {
+            self.injected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fail
+    }
+
+    fn error() -> object_store::Error {
+        object_store::Error::Generic {
+            store: "faulty",
+            source: "injected fault: connection reset by peer".into(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &StorePath,
+        payload: object_store::PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if self.roll().await {
+            return Err(Self::error());
+        }
+        let done = self.inner.put_opts(location, payload, opts).await?;
+        if self.roll().await {
+            return Err(Self::error()); // it landed, but the caller hears otherwise
+        }
+        Ok(done)
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &StorePath,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        if self.roll().await {
+            return Err(Self::error());
+        }
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &StorePath,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        if self.roll().await {
+            return Err(Self::error());
+        }
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<'static, object_store::Result<StorePath>>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<StorePath>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&StorePath>,
+    ) -> object_store::Result<object_store::ListResult> {
+        if self.roll().await {
+            return Err(Self::error());
+        }
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &StorePath,
+        to: &StorePath,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        if self.roll().await {
+            return Err(Self::error());
+        }
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Ingestion through a store that fails 3 % of calls (and 15 of the first 400) (half of them after the call took
+/// effect) and delays all: every failed run is restarted, as a supervisor would, and the
+/// version ends up with every event exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingestion_through_a_faulty_store_is_exactly_once() {
+    use rand::SeedableRng;
+    let work = Workdir::new();
+    let dir = work.path();
+    let b = memory();
+    const FILES: i64 = 20;
+    const PER_FILE: i64 = 1500;
+    for f in 0..FILES {
+        add_events(dir, f * PER_FILE..(f + 1) * PER_FILE);
+    }
+    // A small buffer: many commits, so faults land in every step of the protocol.
+    let text = config_text(&b, &b.options, "delta", &files_source(dir)).replace(
+        "max_age = \"300ms\"",
+        "max_age = \"20ms\"\nmax_buffer_bytes = \"1MiB\"",
+    );
+    let clean = table(dir, &text);
+    let seed = crate::support::seed();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let forced = rand::seq::index::sample(&mut rng, 400, 15)
+        .into_iter()
+        .map(|i| i as u64)
+        .collect();
+    let faulty = std::sync::Arc::new(Faulty {
+        inner: clean.lake.store.clone(),
+        per_mille: 30,
+        rng: std::sync::Mutex::new(rng),
+        calls: 0.into(),
+        forced,
+        injected: 0.into(),
+    });
+    let t = TableHandle {
+        lake: kappa_lake::storage::Lake {
+            store: faulty.clone(),
+            ..clean.lake.clone()
+        },
+        ..clean.clone()
+    };
+    let mut failures = Vec::new();
+    loop {
+        let (_trigger, stop) = shutdown::channel();
+        match t.run(stop, IngestOptions::default()).await {
+            Ok(report) if !report.interrupted => break,
+            Ok(report) => panic!("interrupted without a signal: {report:?}"),
+            Err(e) => failures.push(e.to_string()),
+        }
+        assert!(
+            failures.len() < 500,
+            "no run completed in 500 attempts; last errors: {:?}",
+            &failures[failures.len() - 3..]
+        );
+    }
+    let injected = faulty.injected.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "{injected} faults injected, {} runs failed and were restarted",
+        failures.len()
+    );
+    assert!(
+        injected >= 10 && failures.len() >= 3,
+        "too few faults to mean anything"
+    );
+    let status = table_status(&clean).await.unwrap();
+    let v = &status.versions[0];
+    assert_eq!(
+        v.rows,
+        (FILES * PER_FILE) as u64,
+        "rows (duplicates or losses)"
+    );
+    assert_eq!(v.offsets.len(), FILES as usize, "{:?}", v.offsets);
+    assert!(
+        v.offsets.values().all(|&o| o == PER_FILE as u64),
+        "{:?}",
+        v.offsets
+    );
+}

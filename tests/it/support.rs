@@ -12,6 +12,18 @@ pub const EVENT_SCHEMA: &str = r#"{"type":"record","name":"Event","namespace":"t
   {"name":"name","type":["null","string"],"default":null}
 ]}"#;
 
+/// The seed of a randomized test: `KAPPA_LAKE_TEST_SEED`, or a random one (printed, so a
+/// failure can be replayed).
+pub fn seed() -> u64 {
+    use rand::Rng;
+    let seed = std::env::var("KAPPA_LAKE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("seed {seed} (set KAPPA_LAKE_TEST_SEED to replay)");
+    seed
+}
+
 /// A test's temporary directory, kept (and its path printed) when the test fails, so the
 /// lake and the writers' logs can be read after a failure that does not reproduce at will.
 pub struct Workdir(Option<tempfile::TempDir>);
