@@ -391,7 +391,7 @@ impl TableConfig {
 pub enum Root {
     /// A local directory (absolute).
     Local(PathBuf),
-    /// Any object store URL (`memory://`, later `s3://`, `az://`, …).
+    /// An object store URL (`memory://`, `s3://`, `az://`, `abfss://`, `gs://`).
     Url(url::Url),
 }
 
@@ -1170,6 +1170,40 @@ path = "events"
 target_file_size = "128MiB"
 max_age = "60s"
 "#;
+
+    #[test]
+    fn cloud_roots_and_storage_options() {
+        let with_root = |root: &str, extra: &str| {
+            let text = MINIMAL.replace("root = \"./lake\"", &format!("root = \"{root}\"{extra}"));
+            parse(&text, &[])
+        };
+        for root in [
+            "s3://bucket/prefix",
+            "az://container/prefix",
+            "abfss://container@acct.dfs.core.windows.net/prefix",
+            "gs://bucket/prefix",
+        ] {
+            let config = with_root(root, "").unwrap_or_else(|e| panic!("{root}: {e}"));
+            assert_eq!(config.tables[0].root.to_string(), root);
+        }
+        let e = with_root("s3://key:secret@bucket/p", "").unwrap_err();
+        assert!(e.to_string().contains("carries credentials"), "{e}");
+        assert!(!e.to_string().contains("secret@"), "{e}");
+        let e = with_root("ftp://host/p", "").unwrap_err();
+        assert!(
+            e.to_string().contains("`ftp` scheme is not supported"),
+            "{e}"
+        );
+        let text = format!(
+            "[storage]\naws_region = \"eu-west-1\"\n{}",
+            MINIMAL.replace("./lake", "s3://b/p")
+        ) + "[table.storage]\naws_endpoint = \"http://127.0.0.1:9000\"\n";
+        let config = parse(&text, &[]).unwrap();
+        let keys: Vec<_> = config.tables[0].storage.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["aws_endpoint", "aws_region"]);
+        let e = parse(&(text + "nope = \"1\"\n"), &[]).unwrap_err();
+        assert!(e.to_string().contains("table[orders].storage.nope"), "{e}");
+    }
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut raw: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {

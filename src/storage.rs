@@ -318,3 +318,79 @@ impl Lake {
         deleted.map_err(|e| fail(format!("it is not writable (delete): {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_root(s: &str) -> Root {
+        Root::Url(url::Url::parse(s).unwrap())
+    }
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cloud_roots_open_without_contacting_the_cloud() {
+        for (root, options) in [
+            (
+                "s3://bucket/some/prefix",
+                opts(&[
+                    ("aws_region", "eu-west-1"),
+                    ("aws_endpoint", "http://127.0.0.1:1"),
+                ]),
+            ),
+            ("gs://bucket/prefix", opts(&[("google_bucket", "bucket")])),
+            (
+                "az://container/prefix",
+                opts(&[("azure_storage_account_name", "acct")]),
+            ),
+            (
+                "abfss://container@acct.dfs.core.windows.net/prefix",
+                BTreeMap::new(),
+            ),
+        ] {
+            let root = url_root(root);
+            let checked = StorageOptions::check(&root, options, "storage").unwrap();
+            let lake = Lake::open_with(&root, &checked, "table[t].root")
+                .unwrap_or_else(|e| panic!("{root}: {e}"));
+            assert!(lake.local_dir.is_none());
+            assert_eq!(lake.display, root.to_string());
+        }
+        // A bad option value fails at open, naming the key of the root.
+        let root = url_root("s3://bucket/p");
+        let bad =
+            StorageOptions::check(&root, opts(&[("aws_allow_http", "maybe")]), "storage").unwrap();
+        let e = Lake::open_with(&root, &bad, "table[t].root").unwrap_err();
+        assert!(e.to_string().contains("table[t].root"), "{e}");
+    }
+
+    #[test]
+    fn options_are_checked_and_kept_per_cloud_and_redacted() {
+        let e = StorageOptions::check(
+            &url_root("s3://b/p"),
+            opts(&[("aws_endpint", "x")]),
+            "table[t].storage",
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("table[t].storage.aws_endpint"), "{text}");
+        // [storage] may hold another cloud's options: kept only for roots of that cloud.
+        let both = opts(&[
+            ("aws_secret_access_key", "s3cr3t"),
+            ("azure_storage_account_name", "acct"),
+        ]);
+        let s3 = StorageOptions::check(&url_root("s3://b/p"), both.clone(), "storage").unwrap();
+        assert_eq!(
+            s3.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["aws_secret_access_key"]
+        );
+        let local = StorageOptions::check(&Root::Local("/tmp/x".into()), both, "storage").unwrap();
+        assert_eq!(local.iter().count(), 0);
+        assert!(!format!("{s3:?}").contains("s3cr3t"), "{s3:?}");
+    }
+}
