@@ -361,6 +361,48 @@ async fn ingest_and_resume(b: &Backend, dir: &Path, format: &str) {
         "{}/{format}: versions",
         b.name
     );
+    gc_deletes_retired_versions(b.name, &t).await;
+}
+
+/// Two more versions, retired (with no retention and no grace), each holding an object:
+/// `gc --keep 0` deletes them, to the last object, and nothing of the current one.
+async fn gc_deletes_retired_versions(name: &str, t: &TableHandle) {
+    let (lake, layout) = (&t.lake, &t.layout);
+    let mut cfg = t.cfg.clone();
+    cfg.versions.retain_previous = Duration::ZERO;
+    cfg.versions.gc_grace = Duration::ZERO;
+    let t = TableHandle { cfg, ..t.clone() };
+    let before = lake.list_dir(&layout.version_dir(1)).await.unwrap().len();
+    for v in [2, 3] {
+        version::create(lake, layout, v, t.definition().unwrap())
+            .await
+            .unwrap();
+        let file = layout.version_dir(v).join("part-0.parquet");
+        lake.store.put(&file, "x".into()).await.unwrap();
+        version::set_state(lake, layout, v, version::VersionState::Retired)
+            .await
+            .unwrap();
+    }
+    let decisions = kappa_lake::pipeline::gc::gc(&t, 0, false).await.unwrap();
+    let deleted: Vec<u32> = decisions
+        .iter()
+        .filter(|d| d.delete)
+        .map(|d| d.version)
+        .collect();
+    assert_eq!(deleted, [2, 3], "{name}: {decisions:?}");
+    let listed = version::list(lake, layout).await.unwrap();
+    assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), [1]);
+    for v in [2, 3] {
+        assert!(
+            lake.list_dir(&layout.version_dir(v)).await.unwrap().is_empty(),
+            "{name}: v{v} left objects"
+        );
+    }
+    assert_eq!(
+        lake.list_dir(&layout.version_dir(1)).await.unwrap().len(),
+        before,
+        "{name}: gc touched the current version"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
