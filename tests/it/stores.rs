@@ -394,7 +394,10 @@ async fn gc_deletes_retired_versions(name: &str, t: &TableHandle) {
     assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), [1]);
     for v in [2, 3] {
         assert!(
-            lake.list_dir(&layout.version_dir(v)).await.unwrap().is_empty(),
+            lake.list_dir(&layout.version_dir(v))
+                .await
+                .unwrap()
+                .is_empty(),
             "{name}: v{v} left objects"
         );
     }
@@ -728,5 +731,126 @@ async fn ingestion_through_a_faulty_store_is_exactly_once() {
         v.offsets.values().all(|&o| o == PER_FILE as u64),
         "{:?}",
         v.offsets
+    );
+}
+
+/// An HTTP proxy in front of the S3 server that answers a fraction of requests with
+/// `503 SlowDown` (as S3 does when throttling) instead of forwarding them.
+struct ThrottlingProxy {
+    addr: std::net::SocketAddr,
+    throttled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl ThrottlingProxy {
+    fn start(upstream: &str, per_mille: u32, seed: u64) -> ThrottlingProxy {
+        use rand::{Rng, SeedableRng};
+        use std::sync::atomic::Ordering::Relaxed;
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let throttled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let rng = std::sync::Arc::new(std::sync::Mutex::new(rand::rngs::StdRng::seed_from_u64(
+            seed,
+        )));
+        let (t, f) = (throttled.clone(), forwarded.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let throttle = rng.lock().unwrap().random_range(0..1000) < per_mille;
+                let (upstream, t, f) = (upstream.clone(), t.clone(), f.clone());
+                std::thread::spawn(move || {
+                    if let Err(e) = proxy_one(client, &upstream, throttle) {
+                        eprintln!("proxy: {e}");
+                    }
+                    if throttle { &t } else { &f }.fetch_add(1, Relaxed);
+                });
+            }
+        });
+        ThrottlingProxy {
+            addr,
+            throttled,
+            forwarded,
+        }
+    }
+}
+
+/// One request per connection (`Connection: close` both ways): read it whole, then either
+/// answer 503 or pass it on and stream the answer back.
+fn proxy_one(
+    mut client: std::net::TcpStream,
+    upstream: &str,
+    throttle: bool,
+) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut head = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(()); // the client closed an idle connection
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    let mut body = vec![0; content_length];
+    reader.read_exact(&mut body)?;
+    if throttle {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+        write!(
+            client,
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+            xml.len()
+        )?;
+        return client.flush();
+    }
+    let mut server = std::net::TcpStream::connect(upstream)?;
+    server.write_all(&head)?;
+    server.write_all(b"Connection: close\r\n\r\n")?;
+    server.write_all(&body)?;
+    std::io::copy(&mut server, &mut client)?;
+    client.flush()
+}
+
+/// The S3 store behind a proxy that throttles 15 % of requests with `503 SlowDown`: ingestion
+/// and the pointer swaps complete without an error reaching kappa-lake (retried with backoff),
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn throttling_and_5xx_from_s3_are_retried() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let proxy = ThrottlingProxy::start(
+        &env("KAPPA_LAKE_TEST_S3_ENDPOINT"),
+        150,
+        crate::support::seed(),
+    );
+    let mut b = s3();
+    let endpoint = format!("http://{}", proxy.addr);
+    b.options.insert("aws_endpoint".into(), endpoint);
+    let work = Workdir::new();
+    let t = table(
+        work.path(),
+        &config_text(&b, &b.options, "delta", &files_source(work.path())),
+    );
+    t.lake.probe_writable("root").await.unwrap();
+    pointer_compare_and_swap(&t).await;
+    ingest_and_resume(&b, &work.path().join("ingest"), "delta").await;
+    let (throttled, forwarded) = (proxy.throttled.load(Relaxed), proxy.forwarded.load(Relaxed));
+    eprintln!("{throttled} requests throttled, {forwarded} forwarded");
+    assert!(
+        throttled >= 10 && forwarded >= 50,
+        "the proxy saw too little: {throttled} throttled, {forwarded} forwarded"
     );
 }
