@@ -1349,8 +1349,11 @@ topic = "orders"
 
     #[test]
     fn unsupported_schemes_are_rejected_clearly() {
-        let text = MINIMAL.replace("./lake", "gs://bucket/lake");
+        let text = MINIMAL.replace("./lake", "hdfs://namenode/lake");
         let e = parse(&text, &[]).unwrap_err().to_string();
-        assert!(e.contains("table[orders].root") && e.contains("gs"), "{e}");
+        assert!(
+            e.contains("table[orders].root") && e.contains("hdfs"),
+            "{e}"
+        );
     }
 }

@@ -61,15 +61,24 @@ impl Cloud {
     }
 }
 
-/// Object-store options (`object_store` config keys). Their values may be secrets, so `Debug`
-/// shows only the keys.
+/// Object-store options (`object_store` config keys), plus kappa-lake's own `single_writer`.
+/// Their values may be secrets, so `Debug` shows only the keys.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct StorageOptions(BTreeMap<String, String>);
+pub struct StorageOptions {
+    options: BTreeMap<String, String>,
+    /// The operator accepts a store without conditional puts, promising one writer and one
+    /// promoter at a time (see [`SingleWriterStore`]).
+    pub single_writer: bool,
+}
+
+/// The option that opts into single-writer mode.
+pub const SINGLE_WRITER: &str = "single_writer";
 
 impl std::fmt::Debug for StorageOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .entries(self.options.keys().map(|k| (k, "<redacted>")))
+            .entry(&SINGLE_WRITER, &self.single_writer)
             .finish()
     }
 }
@@ -88,8 +97,23 @@ impl StorageOptions {
             Root::Local(_) => None,
         };
         let mut kept = BTreeMap::new();
+        let mut single_writer = false;
         for (k, v) in options {
             let name = k.to_ascii_lowercase();
+            if name == SINGLE_WRITER {
+                single_writer = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            key: format!("{key}.{k}"),
+                            problem: format!("`{v}` is not \"true\" or \"false\""),
+                            fix: "write single_writer = \"true\" only for a store without conditional puts, with one writer at a time".into(),
+                        });
+                    }
+                };
+                continue;
+            }
             let known = [Cloud::S3, Cloud::Azure, Cloud::Gcs]
                 .iter()
                 .any(|c| c.accepts(&name));
@@ -104,12 +128,15 @@ impl StorageOptions {
                 kept.insert(name, v);
             }
         }
-        Ok(StorageOptions(kept))
+        Ok(StorageOptions {
+            options: kept,
+            single_writer,
+        })
     }
 
-    /// The options, by key.
+    /// The `object_store` options, by key.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.options.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -122,6 +149,8 @@ pub struct Lake {
     pub local_dir: Option<PathBuf>,
     /// The root as configured, for messages.
     pub display: String,
+    /// Single-writer mode: conditional puts are emulated (see [`SingleWriterStore`]).
+    pub single_writer: bool,
 }
 
 /// The store of a cloud bucket/container: the environment's settings, then the options.
@@ -160,6 +189,113 @@ fn open_cloud(
     })
 }
 
+/// Single-writer mode, for stores without conditional puts: `PutMode::Create` and
+/// `PutMode::Update` become a read of the object's metadata followed by a plain put. Between
+/// the two another writer could get in, which is why the operator must opt in and promise one
+/// writer and one promoter at a time.
+#[derive(Debug)]
+pub struct SingleWriterStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Display for SingleWriterStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SingleWriter({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SingleWriterStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        use object_store::{ObjectStoreExt, PutMode};
+        let found = match &opts.mode {
+            PutMode::Overwrite => None,
+            _ => match self.inner.head(location).await {
+                Ok(meta) => Some(Some(meta)),
+                Err(object_store::Error::NotFound { .. }) => Some(None),
+                Err(e) => return Err(e),
+            },
+        };
+        match (&opts.mode, found) {
+            (PutMode::Create, Some(Some(_))) => {
+                return Err(object_store::Error::AlreadyExists {
+                    path: location.to_string(),
+                    source: "the object exists (single-writer mode)".into(),
+                });
+            }
+            (PutMode::Update(v), Some(meta)) => {
+                let same = meta.is_some_and(|m| v.e_tag.is_none() || m.e_tag == v.e_tag);
+                if !same {
+                    return Err(object_store::Error::Precondition {
+                        path: location.to_string(),
+                        source: "the object changed (single-writer mode)".into(),
+                    });
+                }
+            }
+            _ => {}
+        }
+        let opts = object_store::PutOptions {
+            mode: PutMode::Overwrite,
+            ..opts
+        };
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
 /// `memory://name` roots are shared within one process, so that several opens see one lake.
 fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
     static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
@@ -193,6 +329,7 @@ impl Lake {
                     store: Arc::new(fs),
                     local_dir: Some(dir.clone()),
                     display: root.to_string(),
+                    single_writer: false,
                 })
             }
             Root::Url(url) if url.scheme() == "memory" => {
@@ -205,6 +342,7 @@ impl Lake {
                     store: store.clone(),
                     local_dir: None,
                     display: root.to_string(),
+                    single_writer: false,
                 })
             }
             Root::Url(url) => {
@@ -222,10 +360,16 @@ impl Lake {
                 } else {
                     Arc::new(PrefixStore::new(store, prefix))
                 };
+                let store: Arc<dyn ObjectStore> = if options.single_writer {
+                    Arc::new(SingleWriterStore { inner: store })
+                } else {
+                    store
+                };
                 Ok(Lake {
                     store,
                     local_dir: None,
                     display: root.to_string(),
+                    single_writer: options.single_writer,
                 })
             }
         }
@@ -294,13 +438,16 @@ impl Lake {
             root: self.display.clone(),
             reason,
         };
+        if self.single_writer {
+            tracing::warn!(root = %self.display, "single-writer mode: the store's conditional puts are emulated by read-then-write; run ONE writer and ONE promoter (rebuild/promote/rollback/gc) at a time, or commits and the pointer can be overwritten");
+        }
         let create = || PutOptions::from(PutMode::Create);
         self.store
             .put_opts(&path, "probe".into(), create())
             .await
             .map_err(|e| match e {
                 object_store::Error::NotImplemented { .. } => fail(format!(
-                    "the store has no conditional put (create-if-absent), which exactly-once commits and the pointer swap need: {e}; for S3-compatible stores, drop `aws_conditional_put = \"disabled\"` or use a store that supports If-None-Match"
+                    "the store has no conditional put (create-if-absent), which exactly-once commits and the pointer swap need with several writers: {e}; use a store that supports If-None-Match, or, if only one process ever writes this table at a time, set `single_writer = \"true\"` under [table.storage]"
                 )),
                 e => fail(format!("it is not writable: {e}")),
             })?;

@@ -500,6 +500,32 @@ fn kafka_to_delta_survives_sigkill(b: Backend) {
             b.name
         );
     }
+    // Nor in what status prints.
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(d)
+        .args(["status", "--config", "kappa-lake.toml", "--json"]);
+    let status = with_env(cmd).output().unwrap();
+    assert!(status.status.success(), "{}: status failed", b.name);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&status.stdout),
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        json["tables"][0]["versions"][0]["rows"], 6000,
+        "{}: {printed}",
+        b.name
+    );
+    for (name, secret) in &b.child_env {
+        if name.ends_with("SECRET_ACCESS_KEY") || name.ends_with("ACCOUNT_KEY") {
+            assert!(
+                !printed.contains(secret.as_str()),
+                "{}: status printed {name}",
+                b.name
+            );
+        }
+    }
     let uri = format!("{}/events/v1", b.root);
     let out = Command::new(python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_lake.py"))
@@ -853,4 +879,45 @@ async fn throttling_and_5xx_from_s3_are_retried() {
         throttled >= 10 && forwarded >= 50,
         "the proxy saw too little: {throttled} throttled, {forwarded} forwarded"
     );
+}
+
+/// An S3 store with conditional puts disabled: a writer is refused, naming what is missing and
+/// the opt-in; with `single_writer = "true"` the same checks pass (one writer at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_without_conditional_puts_needs_single_writer_mode() {
+    let mut b = s3();
+    b.options
+        .insert("aws_conditional_put".into(), "disabled".into());
+    let work = Workdir::new();
+    let text = config_text(&b, &b.options, "delta", &files_source(work.path()));
+    let t = table(work.path(), &text);
+    let e = t
+        .lake
+        .probe_writable("table[events].root")
+        .await
+        .unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message.contains("no conditional put") && message.contains("single_writer"),
+        "{message}"
+    );
+    b.options.insert("single_writer".into(), "true".into());
+    let t = table(
+        work.path(),
+        &config_text(&b, &b.options, "delta", &files_source(work.path())),
+    );
+    t.lake.probe_writable("table[events].root").await.unwrap();
+    assert!(t.lake.single_writer);
+    let (lake, layout) = (&t.lake, &t.layout);
+    pointer::swap(lake, layout, None, &pointer_to(1, None))
+        .await
+        .unwrap();
+    pointer::swap(lake, layout, Some(1), &pointer_to(2, Some(1)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        pointer::swap(lake, layout, Some(1), &pointer_to(3, Some(1))).await,
+        Err(kappa_lake::Error::Conflict { .. })
+    ));
+    ingest_and_resume(&b, &work.path().join("ingest"), "delta").await;
 }
