@@ -149,6 +149,7 @@ _svc_broker_ready() {
 #   KAPPA_LAKE_TEST_AZURITE_URL          http://127.0.0.1:PORT (Azurite blob, account
 #                                        devstoreaccount1 with its well-known key)
 #   KAPPA_LAKE_TEST_AZURE_CONTAINER      an empty container for lakes
+#   KAPPA_LAKE_TEST_AZURE_ACCOUNT_KEY    its account key
 #   KAPPA_LAKE_TEST_SERVICES_DIR         temp dir: weed data, weed.log, tansu.log, azurite/
 services_start() {
   [ -n "${KAPPA_LAKE_TEST_TANSU:-}" ] && [ -n "${KAPPA_LAKE_TEST_WEED:-}" ] \
@@ -199,6 +200,7 @@ services_start() {
   disown "$_SVC_AZURITE_PID" 2>/dev/null || true
   export KAPPA_LAKE_TEST_AZURITE_URL="http://127.0.0.1:${ports[11]}"
   export KAPPA_LAKE_TEST_AZURE_CONTAINER="$_SVC_AZURE_CONTAINER"
+  export KAPPA_LAKE_TEST_AZURE_ACCOUNT_KEY="${_SVC_AZURE_CONN##*AccountKey=}"
   # Ready when the container can be created (the SDK signs the request with the dev key).
   _svc_wait "Azurite" "$_SVC_AZURITE_PID" "$dir/azurite.log" "$_SVC_VENV/bin/python" -c "
 import sys

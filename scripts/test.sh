@@ -47,5 +47,21 @@ phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
 phase "cargo clippy" cargo clippy --locked --all-targets -- -D warnings
 export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
+# Every kappa-lake log and command output the tests produce is kept here, then searched for
+# the secrets the suite hands to kappa-lake (none may appear).
+export KAPPA_LAKE_TEST_LOG_ARCHIVE="$PWD/target/test-logs"
+rm -rf "$KAPPA_LAKE_TEST_LOG_ARCHIVE" && mkdir -p "$KAPPA_LAKE_TEST_LOG_ARCHIVE"
 phase "cargo test" cargo test --locked -- --test-threads 2
+no_secrets_in_logs() {
+  local files
+  files=$(find "$KAPPA_LAKE_TEST_LOG_ARCHIVE" -type f | wc -l)
+  [ "$files" -gt 0 ] || { echo "no test logs were archived" >&2; return 1; }
+  if grep -rlF -e "$KAPPA_LAKE_TEST_S3_SECRET_ACCESS_KEY" -e "$KAPPA_LAKE_TEST_AZURE_ACCOUNT_KEY" \
+    "$KAPPA_LAKE_TEST_LOG_ARCHIVE"; then
+    echo "a secret appears in the test logs above" >&2
+    return 1
+  fi
+  echo "no secret in $files archived log files"
+}
+phase "no secrets in the test logs" no_secrets_in_logs
 echo "=== test suite total: $(( $(date +%s) - SUITE_START ))s ==="

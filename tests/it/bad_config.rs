@@ -15,7 +15,7 @@ fn fails_naming(dir: &std::path::Path, expect: &[&str]) {
 #[test]
 fn bad_configs_fail_before_work_naming_the_key() {
     let time = r#"{ field = "ts", granularity = "hour" }"#;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     std::fs::create_dir_all(d.join("input")).unwrap();
 

@@ -100,7 +100,7 @@ fn broker_down_for_30s_then_back_loses_and_duplicates_nothing() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let topic = unique_topic("outage");
     create_topic(&topic);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers(), &topic, "max_age = \"500ms\"");
     let first = 20_000i64;
@@ -223,7 +223,7 @@ fn real_broker_rebuild_while_live_then_the_service_follows_the_promotion() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let topic = unique_topic("rebuild");
     create_topic(&topic);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers(), &topic, "max_age = \"500ms\"");
     let total = 40_000i64;

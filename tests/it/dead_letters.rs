@@ -7,7 +7,7 @@ use crate::support::{EVENT_SCHEMA, duckdb, kappa_ok, scan, status_json, write_co
 
 #[test]
 fn malformed_lines_are_dead_lettered_and_counts_add_up() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     write_config(
         d,

@@ -52,7 +52,7 @@ fn batch(ids: std::ops::Range<i64>, p: i64, first_offset: i64) -> (RecordBatch, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_commits_read_alike_and_removed_files_stay_invisible() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let lake = Lake::open(&Root::Local(dir.path().join("lake")), "root").unwrap();
     let layout = TableLayout::new("events");
     let cfg = WriterConfig::default();
@@ -192,7 +192,7 @@ async fn five_hundred_commits_read_alike_and_removed_files_stay_invisible() {
 /// PySpark, DuckDB and pyarrow.
 #[test]
 fn a_parquet_version_reads_alike_in_pyspark_duckdb_and_pyarrow() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     crate::support::write_config(
         d,

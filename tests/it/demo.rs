@@ -5,7 +5,7 @@ use crate::support::{duckdb, kappa_ok, scan};
 
 #[test]
 fn demo_builds_v1_rebuilds_v2_and_promotes_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let out = kappa_ok(
         dir.path(),
         &["demo", "--dir", ".", "--events", "20000"],

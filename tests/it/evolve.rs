@@ -53,7 +53,7 @@ fn set_schema(d: &Path, schema: &str) {
 
 #[test]
 fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     write_config(
         d,

@@ -45,7 +45,7 @@ fn gc(d: &Path, keep: &str) -> String {
 
 #[test]
 fn gc_deletes_exactly_what_its_rule_allows() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     let cfg = write_config(
         d,
@@ -152,7 +152,7 @@ fn gc_deletes_exactly_what_its_rule_allows() {
 /// version that lost records (here: events the new schema rejects become dead letters).
 #[test]
 fn require_same_rows_refuses_a_rebuild_that_lost_records() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     write_config(
         d,

@@ -6,7 +6,7 @@ use crate::support::{BIN, EVENT_SCHEMA, kappa_ok, write_config};
 
 #[test]
 fn racing_promoters_have_exactly_one_winner() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     write_config(
         d,

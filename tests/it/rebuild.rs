@@ -83,7 +83,7 @@ pub fn current(d: &Path) -> u64 {
 fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize) {
     let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     // Small commits (every ~1 MiB written): a killed replay keeps some of its progress. The
     // live version, at the producer's rate, commits every 2 s, so the rebuild's promotion
@@ -344,7 +344,7 @@ fn rebuild_from_a_time_starts_each_partition_at_its_first_event_at_or_after_it()
     // proves the fallback search over the partitions.
     let kafka = MockKafka::start(&[("from-time", 3)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "from-time", "max_age = \"1s\"");
     // Event `id` carries the Kafka timestamp DAY_START_MS + id.
@@ -418,7 +418,7 @@ fn rebuild_from_a_time_starts_each_partition_at_its_first_event_at_or_after_it()
 fn auto_rebuild_builds_and_promotes_in_the_background_while_the_service_keeps_writing() {
     let kafka = MockKafka::start(&[("auto", 3)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "auto", "max_age = \"2s\"");
     let backlog = 30_000;
@@ -470,7 +470,7 @@ fn auto_rebuild_builds_and_promotes_in_the_background_while_the_service_keeps_wr
 fn max_lag_accepts_a_target_near_the_topic_end_only_while_nobody_writes_the_live_version() {
     let kafka = MockKafka::start(&[("lag", 2)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "lag", "max_age = \"1s\"");
     let hourly = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();

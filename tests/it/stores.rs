@@ -44,7 +44,7 @@ struct Backend {
     child_env: Vec<(String, String)>,
     /// delta-rs (Python) options to read the root back.
     reader_options: BTreeMap<String, String>,
-    _dir: Option<tempfile::TempDir>,
+    _dir: Option<Workdir>,
 }
 
 fn env(name: &str) -> String {
@@ -65,7 +65,7 @@ fn map(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 }
 
 fn local() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::support::Workdir::new();
     Backend {
         name: "local",
         root: dir.path().join("lake").display().to_string(),
@@ -477,6 +477,7 @@ fn kafka_to_delta_survives_sigkill(b: Backend) {
         .args(["run", "--config", "kappa-lake.toml", "--stop-at-end"])
         .env("KAPPA_LAKE_LOG", "info");
     let out = with_env(cmd).output().unwrap();
+    crate::support::archive_output("run --stop-at-end", &out);
     assert!(
         out.status.success(),
         "{}: the restarted run failed:\n{}",
@@ -505,6 +506,7 @@ fn kafka_to_delta_survives_sigkill(b: Backend) {
     cmd.current_dir(d)
         .args(["status", "--config", "kappa-lake.toml", "--json"]);
     let status = with_env(cmd).output().unwrap();
+    crate::support::archive_output("status --json", &status);
     assert!(status.status.success(), "{}: status failed", b.name);
     let printed = format!(
         "{}{}",

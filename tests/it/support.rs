@@ -40,6 +40,15 @@ impl Workdir {
 
 impl Drop for Workdir {
     fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(self.path()) {
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.extension().is_some_and(|x| x == "log") {
+                    let bytes = std::fs::read(&path).unwrap_or_default();
+                    archive(&path.display().to_string(), &bytes);
+                }
+            }
+        }
         if std::thread::panicking()
             && let Some(dir) = self.0.take()
         {
@@ -49,6 +58,31 @@ impl Drop for Workdir {
             );
         }
     }
+}
+
+/// With `KAPPA_LAKE_TEST_LOG_ARCHIVE` set (scripts/test.sh sets it), keeps `bytes` (a log, a
+/// command's output) there, so that the script can search everything kappa-lake printed.
+pub fn archive(what: &str, bytes: &[u8]) {
+    let Some(dir) = std::env::var_os("KAPPA_LAKE_TEST_LOG_ARCHIVE") else {
+        return;
+    };
+    let name: String = what
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let tail = &name[name.len().saturating_sub(60)..];
+    let file = format!("{}-{tail}", uuid::Uuid::new_v4().simple());
+    if let Err(e) = std::fs::write(Path::new(&dir).join(file), bytes) {
+        panic!("cannot archive a test log in {}: {e}", dir.display());
+    }
+}
+
+/// [`archive`] for a finished command: its stdout and stderr.
+pub fn archive_output(what: &str, out: &Output) {
+    archive(
+        what,
+        &[out.stdout.as_slice(), out.stderr.as_slice()].concat(),
+    );
 }
 
 /// The Python interpreter of the test venv (made by scripts/test.sh). Fails loudly if absent.
@@ -94,7 +128,9 @@ pub fn kappa(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("start kappa-lake")
+    let out = cmd.output().expect("start kappa-lake");
+    archive_output(&args.join(" "), &out);
+    out
 }
 
 /// Like [`kappa`], asserting success; returns stdout.
