@@ -428,6 +428,45 @@ async fn conformance_on_azurite() {
     conformance(azurite()).await;
 }
 
+/// The ADLS Gen2 form of an Azure root (`abfss://container@account.dfs.core.windows.net/…`)
+/// reaches the same container as `az://container/…`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn abfss_and_az_roots_name_the_same_container() {
+    let az = azurite();
+    let prefix = az.root.rsplit('/').next().unwrap().to_string();
+    let container = env("KAPPA_LAKE_TEST_AZURE_CONTAINER");
+    let abfss = Backend {
+        root: format!("abfss://{container}@devstoreaccount1.dfs.core.windows.net/{prefix}"),
+        ..azurite()
+    };
+    let work = Workdir::new();
+    let open = |b: &Backend| {
+        table(
+            work.path(),
+            &config_text(b, &b.options, "delta", &files_source(work.path())),
+        )
+    };
+    let (via_az, via_abfss) = (open(&az), open(&abfss));
+    let path = StorePath::from("events/_test/shared");
+    via_abfss
+        .lake
+        .store
+        .put(&path, "written via abfss".into())
+        .await
+        .unwrap();
+    let read = via_az
+        .lake
+        .store
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(read, "written via abfss".as_bytes());
+    via_az.lake.store.delete(&path).await.unwrap();
+}
+
 /// Kafka → Delta with the root on `b`: a run SIGKILLed after its first commits, a restart to
 /// the end, then delta-rs reads every event exactly once from that storage.
 fn kafka_to_delta_survives_sigkill(b: Backend) {
