@@ -223,6 +223,7 @@ impl Metrics {
             buffer_bytes: self.buffer_bytes.with_label_values(&labels),
             assigned: self.assigned.with_label_values(&labels),
             rebuild_progress: self.rebuild_progress.with_label_values(&labels),
+            lagging: Mutex::default(),
         }
     }
 
@@ -321,6 +322,21 @@ pub struct VersionMetrics {
     buffer_bytes: IntGauge,
     assigned: IntGauge,
     rebuild_progress: Gauge,
+    /// Partitions with a lag series, removed when the writer ends.
+    lagging: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// A writer that ends (shutdown, a version switch) leaves no lag, buffer or assignment behind
+/// that would look current; its counters stay (they are totals).
+impl Drop for VersionMetrics {
+    fn drop(&mut self) {
+        let lagging = std::mem::take(&mut *lock(&self.lagging));
+        for partition in lagging {
+            self.forget_lag(&partition);
+        }
+        self.buffer_bytes.set(0);
+        self.assigned(0);
+    }
 }
 
 impl VersionMetrics {
@@ -374,6 +390,7 @@ impl VersionMetrics {
 
     /// A partition's lag (`topic/partition`).
     pub fn lag(&self, partition: &str, lag: i64) {
+        lock(&self.lagging).insert(partition.to_string());
         let [table, version] = self.labels();
         self.metrics
             .lag
@@ -383,6 +400,7 @@ impl VersionMetrics {
 
     /// Forgets the lag of partitions this writer no longer holds.
     pub fn forget_lag(&self, partition: &str) {
+        lock(&self.lagging).remove(partition);
         let [table, version] = self.labels();
         // Absent already is fine: nothing to forget.
         let _ =
@@ -582,5 +600,8 @@ mod tests {
         );
         let response = respond(m, &tiny_http::Method::Get, "/nope");
         assert_eq!(response.status_code().0, 404);
+        // A writer that ends leaves no lag behind.
+        drop(v);
+        assert!(!m.render().contains("kappa_lake_consumer_lag{"));
     }
 }
