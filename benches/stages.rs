@@ -6,14 +6,14 @@
 //! |--------------------|---------------|
 //! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~1.9 KB, 16–24 items) |
 //! | `partition`        | `partition::field_times`, `partition::bucket` per row, `partition::split_by_bucket`, events over 48 hours |
-//! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::ingest::with_metadata_columns`, public for this benchmark), and the `filter_record_batch` that drops rows without an event time |
+//! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::shape::with_metadata_columns`, public for this benchmark), and the `filter_record_batch` that drops rows without an event time |
 //! | `parquet_encode`   | zstd Parquet of 8192 orders with Kafka metadata: `ArrowWriter` into a `Vec` (the floor), `PartitionedWriter` and `DeltaFileWriter` into a local lake (and `PartitionedWriter` into a `memory://` one), `finish()`ed |
 //! | `commit`           | one commit of 4 files and one offset range: `CommitLog` (Parquet versions), `DeltaLog` (Delta versions), on a local lake |
 //!
 //! Not measured, because it does not exist yet: Avro payload decoding (Avro → Arrow is a later
 //! issue; only JSON payloads are decoded today) and SQL transforms (refused by config
 //! validation in this build). The only transform between decode and write is appending the
-//! metadata columns of the version's file schema (`pipeline::ingest::file_schema`).
+//! metadata columns of the version's file schema (`pipeline::shape::file_schema`).
 //!
 //! `cargo bench --bench stages` (quicker: `cargo bench --bench stages -- --warm-up-time 1
 //! --measurement-time 3`; one group: `cargo bench --bench stages -- commit`). See
@@ -35,7 +35,7 @@ use deltalake::kernel::Add;
 use kappa_lake::config::{EpochUnit, Format, Granularity, Root, TimeSpec, WriterConfig};
 use kappa_lake::decode::json::JsonDecoder;
 use kappa_lake::partition;
-use kappa_lake::pipeline::ingest::{file_schema, with_metadata_columns};
+use kappa_lake::pipeline::shape::{file_schema, with_metadata_columns};
 use kappa_lake::schema::EventSchema;
 use kappa_lake::source::{Origin, Record, SourceBatch};
 use kappa_lake::storage::Lake;
@@ -315,7 +315,7 @@ impl KafkaOrders {
             serde_json::json!({"kind": "kafka", "topic": TOPIC, "encoding": "json"}),
         );
         KafkaOrders {
-            schema: file_schema(&orders.schema.arrow, &def),
+            schema: file_schema(&orders.schema.arrow, &def).expect("no transform"),
             source: orders.source_batch(
                 &format!("{TOPIC}/0"),
                 Origin::Kafka {
@@ -426,7 +426,7 @@ fn transform(c: &mut Criterion, orders: &Events, kafka: &KafkaOrders) {
     let files_def = orders_definition(
         serde_json::json!({"kind": "files", "path": "events", "encoding": "json"}),
     );
-    let files_schema = file_schema(&orders.schema.arrow, &files_def);
+    let files_schema = file_schema(&orders.schema.arrow, &files_def).expect("no transform");
     let files_batch = orders.source_batch("orders-000.ndjson", Origin::File);
     group.bench_function("file_metadata_columns", |b| {
         b.iter(|| {

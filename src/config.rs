@@ -359,8 +359,10 @@ pub struct TableConfig {
     pub schema_path: PathBuf,
     /// The loaded schema (filled by [`Config::load`]).
     pub schema: Option<EventSchema>,
-    /// Transform SQL, if any.
+    /// Transform SQL, if any (read from its file when `transform` names a `.sql` file).
     pub transform: Option<String>,
+    /// The `.sql` file the transform came from, as written in the config.
+    pub transform_file: Option<String>,
     /// Event time rule.
     pub time: TimeSpec,
     /// Partition granularity.
@@ -568,8 +570,15 @@ impl Config {
                 path: table.schema_path.clone(),
                 reason: e.to_string(),
             })?;
-            check_time_field(table, &schema)?;
-            check_partition_names(table, &schema)?;
+            let rows = match &table.transform {
+                Some(sql) => check_transform(table, sql, &schema)?,
+                None => crate::pipeline::shape::row_schema(
+                    &schema.arrow,
+                    crate::pipeline::shape::Metadata::of_table(table),
+                ),
+            };
+            check_time_field(table, &rows)?;
+            check_partition_names(table, &rows)?;
             table.schema = Some(schema);
         }
         Ok(config)
@@ -588,18 +597,79 @@ impl Config {
     }
 }
 
-fn check_time_field(table: &TableConfig, schema: &EventSchema) -> Result<(), ConfigError> {
+/// `transform` (inline SQL, or a `.sql` file relative to the config) → (SQL, file).
+fn read_transform(
+    value: &str,
+    key: &str,
+    base_dir: &Path,
+) -> Result<(String, Option<String>), ConfigError> {
+    let trimmed = value.trim();
+    if !trimmed.ends_with(".sql") || trimmed.contains(char::is_whitespace) {
+        return Ok((value.to_string(), None));
+    }
+    let path = base_dir.join(trimmed);
+    let sql = std::fs::read_to_string(&path).map_err(|e| {
+        invalid(
+            key,
+            format!("cannot read transform file `{}`: {e}", path.display()),
+            "point `transform` at an existing .sql file (relative to the config), or write the SELECT inline",
+        )
+    })?;
+    Ok((sql, Some(trimmed.to_string())))
+}
+
+/// Compiles a table's transform over its input rows; returns the output (the table's rows).
+fn check_transform(
+    table: &TableConfig,
+    sql: &str,
+    schema: &EventSchema,
+) -> Result<arrow::datatypes::SchemaRef, ConfigError> {
+    let input = crate::pipeline::shape::row_schema(
+        &schema.arrow,
+        crate::pipeline::shape::Metadata::of_table(table),
+    );
+    match crate::transform::Transform::compile(sql, input) {
+        Ok(t) => Ok(t.output_schema().clone()),
+        Err(e) => {
+            let place = match &table.transform_file {
+                Some(f) => format!("{f}, "),
+                None => String::new(),
+            };
+            Err(invalid(
+                format!("table[{}].transform", table.name),
+                format!("{place}{e}"),
+                format!(
+                    "write one `SELECT … FROM {}` of per-record expressions over the schema's fields and the metadata columns",
+                    crate::transform::INPUT_TABLE
+                ),
+            ))
+        }
+    }
+}
+
+fn check_time_field(
+    table: &TableConfig,
+    rows: &arrow::datatypes::Schema,
+) -> Result<(), ConfigError> {
     use arrow::datatypes::DataType;
     let TimeSpec::Field { name, .. } = &table.time else {
         return Ok(());
     };
     let key = format!("table[{}].time.field", table.name);
-    let field = schema.arrow.field_with_name(name).map_err(|_| {
-        invalid(
-            &key,
-            format!("the schema has no top-level field `{name}`"),
-            "name a top-level timestamp, string or long field of the schema",
-        )
+    let field = rows.field_with_name(name).map_err(|_| {
+        if table.transform.is_some() {
+            invalid(
+                &key,
+                format!("the transform's output has no column `{name}`"),
+                "name a timestamp, string or long column the transform selects",
+            )
+        } else {
+            invalid(
+                &key,
+                format!("the schema has no top-level field `{name}`"),
+                "name a top-level timestamp, string or long field of the schema",
+            )
+        }
     })?;
     match field.data_type() {
         DataType::Timestamp(..)
@@ -760,13 +830,13 @@ pub fn validate_table_name(name: &str, key: &str) -> Result<(), ConfigError> {
 impl RawTable {
     fn validate(self, label: &str, base_dir: &Path) -> Result<TableConfig, ConfigError> {
         let format = self.format.unwrap_or(Format::Delta);
-        if self.transform.is_some() {
-            return Err(invalid(
-                format!("{label}.transform"),
-                "SQL transforms are not available in this build yet",
-                "remove `transform` (SQL transforms are tracked in their own issue)",
-            ));
-        }
+        let (transform, transform_file) = match self.transform {
+            Some(t) => {
+                let (sql, file) = read_transform(&t, &format!("{label}.transform"), base_dir)?;
+                (Some(sql), file)
+            }
+            None => (None, None),
+        };
         let root = parse_root(&self.root, &format!("{label}.root"), base_dir)?;
         let schema_path = base_dir.join(&self.schema);
         let (time, granularity) = self.time.validate(label)?;
@@ -787,7 +857,8 @@ impl RawTable {
             schema_file: self.schema,
             schema_path,
             schema: None,
-            transform: None,
+            transform,
+            transform_file,
             time,
             granularity,
             metadata_columns: self.metadata_columns.unwrap_or(true),
@@ -1099,7 +1170,10 @@ impl RawWriter {
 
 /// A Delta version's partition columns (`date`, and `hour` for hourly tables) are table
 /// columns, so the events cannot have fields of those names.
-fn check_partition_names(table: &TableConfig, schema: &EventSchema) -> Result<(), ConfigError> {
+fn check_partition_names(
+    table: &TableConfig,
+    rows: &arrow::datatypes::Schema,
+) -> Result<(), ConfigError> {
     if table.format != Format::Delta {
         return Ok(());
     }
@@ -1107,19 +1181,29 @@ fn check_partition_names(table: &TableConfig, schema: &EventSchema) -> Result<()
         Granularity::Day => &["date"],
         Granularity::Hour => &["date", "hour"],
     };
-    match schema
-        .arrow
+    let (key, fix) = if table.transform.is_some() {
+        (
+            "transform",
+            "rename the column in the transform (`AS …`), or use format = \"parquet\"",
+        )
+    } else {
+        (
+            "schema",
+            "rename the field in the .avsc, or use format = \"parquet\"",
+        )
+    };
+    match rows
         .fields()
         .iter()
         .find(|f| reserved.contains(&f.name().as_str()))
     {
         Some(f) => Err(invalid(
-            format!("table[{}].schema", table.name),
+            format!("table[{}].{key}", table.name),
             format!(
                 "field `{}` has the name of a partition column of Delta versions",
                 f.name()
             ),
-            "rename the field in the .avsc, or use format = \"parquet\"",
+            fix,
         )),
         None => Ok(()),
     }

@@ -39,6 +39,7 @@ pub mod source;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod transform;
 pub mod write;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! The `kappa-lake` binary: parse the command line, load the config, run, map errors to exit
 //! codes (0 ok, 1 runtime failure, 2 bad usage or config).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -187,8 +188,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SqlEngine::Duckdb)]
         engine: SqlEngine,
     },
-    /// Check a config (and the schemas it names) without touching any service.
+    /// Check a config (and the schemas and transforms it names) without touching any service.
     Validate(ConfigArg),
+    /// Run a table's definition (schema, SQL transform, event time) offline over sample
+    /// events and print the rows the table would get; lines that would be dead-lettered are
+    /// listed on stderr.
+    Transform {
+        #[command(flatten)]
+        table: TableArg,
+        /// Sample events: one JSON object per line (`.ndjson`, or `.ndjson.gz`).
+        #[arg(long)]
+        input: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SampleFormat::Table)]
+        format: SampleFormat,
+        /// Write the rows to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Run the whole cycle on embedded defaults: generate events, build v1, rebuild v2, promote.
     Demo {
         /// Directory to work in; the lake goes to `<dir>/lake`.
@@ -201,6 +218,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SampleFormat {
+    /// A pretty table.
+    Table,
+    /// One JSON object per row.
+    Ndjson,
+    /// A zstd Parquet file (use `--output`, or redirect stdout).
+    Parquet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -340,6 +367,36 @@ async fn wait_for_signal() {
 
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::Error::new(kappa_lake::Error::Config(e)))
+}
+
+fn write_rows(
+    rows: &arrow::record_batch::RecordBatch,
+    format: SampleFormat,
+    out: &mut (dyn std::io::Write + Send),
+) -> anyhow::Result<()> {
+    match format {
+        SampleFormat::Table => {
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(std::slice::from_ref(rows))?
+            )?;
+        }
+        SampleFormat::Ndjson => {
+            let mut writer = arrow::json::LineDelimitedWriter::new(out);
+            writer.write(rows)?;
+            writer.finish()?;
+        }
+        SampleFormat::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(out, rows.schema(), Some(props))?;
+            writer.write(rows)?;
+            writer.close()?;
+        }
+    }
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -577,6 +634,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             println!("compatible: a Delta version can evolve in place");
         }
+        Command::Transform {
+            table,
+            input,
+            format,
+            output,
+        } => {
+            let config = load(&table.config.config)?;
+            let cfg = config
+                .table(&table.table)
+                .map_err(kappa_lake::Error::from)?;
+            let sample = kappa_lake::pipeline::sample::run(cfg, &input)?;
+            let mut out: Box<dyn std::io::Write + Send> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            write_rows(&sample.rows, format, &mut out)?;
+            out.flush()?;
+            for r in &sample.rejected {
+                eprintln!(
+                    "{}:{}: {} error: {}",
+                    input.display(),
+                    r.line,
+                    r.stage.as_str(),
+                    r.reason
+                );
+            }
+            eprintln!(
+                "{} rows; {} dead letters; {} filtered out by the transform",
+                sample.rows.num_rows(),
+                sample.rejected.len(),
+                sample.filtered
+            );
+        }
         Command::Validate(arg) => {
             let config = load(&arg.config)?;
             for t in &config.tables {
@@ -589,6 +682,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     t.event_schema().arrow.fields().len(),
                     t.source.identity()
                 );
+                if t.transform.is_some() {
+                    let from = t.transform_file.as_deref().unwrap_or("inline SQL");
+                    println!("  transform ({from}): compiles");
+                }
             }
             println!("{}: OK", arg.config.display());
         }

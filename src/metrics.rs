@@ -203,7 +203,12 @@ impl Metrics {
         let v = version.to_string();
         let labels = [table, v.as_str()];
         // Every stage starts at 0, so that a rate over the first dead letter is not lost.
-        for stage in [Stage::Read, Stage::Decode, Stage::EventTime] {
+        for stage in [
+            Stage::Read,
+            Stage::Decode,
+            Stage::EventTime,
+            Stage::Transform,
+        ] {
             self.dead_letters
                 .with_label_values(&[table, v.as_str(), stage.as_str()]);
         }

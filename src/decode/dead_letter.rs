@@ -34,6 +34,8 @@ pub enum Stage {
     Decode,
     /// Finding its event time.
     EventTime,
+    /// Evaluating the version's SQL transform on it.
+    Transform,
 }
 
 impl Stage {
@@ -43,6 +45,7 @@ impl Stage {
             Stage::Read => "read",
             Stage::Decode => "decode",
             Stage::EventTime => "event_time",
+            Stage::Transform => "transform",
         }
     }
 }

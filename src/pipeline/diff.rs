@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::pipeline::TableHandle;
-use crate::pipeline::ingest::{
+use crate::pipeline::shape::{
     KAFKA_OFFSET_COLUMN, KAFKA_PARTITION_COLUMN, KAFKA_TOPIC_COLUMN, SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,
 };

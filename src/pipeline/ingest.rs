@@ -18,24 +18,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
-};
-use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Format;
-use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig, TimeSpec};
+use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig};
 use crate::decode::json::Decoded;
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
-use crate::partition;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::promote::MoveReport;
+use crate::pipeline::shape::Shaper;
 use crate::pipeline::{TableHandle, rebuild};
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
@@ -47,19 +41,6 @@ use crate::table::{TableLayout, VersionDefinition};
 use crate::write::commit::OffsetRange;
 use crate::write::lease::{self, PartitionMetrics, WriterLease, WriterState};
 use crate::write::{self, FileWriter, PendingCommit, SourcePosition, VersionLog};
-
-/// Metadata column: the source file of a row (files source).
-pub const SOURCE_FILE_COLUMN: &str = "_source_file";
-/// Metadata column: the 1-based line of a row in its source file (files source).
-pub const SOURCE_LINE_COLUMN: &str = "_source_line";
-/// Metadata column: the Kafka topic of a row.
-pub const KAFKA_TOPIC_COLUMN: &str = "_kafka_topic";
-/// Metadata column: the Kafka partition of a row.
-pub const KAFKA_PARTITION_COLUMN: &str = "_kafka_partition";
-/// Metadata column: the Kafka offset of a row.
-pub const KAFKA_OFFSET_COLUMN: &str = "_kafka_offset";
-/// Metadata column: the Kafka timestamp of a row.
-pub const KAFKA_TIMESTAMP_COLUMN: &str = "_kafka_timestamp";
 
 /// What one materialization did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -145,50 +126,6 @@ pub struct PromoteOnCatchUp {
 const POINTER_POLL: Duration = Duration::from_secs(2);
 /// How often progress lines are printed when stdout is not a terminal.
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
-
-/// Which metadata columns a version's files carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Metadata {
-    None,
-    File,
-    Kafka,
-}
-
-impl Metadata {
-    fn of(def: &VersionDefinition) -> Metadata {
-        if !def.definition.metadata_columns {
-            Metadata::None
-        } else if def.definition.source.get("kind").and_then(|k| k.as_str()) == Some("kafka") {
-            Metadata::Kafka
-        } else {
-            Metadata::File
-        }
-    }
-}
-
-/// The schema of a version's data files: the event fields, then the metadata columns.
-pub fn file_schema(event: &SchemaRef, def: &VersionDefinition) -> SchemaRef {
-    let extra = match Metadata::of(def) {
-        Metadata::None => return event.clone(),
-        Metadata::File => vec![
-            Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, false),
-            Field::new(SOURCE_LINE_COLUMN, DataType::Int64, false),
-        ],
-        Metadata::Kafka => vec![
-            Field::new(KAFKA_TOPIC_COLUMN, DataType::Utf8, false),
-            Field::new(KAFKA_PARTITION_COLUMN, DataType::Int32, false),
-            Field::new(KAFKA_OFFSET_COLUMN, DataType::Int64, false),
-            Field::new(
-                KAFKA_TIMESTAMP_COLUMN,
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                true,
-            ),
-        ],
-    };
-    let mut fields: Vec<Arc<Field>> = event.fields().iter().cloned().collect();
-    fields.extend(extra.into_iter().map(Arc::new));
-    Arc::new(Schema::new(fields))
-}
 
 /// Writes the records of `table`'s source into version `def`, until the source ends (files,
 /// or Kafka with `stop_at_end`) or `shutdown` fires. Everything it logs carries the table and
@@ -373,8 +310,7 @@ struct Ingest<'a> {
     log: VersionLog,
     writer: FileWriter,
     decoder: JsonDecoder,
-    schema: SchemaRef,
-    metadata: Metadata,
+    shaper: Shaper,
     pending: Pending,
     report: IngestReport,
     lease: WriterLease,
@@ -394,10 +330,16 @@ impl<'a> Ingest<'a> {
         let ttl = (table.writer.max_age.as_secs() * 3).max(30);
         let mut lease = WriterLease::new(ttl);
         let event_schema = def.definition.event_schema()?.arrow;
-        let schema = file_schema(&event_schema, def);
-        let (log, writer) =
-            write::open_for_writing(lake, layout, def, &schema, &table.writer, &lease.writer)
-                .await?;
+        let shaper = Shaper::new(&event_schema, &def.definition)?;
+        let (log, writer) = write::open_for_writing(
+            lake,
+            layout,
+            def,
+            shaper.output_schema(),
+            &table.writer,
+            &lease.writer,
+        )
+        .await?;
         let live = lease::live_writers(lake, layout, version).await?;
         let removed = log.remove_uncommitted(&live).await?;
         if removed > 0 {
@@ -415,8 +357,7 @@ impl<'a> Ingest<'a> {
             log,
             writer,
             decoder,
-            schema,
-            metadata: Metadata::of(def),
+            shaper,
             pending: Pending::default(),
             report: IngestReport {
                 table: table.name.clone(),
@@ -1060,74 +1001,23 @@ impl<'a> Ingest<'a> {
         for events in decoded.batches {
             let (these, rest) = rows.split_at(events.num_rows());
             rows = rest;
-            let events = self.with_metadata(events, batch, these)?;
-            let mut keep = Vec::with_capacity(these.len());
-            let mut buckets = Vec::with_capacity(these.len());
-            let granularity = self.def.definition.partitioning.granularity;
-            for (i, t) in self
-                .event_times(&events, batch, these)
-                .into_iter()
-                .enumerate()
-            {
-                match t.and_then(|t| partition::bucket(t, granularity)) {
-                    Ok(b) => {
-                        keep.push(true);
-                        buckets.push(b);
-                    }
-                    Err(reason) => {
-                        keep.push(false);
-                        self.pending
-                            .dead_letters
-                            .push(dead(these[i], Stage::EventTime, reason));
-                    }
-                }
-            }
-            let events = if buckets.len() == events.num_rows() {
-                events
-            } else {
-                filter_record_batch(&events, &BooleanArray::from(keep))
-                    .map_err(|e| self.write_err(e))?
-            };
-            self.writer.write(&events, &buckets).await?;
+            let dead_letters = &mut self.pending.dead_letters;
+            let shaped = self
+                .shaper
+                .shape(events, batch, these, &mut |i, stage, reason| {
+                    dead_letters.push(dead(i, stage, reason))
+                })
+                .map_err(|e| self.write_err(e))?
+                .ok_or_else(|| {
+                    Error::Refused(format!(
+                        "version v{} was defined for another source kind",
+                        self.def.version
+                    ))
+                })?;
+            self.writer.write(&shaped.batch, &shaped.buckets).await?;
         }
         self.metrics.buffered(self.buffered_bytes());
         Ok(())
-    }
-
-    fn event_times(
-        &self,
-        events: &RecordBatch,
-        batch: &SourceBatch,
-        rows: &[usize],
-    ) -> partition::EventTimes {
-        match &self.def.definition.partitioning.time {
-            TimeSpec::Field { name, unit } => partition::field_times(events, name, *unit),
-            TimeSpec::SourceTimestamp => rows
-                .iter()
-                .map(|&i| match batch.records[i].timestamp_ms {
-                    Some(ms) => ms
-                        .checked_mul(1000)
-                        .ok_or_else(|| format!("record timestamp {ms} ms is out of range")),
-                    None => Err("the record has no source timestamp".to_string()),
-                })
-                .collect(),
-        }
-    }
-
-    fn with_metadata(
-        &self,
-        events: RecordBatch,
-        batch: &SourceBatch,
-        rows: &[usize],
-    ) -> Result<RecordBatch> {
-        append_metadata(self.metadata, &self.schema, events, batch, rows)
-            .map_err(|e| self.write_err(e))?
-            .ok_or_else(|| {
-                Error::Refused(format!(
-                    "version v{} was defined for another source kind",
-                    self.version()
-                ))
-            })
     }
 
     fn write_err(&self, e: impl std::fmt::Display) -> Error {
@@ -1136,63 +1026,6 @@ impl<'a> Ingest<'a> {
             reason: e.to_string(),
         }
     }
-}
-
-/// The decoded `events` (row `i` is record `rows[i]` of `batch`) with the metadata columns of
-/// version `def` appended, as a batch of `schema` (the [`file_schema`] of `def`). `Ok(None)`
-/// when `batch` comes from another kind of source than `def`'s. Pure (no I/O); public for the
-/// benchmarks (`benches/stages.rs`).
-#[doc(hidden)]
-pub fn with_metadata_columns(
-    def: &VersionDefinition,
-    schema: &SchemaRef,
-    events: RecordBatch,
-    batch: &SourceBatch,
-    rows: &[usize],
-) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
-    append_metadata(Metadata::of(def), schema, events, batch, rows)
-}
-
-fn append_metadata(
-    metadata: Metadata,
-    schema: &SchemaRef,
-    events: RecordBatch,
-    batch: &SourceBatch,
-    rows: &[usize],
-) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
-    let n = events.num_rows();
-    let records = rows.iter().map(|&i| &batch.records[i]);
-    let extra: Vec<ArrayRef> = match (metadata, &batch.origin) {
-        (Metadata::None, _) => return Ok(Some(events)),
-        (Metadata::File, Origin::File) => vec![
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                &*batch.partition,
-                n,
-            ))),
-            Arc::new(Int64Array::from_iter_values(
-                records.map(|r| r.offset as i64 + 1),
-            )),
-        ],
-        (Metadata::Kafka, Origin::Kafka { topic, partition }) => vec![
-            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-                &**topic, n,
-            ))),
-            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
-                *partition, n,
-            ))),
-            Arc::new(Int64Array::from_iter_values(
-                records.clone().map(|r| r.offset as i64),
-            )),
-            Arc::new(
-                TimestampMillisecondArray::from_iter(records.map(|r| r.timestamp_ms))
-                    .with_timezone("UTC"),
-            ),
-        ],
-        _ => return Ok(None),
-    };
-    let mut columns: Vec<ArrayRef> = events.columns().to_vec();
-    columns.extend(extra);
-    RecordBatch::try_new(schema.clone(), columns).map(Some)
 }
 
 /// Deletes the files of a commit that was refused.

@@ -7,6 +7,8 @@ pub mod ingest;
 pub mod progress;
 pub mod promote;
 pub mod rebuild;
+pub mod sample;
+pub mod shape;
 pub mod views;
 
 use crate::config::{ConfigError, TableConfig};

@@ -8,4 +8,4 @@ pub mod version;
 
 pub use layout::TableLayout;
 pub use pointer::Pointer;
-pub use version::{VersionDefinition, VersionState};
+pub use version::{Definition, VersionDefinition, VersionState};

@@ -171,6 +171,12 @@ pub fn compare(
     }
     let diff = schema_diff(&live.event_schema()?.arrow, &wanted.event_schema()?.arrow);
     reasons.extend(diff.breaking.iter().cloned());
+    if reasons.is_empty() && !diff.added.is_empty() && wanted.transform.is_some() {
+        reasons.push(format!(
+            "adds {} under a transform: the table's columns are the transform's output, so a rebuild re-derives them",
+            quoted(&diff.added)
+        ));
+    }
     if reasons.is_empty() && !diff.added.is_empty() && wanted.format == Format::Parquet {
         reasons.push(format!(
             "adds {} but Parquet versions cannot evolve in place (use format = \"delta\")",

@@ -15,3 +15,4 @@ mod promote_race;
 mod rebuild;
 mod stores;
 mod support;
+mod transform;

@@ -1,0 +1,327 @@
+//! The pure part of the data path, shared by the writers and `kappa-lake transform`: decoded
+//! events → rows with their source metadata columns → the version's SQL transform → event time
+//! and its partition bucket. A row that fails a step becomes a dead letter of that step; the
+//! others go on.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::config::{Granularity, SourceConfig, TableConfig, TimeSpec};
+use crate::decode::Stage;
+use crate::error::{Error, Result};
+use crate::partition;
+use crate::source::{Origin, SourceBatch};
+use crate::table::{Definition, VersionDefinition};
+use crate::transform::Transform;
+
+/// Metadata column: the source file of a row (files source).
+pub const SOURCE_FILE_COLUMN: &str = "_source_file";
+/// Metadata column: the 1-based line of a row in its source file (files source).
+pub const SOURCE_LINE_COLUMN: &str = "_source_line";
+/// Metadata column: the Kafka topic of a row.
+pub const KAFKA_TOPIC_COLUMN: &str = "_kafka_topic";
+/// Metadata column: the Kafka partition of a row.
+pub const KAFKA_PARTITION_COLUMN: &str = "_kafka_partition";
+/// Metadata column: the Kafka offset of a row.
+pub const KAFKA_OFFSET_COLUMN: &str = "_kafka_offset";
+/// Metadata column: the Kafka timestamp of a row.
+pub const KAFKA_TIMESTAMP_COLUMN: &str = "_kafka_timestamp";
+
+/// The source metadata columns a version's rows carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// None (`metadata_columns = false`).
+    None,
+    /// `_source_file`, `_source_line`.
+    File,
+    /// `_kafka_topic`, `_kafka_partition`, `_kafka_offset`, `_kafka_timestamp`.
+    Kafka,
+}
+
+impl Metadata {
+    /// The metadata columns of a version.
+    pub fn of(def: &Definition) -> Metadata {
+        if !def.metadata_columns {
+            Metadata::None
+        } else if def.source.get("kind").and_then(|k| k.as_str()) == Some("kafka") {
+            Metadata::Kafka
+        } else {
+            Metadata::File
+        }
+    }
+
+    /// The metadata columns a table's config asks for.
+    pub fn of_table(table: &TableConfig) -> Metadata {
+        if !table.metadata_columns {
+            Metadata::None
+        } else if matches!(table.source, SourceConfig::Kafka(_)) {
+            Metadata::Kafka
+        } else {
+            Metadata::File
+        }
+    }
+}
+
+/// The schema of a version's data files: its transform's output when it has one, otherwise
+/// its [`row_schema`].
+pub fn file_schema(event: &SchemaRef, def: &VersionDefinition) -> Result<SchemaRef> {
+    Ok(match transform_of(event, &def.definition)? {
+        Some(t) => t.output_schema().clone(),
+        None => row_schema(event, Metadata::of(&def.definition)),
+    })
+}
+
+/// A version's transform, compiled over its [`row_schema`]; `None` when it has none.
+pub fn transform_of(event: &SchemaRef, def: &Definition) -> Result<Option<Transform>> {
+    let Some(sql) = &def.transform else {
+        return Ok(None);
+    };
+    let rows = row_schema(event, Metadata::of(def));
+    Transform::compile(sql, rows)
+        .map(Some)
+        .map_err(|e| Error::Refused(format!("the transform does not compile: {e}")))
+}
+
+/// The decoded rows of a version: the event fields, then the metadata columns. This is what a
+/// transform reads as `events`, and what the files hold when there is no transform.
+pub fn row_schema(event: &SchemaRef, metadata: Metadata) -> SchemaRef {
+    let extra = match metadata {
+        Metadata::None => return event.clone(),
+        Metadata::File => vec![
+            Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, false),
+            Field::new(SOURCE_LINE_COLUMN, DataType::Int64, false),
+        ],
+        Metadata::Kafka => vec![
+            Field::new(KAFKA_TOPIC_COLUMN, DataType::Utf8, false),
+            Field::new(KAFKA_PARTITION_COLUMN, DataType::Int32, false),
+            Field::new(KAFKA_OFFSET_COLUMN, DataType::Int64, false),
+            Field::new(
+                KAFKA_TIMESTAMP_COLUMN,
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                true,
+            ),
+        ],
+    };
+    let mut fields: Vec<Arc<Field>> = event.fields().iter().cloned().collect();
+    fields.extend(extra.into_iter().map(Arc::new));
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows of one decoded batch, ready for the writer.
+#[derive(Debug)]
+pub struct Shaped {
+    /// The rows (schema = [`Shaper::output_schema`]).
+    pub batch: RecordBatch,
+    /// Each row's partition bucket (hours or days since the epoch).
+    pub buckets: Vec<i64>,
+    /// For each row, the index of its record in the source batch.
+    pub rows: Vec<usize>,
+}
+
+/// Shapes decoded events into a version's rows.
+#[derive(Debug)]
+pub struct Shaper {
+    metadata: Metadata,
+    rows: SchemaRef,
+    transform: Option<Transform>,
+    time: TimeSpec,
+    granularity: Granularity,
+}
+
+impl Shaper {
+    /// How the version finds event times.
+    pub fn time(&self) -> &TimeSpec {
+        &self.time
+    }
+
+    /// The shaper of definition `def`, whose events have schema `event`.
+    pub fn new(event: &SchemaRef, def: &Definition) -> Result<Shaper> {
+        let metadata = Metadata::of(def);
+        Ok(Shaper {
+            metadata,
+            rows: row_schema(event, metadata),
+            transform: transform_of(event, def)?,
+            time: def.partitioning.time.clone(),
+            granularity: def.partitioning.granularity,
+        })
+    }
+
+    /// The schema of the rows it hands to the writer (the version's file schema).
+    pub fn output_schema(&self) -> &SchemaRef {
+        match &self.transform {
+            Some(t) => t.output_schema(),
+            None => &self.rows,
+        }
+    }
+
+    /// Shapes `events`, whose row `i` was decoded from record `rows[i]` of `batch`. A row that
+    /// fails is passed to `dead` with its record index, its stage and why. `Ok(None)` when
+    /// `batch` comes from another kind of source than the version's.
+    pub fn shape(
+        &self,
+        events: RecordBatch,
+        batch: &SourceBatch,
+        rows: &[usize],
+        dead: &mut dyn FnMut(usize, Stage, String),
+    ) -> std::result::Result<Option<Shaped>, ArrowError> {
+        let Some((events, rows)) = self.transformed(events, batch, rows, dead)? else {
+            return Ok(None);
+        };
+        self.bucketed(events, batch, rows, dead).map(Some)
+    }
+
+    /// The first half of [`Shaper::shape`]: metadata columns and transform, no event time.
+    /// Returns the rows and, for each, its record index in `batch`.
+    pub fn transformed(
+        &self,
+        events: RecordBatch,
+        batch: &SourceBatch,
+        rows: &[usize],
+        dead: &mut dyn FnMut(usize, Stage, String),
+    ) -> std::result::Result<Option<(RecordBatch, Vec<usize>)>, ArrowError> {
+        let Some(events) = append_metadata(self.metadata, &self.rows, events, batch, rows)? else {
+            return Ok(None);
+        };
+        Ok(Some(match &self.transform {
+            None => (events, rows.to_vec()),
+            Some(t) => {
+                let applied = t.apply(&events);
+                for (i, reason) in applied.failed {
+                    dead(rows[i], Stage::Transform, reason);
+                }
+                let kept = applied.rows.iter().map(|&i| rows[i]).collect();
+                (applied.batch, kept)
+            }
+        }))
+    }
+
+    /// The second half of [`Shaper::shape`]: event times and buckets of transformed rows.
+    pub fn bucketed(
+        &self,
+        events: RecordBatch,
+        batch: &SourceBatch,
+        rows: Vec<usize>,
+        dead: &mut dyn FnMut(usize, Stage, String),
+    ) -> std::result::Result<Shaped, ArrowError> {
+        let mut keep = Vec::with_capacity(rows.len());
+        let mut buckets = Vec::with_capacity(rows.len());
+        for (i, t) in self
+            .event_times(&events, batch, &rows)
+            .into_iter()
+            .enumerate()
+        {
+            match t.and_then(|t| partition::bucket(t, self.granularity)) {
+                Ok(b) => {
+                    keep.push(true);
+                    buckets.push(b);
+                }
+                Err(reason) => {
+                    keep.push(false);
+                    dead(rows[i], Stage::EventTime, reason);
+                }
+            }
+        }
+        if buckets.len() == events.num_rows() {
+            return Ok(Shaped {
+                batch: events,
+                buckets,
+                rows,
+            });
+        }
+        let rows = rows
+            .into_iter()
+            .zip(&keep)
+            .filter_map(|(r, &k)| k.then_some(r))
+            .collect();
+        let batch = filter_record_batch(&events, &BooleanArray::from(keep))?;
+        Ok(Shaped {
+            batch,
+            buckets,
+            rows,
+        })
+    }
+
+    fn event_times(
+        &self,
+        events: &RecordBatch,
+        batch: &SourceBatch,
+        rows: &[usize],
+    ) -> partition::EventTimes {
+        match &self.time {
+            TimeSpec::Field { name, unit } => partition::field_times(events, name, *unit),
+            TimeSpec::SourceTimestamp => rows
+                .iter()
+                .map(|&i| match batch.records[i].timestamp_ms {
+                    Some(ms) => ms
+                        .checked_mul(1000)
+                        .ok_or_else(|| format!("record timestamp {ms} ms is out of range")),
+                    None => Err("the record has no source timestamp".to_string()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The decoded `events` (row `i` is record `rows[i]` of `batch`) with the metadata columns of
+/// version `def` appended, as a batch of `schema` (the [`row_schema`] of `def`). `Ok(None)`
+/// when `batch` comes from another kind of source than `def`'s. Pure (no I/O); public for the
+/// benchmarks (`benches/stages.rs`).
+#[doc(hidden)]
+pub fn with_metadata_columns(
+    def: &VersionDefinition,
+    schema: &SchemaRef,
+    events: RecordBatch,
+    batch: &SourceBatch,
+    rows: &[usize],
+) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    append_metadata(Metadata::of(&def.definition), schema, events, batch, rows)
+}
+
+fn append_metadata(
+    metadata: Metadata,
+    schema: &SchemaRef,
+    events: RecordBatch,
+    batch: &SourceBatch,
+    rows: &[usize],
+) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
+    let n = events.num_rows();
+    let records = rows.iter().map(|&i| &batch.records[i]);
+    let extra: Vec<ArrayRef> = match (metadata, &batch.origin) {
+        (Metadata::None, _) => return Ok(Some(events)),
+        (Metadata::File, Origin::File) => vec![
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                &*batch.partition,
+                n,
+            ))),
+            Arc::new(Int64Array::from_iter_values(
+                records.map(|r| r.offset as i64 + 1),
+            )),
+        ],
+        (Metadata::Kafka, Origin::Kafka { topic, partition }) => vec![
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                &**topic, n,
+            ))),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
+                *partition, n,
+            ))),
+            Arc::new(Int64Array::from_iter_values(
+                records.clone().map(|r| r.offset as i64),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(records.map(|r| r.timestamp_ms))
+                    .with_timezone("UTC"),
+            ),
+        ],
+        _ => return Ok(None),
+    };
+    let mut columns: Vec<ArrayRef> = events.columns().to_vec();
+    columns.extend(extra);
+    RecordBatch::try_new(schema.clone(), columns).map(Some)
+}
