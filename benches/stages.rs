@@ -6,14 +6,12 @@
 //! |--------------------|---------------|
 //! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~1.9 KB, 16–24 items) |
 //! | `partition`        | `partition::field_times`, `partition::bucket` per row, `partition::split_by_bucket`, events over 48 hours |
-//! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::shape::with_metadata_columns`, public for this benchmark), and the `filter_record_batch` that drops rows without an event time |
+//! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::shape::with_metadata_columns`, public for this benchmark), the `filter_record_batch` that drops rows without an event time, and SQL transforms (`transform::Transform::apply`): `SELECT *`, the shipped `schemas/transforms/orders.sql`, and the same with one failing row |
 //! | `parquet_encode`   | zstd Parquet of 8192 orders with Kafka metadata: `ArrowWriter` into a `Vec` (the floor), `PartitionedWriter` and `DeltaFileWriter` into a local lake (and `PartitionedWriter` into a `memory://` one), `finish()`ed |
 //! | `commit`           | one commit of 4 files and one offset range: `CommitLog` (Parquet versions), `DeltaLog` (Delta versions), on a local lake |
 //!
 //! Not measured, because it does not exist yet: Avro payload decoding (Avro → Arrow is a later
-//! issue; only JSON payloads are decoded today) and SQL transforms (refused by config
-//! validation in this build). The only transform between decode and write is appending the
-//! metadata columns of the version's file schema (`pipeline::shape::file_schema`).
+//! issue; only JSON payloads are decoded today).
 //!
 //! `cargo bench --bench stages` (quicker: `cargo bench --bench stages -- --warm-up-time 1
 //! --measurement-time 3`; one group: `cargo bench --bench stages -- commit`). See
@@ -41,6 +39,7 @@ use kappa_lake::source::{Origin, Record, SourceBatch};
 use kappa_lake::storage::Lake;
 use kappa_lake::table::version::{Definition, Partitioning};
 use kappa_lake::table::{TableLayout, VersionDefinition, VersionState};
+use kappa_lake::transform::Transform;
 use kappa_lake::write::commit::OffsetRange;
 use kappa_lake::write::delta::CreateSpec;
 use kappa_lake::write::parquet::writer_properties;
@@ -444,6 +443,34 @@ fn transform(c: &mut Criterion, orders: &Events, kafka: &KafkaOrders) {
     let keep = BooleanArray::from_iter((0..EVENTS).map(|i| Some(i != EVENTS / 2)));
     group.bench_function("filter_one_bad_event_time", |b| {
         b.iter(|| arrow::compute::filter_record_batch(black_box(&batch), &keep))
+    });
+    // SQL transforms over the orders with their Kafka metadata: `SELECT *` (passes batches
+    // through), the shipped `schemas/transforms/orders.sql` (casts, arithmetic on decimals,
+    // string functions, struct and map access, CASE, a filter), and the same with one row
+    // whose cast fails (isolated by bisection, then dead-lettered).
+    let identity = Transform::compile("SELECT * FROM events", batch.schema()).expect("compiles");
+    group.bench_function("sql_identity", |b| {
+        b.iter(|| identity.apply(black_box(&batch)))
+    });
+    let orders_sql = include_str!("../schemas/transforms/orders.sql");
+    let typical = Transform::compile(orders_sql, batch.schema()).expect("compiles");
+    group.bench_function("sql_orders", |b| {
+        b.iter(|| typical.apply(black_box(&batch)))
+    });
+    let failing = Transform::compile(
+        &orders_sql.replace(
+            "CAST(tags['discount_pct'] AS INT)",
+            "CAST(CASE WHEN order_id = 4100 THEN 'ten' ELSE '5' END AS INT)",
+        ),
+        batch.schema(),
+    )
+    .expect("compiles");
+    group.bench_function("sql_orders_one_failing_row", |b| {
+        b.iter(|| {
+            let out = failing.apply(black_box(&batch));
+            assert_eq!(out.failed.len(), 1);
+            out
+        })
     });
     group.finish();
 }

@@ -325,3 +325,98 @@ fn append_metadata(
     columns.extend(extra);
     RecordBatch::try_new(schema.clone(), columns).map(Some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EpochUnit, Format};
+    use crate::decode::JsonDecoder;
+    use crate::source::Record;
+    use crate::table::version::Partitioning;
+    use crate::write::SourcePosition;
+
+    fn definition(transform: &str) -> Definition {
+        Definition {
+            schema: serde_json::json!({"type": "record", "name": "E", "fields": [
+                {"name": "id", "type": "long"},
+                {"name": "created", "type": "string"}]}),
+            schema_file: "e.avsc".into(),
+            transform: Some(transform.into()),
+            partitioning: Partitioning {
+                time: TimeSpec::Field {
+                    name: "at".into(),
+                    unit: EpochUnit::Ms,
+                },
+                granularity: Granularity::Hour,
+            },
+            format: Format::Delta,
+            source: serde_json::json!({"kind": "kafka", "topic": "t"}),
+            metadata_columns: true,
+        }
+    }
+
+    fn batch(created: &[&str]) -> SourceBatch {
+        let records = created
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Record {
+                bytes: format!(r#"{{"id":{i},"created":"{c}"}}"#)
+                    .into_bytes()
+                    .into(),
+                oversized: None,
+                offset: 100 + i as u64,
+                timestamp_ms: Some(0),
+            })
+            .collect();
+        SourceBatch {
+            partition: "t/3".into(),
+            origin: Origin::Kafka {
+                topic: "t".into(),
+                partition: 3,
+            },
+            start: 100,
+            records,
+            position: SourcePosition {
+                offset: 100 + created.len() as u64,
+                end_byte: None,
+                eof: false,
+            },
+        }
+    }
+
+    #[test]
+    fn a_computed_column_is_the_event_time_and_failures_keep_their_record() {
+        let def = definition(
+            "SELECT id, from_epoch(created, 'auto') AS at, _kafka_offset FROM events WHERE id <> 2",
+        );
+        let event = def.event_schema().unwrap().arrow;
+        let shaper = Shaper::new(&event, &def).unwrap();
+        let names: Vec<_> = shaper
+            .output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["id", "at", "_kafka_offset"]);
+        // 1 h (s), 2023-11-14T22:13:20Z (ms), filtered, not a number, out of range.
+        let source = batch(&["3600", "1700000000000", "1", "soon", "1e30"]);
+        let decoded = JsonDecoder::new(event, 1 << 20).decode(&source.records);
+        assert!(decoded.rejected.is_empty());
+        let mut dead = Vec::new();
+        let shaped = shaper
+            .shape(
+                decoded.batches[0].clone(),
+                &source,
+                &decoded.rows,
+                &mut |i, stage, reason| dead.push((i, stage, reason)),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(shaped.buckets, [1, 1_700_000_000 / 3600]);
+        assert_eq!(shaped.rows, [0, 1]);
+        assert_eq!(shaped.batch.num_rows(), 2);
+        let failed: Vec<_> = dead.iter().map(|(i, s, _)| (*i, *s)).collect();
+        assert_eq!(failed, [(3, Stage::Transform), (4, Stage::Transform)]);
+        assert!(dead[0].2.contains("soon"), "{}", dead[0].2);
+    }
+}
