@@ -57,6 +57,7 @@ fn position(line: Option<u64>, column: Option<u64>) -> String {
 
 impl TransformError {
     /// An error without a position.
+    #[cfg_attr(not(feature = "sql"), allow(dead_code))] // used by the engine
     fn invalid(reason: impl Into<String>) -> TransformError {
         TransformError::Invalid {
             line: None,
@@ -78,6 +79,7 @@ pub struct Applied {
 }
 
 /// Whether `t` can be stored in every format kappa-lake writes (Parquet and Delta) as it is.
+#[cfg_attr(not(feature = "sql"), allow(dead_code))] // used by the engine
 fn storable(t: &DataType) -> bool {
     match t {
         DataType::Boolean
@@ -105,6 +107,7 @@ fn storable(t: &DataType) -> bool {
 /// The storable form of a column type the transform produced: string and binary views become
 /// plain strings and binaries (same values); anything else is kept (and checked by
 /// [`storable`]).
+#[cfg_attr(not(feature = "sql"), allow(dead_code))] // used by the engine
 fn stored_type(t: &DataType) -> DataType {
     use std::sync::Arc;
     let field = |f: &arrow::datatypes::FieldRef| {
@@ -126,6 +129,7 @@ fn stored_type(t: &DataType) -> DataType {
 }
 
 /// Output column names become Parquet/Delta column names: keep them plain.
+#[cfg_attr(not(feature = "sql"), allow(dead_code))] // used by the engine
 fn plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
