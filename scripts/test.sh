@@ -4,8 +4,9 @@
 #     delta extension), delta-rs (`deltalake`), Polars, pyarrow, PySpark (on the machine's Java)
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
 #     producer (confluent-kafka), see scripts/services.sh
-#   - cargo fmt --check, cargo clippy --all-targets -D warnings
-#   - one `cargo test` invocation (unit + integration tests, one debug profile)
+#   - cargo fmt --check, cargo clippy --all-targets --features failpoints -D warnings
+#   - one `cargo test --features failpoints` invocation (unit, integration and crash-point
+#     tests, one debug profile; the crash points are inert unless FAILPOINTS arms them)
 # Every phase prints how long it took. Any missing component fails the run loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,13 +46,13 @@ phase "services install (tansu, seaweedfs, azurite, confluent-kafka)" services_i
 trap services_stop EXIT
 phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
-phase "cargo clippy" cargo clippy --locked --all-targets -- -D warnings
+phase "cargo clippy" cargo clippy --locked --all-targets --features failpoints -- -D warnings
 export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
 # Every kappa-lake log and command output the tests produce is kept here, then searched for
 # the secrets the suite hands to kappa-lake (none may appear).
 export KAPPA_LAKE_TEST_LOG_ARCHIVE="$PWD/target/test-logs"
 rm -rf "$KAPPA_LAKE_TEST_LOG_ARCHIVE" && mkdir -p "$KAPPA_LAKE_TEST_LOG_ARCHIVE"
-phase "cargo test" cargo test --locked -- --test-threads 2
+phase "cargo test" cargo test --locked --features failpoints -- --test-threads 2
 no_secrets_in_logs() {
   local files
   files=$(find "$KAPPA_LAKE_TEST_LOG_ARCHIVE" -type f | wc -l)

@@ -264,6 +264,8 @@ enum VersionsCommand {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "failpoints")]
+    let _crash_points = kappa_lake::failpoints::setup();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {

@@ -26,6 +26,7 @@ use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig};
 use crate::decode::json::Decoded;
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
+use crate::failpoints::crash_point;
 use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::promote::MoveReport;
@@ -600,6 +601,7 @@ impl<'a> Ingest<'a> {
                     // Commit before giving the partitions up, so the next owner starts after
                     // our rows; if that fails the data is dropped and re-read by the owner.
                     let committed = self.commit().await;
+                    crash_point!("kafka.revoke");
                     if committed.is_ok() {
                         source.commit_to_group(&self.group_offsets(&topic, Some(&assigned)));
                     }
@@ -913,6 +915,7 @@ impl<'a> Ingest<'a> {
         if commit.is_empty() {
             return Ok(());
         }
+        crash_point!("ingest.after_files");
         let result = if self.lease.may_commit(chrono::Utc::now()) {
             self.log.commit(commit.clone()).await
         } else {
@@ -951,6 +954,7 @@ impl<'a> Ingest<'a> {
         self.report.files += files;
         self.report.dead_letters += dead;
         tracing::info!(table = %self.layout.table(), version, seq, rows, files, dead_letters = dead, "commit");
+        crash_point!("ingest.after_commit");
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::{Format, SourceConfig};
 use crate::error::{Error, Result};
+use crate::failpoints::crash_point;
 use crate::pipeline::promote::{self, MoveReport, MoveRequest};
 use crate::pipeline::{IngestReport, TableHandle, diff, ingest};
 use crate::shutdown::Shutdown;
@@ -192,6 +193,7 @@ pub(crate) async fn try_promote(
     current: Option<u32>,
     require_same_rows: bool,
 ) -> Result<Option<MoveReport>> {
+    crash_point!("rebuild.before_promote");
     let (lake, layout) = (&table.lake, &table.layout);
     if require_same_rows && let Some((a, live_format)) = live {
         let b = def.version;

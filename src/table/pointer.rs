@@ -22,6 +22,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::failpoints::crash_point;
 use crate::storage::Lake;
 use crate::table::TableLayout;
 
@@ -84,6 +85,22 @@ fn moved(path: Path, expected: Option<u32>, found: Option<u32>) -> Error {
 
 /// Replaces the pointer with `new` if it currently points at `expected` (`None`: no pointer).
 pub async fn swap(
+    lake: &Lake,
+    layout: &TableLayout,
+    expected: Option<u32>,
+    new: &Pointer,
+) -> Result<()> {
+    if expected.is_some() {
+        crash_point!("pointer.before_swap");
+    }
+    swap_once(lake, layout, expected, new).await?;
+    if expected.is_some() {
+        crash_point!("pointer.after_swap");
+    }
+    Ok(())
+}
+
+async fn swap_once(
     lake: &Lake,
     layout: &TableLayout,
     expected: Option<u32>,

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Format, Granularity, TableConfig, TimeSpec};
 use crate::error::{Error, Result};
+use crate::failpoints::crash_point;
 use crate::schema::EventSchema;
 use crate::storage::Lake;
 use crate::table::TableLayout;
@@ -281,6 +282,7 @@ pub async fn delete(lake: &Lake, layout: &TableLayout, version: u32) -> Result<u
         for m in lake.list_dir(&dir).await? {
             lake.delete_if_exists(&m.location).await?;
             deleted += 1;
+            crash_point!("gc.mid_delete");
         }
     }
     lake.delete_if_exists(&layout.version_definition(version))

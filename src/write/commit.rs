@@ -29,6 +29,7 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::failpoints::crash_point;
 use crate::storage::Lake;
 use crate::table::TableLayout;
 use crate::write::lease;
@@ -281,6 +282,7 @@ impl CommitLog {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+            crash_point!("commit.before_write");
             match self
                 .lake
                 .store
@@ -288,6 +290,7 @@ impl CommitLog {
                 .await
             {
                 Ok(_) => {
+                    crash_point!("commit.after_write");
                     self.state.apply(&rec);
                     tracing::debug!(
                         version = self.version,

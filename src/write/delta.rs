@@ -49,6 +49,7 @@ use percent_encoding::percent_decode_str;
 
 use crate::config::{Granularity, WriterConfig};
 use crate::error::{Error, Result};
+use crate::failpoints::crash_point;
 use crate::partition::split_by_bucket;
 use crate::storage::Lake;
 use crate::table::TableLayout;
@@ -498,12 +499,14 @@ impl DeltaLog {
             let props = CommitProperties::default()
                 .with_application_transactions(txns.clone())
                 .with_metadata(info.clone());
+            crash_point!("commit.before_write");
             let result = CommitBuilder::from(props)
                 .with_actions(actions.clone())
                 .build(Some(snapshot), table.log_store(), operation)
                 .await;
             let error = match result {
                 Ok(done) => {
+                    crash_point!("commit.after_write");
                     let version = done.version();
                     table.state = Some(done.snapshot());
                     if version == read_version + 1 {

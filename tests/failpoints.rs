@@ -1,0 +1,289 @@
+//! Crash points (`src/failpoints.rs`, `failpoints` cargo feature): the binary aborts at a
+//! named step, as a SIGKILL there would; a restart without the crash point must leave every
+//! event exactly once, the version's stored offsets matching its rows, and `current` valid.
+//!
+//! `cargo test --features failpoints --test failpoints` (scripts/test.sh runs it with the rest).
+
+#[allow(dead_code)]
+#[path = "it/support.rs"]
+mod support;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Command;
+
+use support::{BIN, EVENT_SCHEMA, Workdir, archive_output, duckdb, kappa_ok, scan, status_json};
+
+const FILES: i64 = 3;
+const PER_FILE: i64 = 10000;
+const EVENTS: i64 = FILES * PER_FILE;
+
+/// A files-source table `events` in `format`, committing every 50 ms or ~1 MiB buffered (so a
+/// run makes several commits), with versions that gc may delete at once.
+fn setup(d: &Path, format: &str, granularity: &str) {
+    std::fs::create_dir_all(d.join("schemas")).unwrap();
+    std::fs::create_dir_all(d.join("input")).unwrap();
+    std::fs::write(d.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
+    let text = format!(
+        r#"[[table]]
+name = "events"
+root = "lake"
+format = "{format}"
+schema = "schemas/events.avsc"
+time = {{ field = "ts", granularity = "{granularity}" }}
+
+[table.source]
+kind = "files"
+path = "input"
+batch_size = 500
+
+[table.writer]
+max_buffer_bytes = "1MiB"
+max_age = "50ms"
+
+[table.versions]
+retain_previous = "0s"
+gc_grace = "0s"
+"#
+    );
+    std::fs::write(d.join("kappa-lake.toml"), text).unwrap();
+    // ~150 B per event, 4.5 MB in all: a run makes several commits.
+    let pad = "x".repeat(100);
+    for f in 0..FILES {
+        let lines: String = (f * PER_FILE..(f + 1) * PER_FILE)
+            .map(|id| {
+                format!(
+                    "{{\"id\":{id},\"ts\":{},\"name\":\"n{id}{pad}\"}}\n",
+                    1_795_651_200_000 + id * 20_000
+                )
+            })
+            .collect();
+        std::fs::write(d.join(format!("input/part-{f}.ndjson")), lines).unwrap();
+    }
+}
+
+/// Runs `kappa-lake args` with `crash_point` armed (`FAILPOINTS` syntax) and checks that it
+/// aborted there.
+fn crash(d: &Path, args: &[&str], failpoints: &str) {
+    let name = failpoints.split('=').next().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(d)
+        .args(args)
+        .env("KAPPA_LAKE_LOG", "warn")
+        .env("FAILPOINTS", failpoints)
+        .output()
+        .unwrap();
+    archive_output(&format!("{failpoints} {}", args.join(" ")), &out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(6),
+        "`{}` with {failpoints} did not abort ({:?}):\n{stderr}",
+        args.join(" "),
+        out.status
+    );
+    assert!(
+        stderr.contains(&format!("crash point `{name}` reached")),
+        "{stderr}"
+    );
+}
+
+fn run(d: &Path) {
+    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+}
+
+/// Rows of version `v`: (count, distinct ids, min id, max id).
+fn rows(d: &Path, v: u32, format: &str) -> serde_json::Value {
+    let r = duckdb(&format!(
+        "SELECT count(*), count(DISTINCT id), min(id), max(id) FROM {}",
+        scan(&d.join("lake"), "events", v, format)
+    ));
+    serde_json::json!(r[0])
+}
+
+/// Every event exactly once in version `v`, and its stored offsets cover every line.
+fn exactly_once(d: &Path, v: u32, format: &str) {
+    assert_eq!(
+        rows(d, v, format),
+        serde_json::json!([EVENTS, EVENTS, 0, EVENTS - 1]),
+        "v{v}"
+    );
+    let status = status_json(d);
+    let version = status["tables"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["version"] == v)
+        .unwrap_or_else(|| panic!("no v{v} in {status}"))
+        .clone();
+    let offsets = version["offsets"].as_object().unwrap();
+    assert_eq!(offsets.len(), FILES as usize, "{version}");
+    for (file, o) in offsets {
+        assert_eq!(o, PER_FILE, "{file}: {version}");
+    }
+}
+
+fn current(d: &Path) -> u64 {
+    status_json(d)["tables"][0]["current"].as_u64().unwrap_or(0)
+}
+
+/// At each step of a commit, in both formats: crash at the second commit, check the lake is
+/// consistent (readable, no duplicate), restart, check exactly once.
+#[test]
+fn a_crash_at_any_step_of_a_commit_loses_and_duplicates_nothing() {
+    for format in ["delta", "parquet"] {
+        for point in [
+            "ingest.after_files",
+            "commit.before_write",
+            "commit.after_write",
+            "ingest.after_commit",
+        ] {
+            let dir = Workdir::new();
+            let d = dir.path();
+            setup(d, format, "hour");
+            crash(
+                d,
+                &["run", "--config", "kappa-lake.toml"],
+                &format!("{point}=1*off->return"),
+            );
+            // What the first commit (and, after the write, the second) made visible: no
+            // duplicates, and (before the second commit is written) not everything.
+            let seen = rows(d, 1, format);
+            assert_eq!(seen[0], seen[1], "{format} {point}: {seen}");
+            let n = seen[0].as_i64().unwrap();
+            assert!(n > 0 && n <= EVENTS, "{format} {point}: {seen}");
+            if matches!(point, "ingest.after_files" | "commit.before_write") {
+                assert!(n < EVENTS, "{format} {point}: {seen}");
+            }
+            run(d);
+            exactly_once(d, 1, format);
+        }
+    }
+}
+
+/// Promotion and rollback: a crash just before or just after the pointer's compare-and-swap
+/// leaves `current` on one valid version; finishing the move afterwards works.
+#[test]
+fn a_crash_around_the_pointer_swap_leaves_a_valid_pointer() {
+    let dir = Workdir::new();
+    let d = dir.path();
+    setup(d, "delta", "hour");
+    run(d);
+    // A new definition (daily partitions) needs v2.
+    let cfg = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
+    std::fs::write(
+        d.join("kappa-lake.toml"),
+        cfg.replace("granularity = \"hour\"", "granularity = \"day\""),
+    )
+    .unwrap();
+    let rebuild = [
+        "rebuild",
+        "--config",
+        "kappa-lake.toml",
+        "--table",
+        "events",
+        "--promote",
+    ];
+    crash(d, &rebuild, "rebuild.before_promote=return");
+    assert_eq!(current(d), 1);
+    crash(d, &rebuild, "pointer.before_swap=return");
+    assert_eq!(current(d), 1);
+    exactly_once(d, 1, "delta");
+    crash(d, &rebuild, "pointer.after_swap=return");
+    assert_eq!(current(d), 2);
+    // Running the rebuild again finds the move done.
+    let again = support::kappa(d, &rebuild, &[]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("live v2 of `events` already has this definition"),
+        "{stderr}"
+    );
+    assert_eq!(current(d), 2);
+    exactly_once(d, 2, "delta");
+
+    let rollback = [
+        "rollback",
+        "--config",
+        "kappa-lake.toml",
+        "--table",
+        "events",
+    ];
+    crash(d, &rollback, "pointer.before_swap=return");
+    assert_eq!(current(d), 2);
+    crash(d, &rollback, "pointer.after_swap=return");
+    assert_eq!(current(d), 1);
+    kappa_ok(
+        d,
+        &[
+            "promote",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--version",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(current(d), 2);
+    exactly_once(d, 1, "delta");
+    exactly_once(d, 2, "delta");
+}
+
+/// `gc` killed after deleting one object of a version: the lake stays readable, the next `gc`
+/// finishes the job, and the current version is untouched.
+#[test]
+fn a_crash_in_the_middle_of_gc_is_finished_by_the_next_gc() {
+    let dir = Workdir::new();
+    let d = dir.path();
+    setup(d, "delta", "hour");
+    run(d);
+    let cfg = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
+    std::fs::write(
+        d.join("kappa-lake.toml"),
+        cfg.replace("granularity = \"hour\"", "granularity = \"day\""),
+    )
+    .unwrap();
+    kappa_ok(
+        d,
+        &[
+            "rebuild",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--promote",
+        ],
+        &[],
+    );
+    let gc = [
+        "gc",
+        "--config",
+        "kappa-lake.toml",
+        "--table",
+        "events",
+        "--keep",
+        "0",
+    ];
+    crash(d, &gc, "gc.mid_delete=2*off->return");
+    assert_eq!(current(d), 2);
+    exactly_once(d, 2, "delta");
+    let out = kappa_ok(d, &gc, &[]);
+    assert!(out.contains("v1"), "{out}");
+    assert!(
+        !d.join("lake/events/v1").exists()
+            || std::fs::read_dir(d.join("lake/events/v1"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "v1 is not gone"
+    );
+    let versions: Vec<u64> = status_json(d)["tables"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [2]);
+    exactly_once(d, 2, "delta");
+}
