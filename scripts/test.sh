@@ -3,7 +3,8 @@
 #   - a Python venv with the real readers the tests verify the lake with: DuckDB (with its
 #     delta extension), delta-rs (`deltalake`), Polars, pyarrow, PySpark (on the machine's Java)
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
-#     producer (confluent-kafka), see scripts/services.sh
+#     producer (confluent-kafka), Azurite, libfaketime (apt), see scripts/services.sh
+#   - root: the disk-full test mounts a small tmpfs; apt-get installs faketime
 #   - cargo fmt --check, cargo clippy --all-targets --features failpoints -D warnings
 #   - one `cargo test --features failpoints` invocation (unit, integration and crash-point
 #     tests, one debug profile; the crash points are inert unless FAILPOINTS arms them)
@@ -42,7 +43,7 @@ phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspar
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh
-phase "services install (tansu, seaweedfs, azurite, confluent-kafka)" services_install "$VENV"
+phase "services install (tansu, seaweedfs, azurite, confluent-kafka, faketime)" services_install "$VENV"
 trap services_stop EXIT
 phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check

@@ -590,7 +590,7 @@ impl Config {
             let names: Vec<_> = self.tables.iter().map(|t| t.name.as_str()).collect();
             invalid(
                 "--table",
-                format!("no table named `{name}` in the config"),
+                format!("no table named `{}` in the config", printable(name)),
                 format!("use one of: {}", names.join(", ")),
             )
         })
@@ -733,7 +733,12 @@ fn apply_env_overrides(
                     .and_then(toml::Value::as_str)
                     .is_some_and(|n| n.eq_ignore_ascii_case(table_name))
             })
-            .ok_or_else(|| bad(&format!("no table named `{table_name}` in the config")))?;
+            .ok_or_else(|| {
+                bad(&format!(
+                    "no table named `{}` in the config",
+                    printable(table_name)
+                ))
+            })?;
         let mut node = table;
         let mut in_kafka = false;
         for (i, key) in keys.iter().enumerate() {
@@ -781,12 +786,9 @@ impl RawConfig {
         let mut seen = HashSet::new();
         let mut tables = Vec::with_capacity(self.table.len());
         for (i, mut raw) in self.table.into_iter().enumerate() {
-            let label = if raw.name.is_empty() {
-                format!("table[{i}]")
-            } else {
-                format!("table[{}]", raw.name)
-            };
-            validate_table_name(&raw.name, &format!("{label}.name"))?;
+            // Checked before the name is used in any key: it may hold anything.
+            validate_table_name(&raw.name, &format!("table[{i}].name"))?;
+            let label = format!("table[{}]", raw.name);
             if !seen.insert(raw.name.clone()) {
                 return Err(invalid(
                     format!("{label}.name"),
@@ -821,10 +823,24 @@ pub fn validate_table_name(name: &str, key: &str) -> Result<(), ConfigError> {
     } else {
         Err(invalid(
             key,
-            format!("`{name}` is not a valid table name"),
+            format!("`{}` is not a valid table name", printable(name)),
             "use 1–128 ASCII letters, digits, `_` or `-`, starting with a letter or digit",
         ))
     }
+}
+
+/// A user-supplied value for an error message: control characters escaped (a name must not
+/// forge log lines or drive a terminal), at most 64 characters.
+fn printable(value: &str) -> String {
+    let mut shown: String = value
+        .chars()
+        .take(64)
+        .flat_map(char::escape_debug)
+        .collect();
+    if value.chars().nth(64).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 impl RawTable {
@@ -1066,9 +1082,19 @@ impl RawSource {
                     let mut probe = rdkafka::ClientConfig::new();
                     probe.set(k, v);
                     if let Err(e) = probe.create_native_config() {
+                        // The value may be a secret (a password, a key): never echo it.
+                        let reason = match e {
+                            rdkafka::error::KafkaError::ClientConfig(_, desc, _, _) => desc,
+                            other => other.to_string(),
+                        };
+                        let reason = if v.len() >= 4 {
+                            reason.replace(v.as_str(), "<value>")
+                        } else {
+                            reason
+                        };
                         return Err(invalid(
                             format!("{key}.kafka.\"{k}\""),
-                            format!("librdkafka rejects it: {e}"),
+                            format!("librdkafka rejects it: {reason}"),
                             "check the property name and value against librdkafka's CONFIGURATION.md",
                         ));
                     }
@@ -1347,6 +1373,18 @@ max_age = "60s"
         let text = MINIMAL.replace("name = \"orders\"", "name = \"../etc\"");
         let e = parse(&text, &[]).unwrap_err().to_string();
         assert!(e.contains("not a valid table name"), "{e}");
+        // A hostile name is refused before it is used in a key, and printed escaped.
+        let text = MINIMAL.replace("name = \"orders\"", "name = \"a\\u001b[2J\\nb\"");
+        let e = parse(&text, &[]).unwrap_err().to_string();
+        assert!(e.contains("table[0].name"), "{e}");
+        assert!(e.contains("a\\u{1b}[2J\\nb"), "{e}");
+        assert!(!e.contains('\u{1b}') && !e.contains("a\nb"), "{e}");
+        let text = MINIMAL.replace(
+            "name = \"orders\"",
+            &format!("name = \"{}\"", "x".repeat(500)),
+        );
+        let e = parse(&text, &[]).unwrap_err().to_string();
+        assert!(e.len() < 400 && e.contains('…'), "{e}");
     }
 
     const KAFKA: &str = r#"

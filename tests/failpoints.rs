@@ -8,11 +8,25 @@
 #[path = "it/support.rs"]
 mod support;
 
+#[allow(dead_code)]
+#[path = "it/kafka_support.rs"]
+mod kafka_support;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use support::{BIN, EVENT_SCHEMA, Workdir, archive_output, duckdb, kappa_ok, scan, status_json};
+use kafka_support::{
+    Running, assert_exactly_once, events, group_of, group_offsets, kafka_config_with_session,
+    log_of, sigterm, spawn_run, stored_total, wait_for,
+};
+use kappa_lake::source::mock::{MockKafka, produce};
+
+use support::{
+    BIN, EVENT_SCHEMA, Workdir, archive_output, current, duckdb, kappa_ok, scan, status_json,
+    switch_to_daily,
+};
 
 const FILES: i64 = 3;
 const PER_FILE: i64 = 10000;
@@ -21,32 +35,17 @@ const EVENTS: i64 = FILES * PER_FILE;
 /// A files-source table `events` in `format`, committing every 50 ms or ~1 MiB buffered (so a
 /// run makes several commits), with versions that gc may delete at once.
 fn setup(d: &Path, format: &str, granularity: &str) {
-    std::fs::create_dir_all(d.join("schemas")).unwrap();
-    std::fs::create_dir_all(d.join("input")).unwrap();
-    std::fs::write(d.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
-    let text = format!(
-        r#"[[table]]
-name = "events"
-root = "lake"
-format = "{format}"
-schema = "schemas/events.avsc"
-time = {{ field = "ts", granularity = "{granularity}" }}
-
-[table.source]
-kind = "files"
-path = "input"
-batch_size = 500
-
-[table.writer]
-max_buffer_bytes = "1MiB"
-max_age = "50ms"
-
-[table.versions]
-retain_previous = "0s"
-gc_grace = "0s"
-"#
+    support::write_config_with(
+        d,
+        EVENT_SCHEMA,
+        &format!(r#"{{ field = "ts", granularity = "{granularity}" }}"#),
+        support::Keys {
+            table: &format!("format = \"{format}\""),
+            source: "batch_size = 500",
+            writer: "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
+            after: "[table.versions]\nretain_previous = \"0s\"\ngc_grace = \"0s\"",
+        },
     );
-    std::fs::write(d.join("kappa-lake.toml"), text).unwrap();
     // ~150 B per event, 4.5 MB in all: a run makes several commits.
     let pad = "x".repeat(100);
     for f in 0..FILES {
@@ -74,13 +73,15 @@ fn crash(d: &Path, args: &[&str], failpoints: &str) {
         .output()
         .unwrap();
     archive_output(&format!("{failpoints} {}", args.join(" ")), &out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    aborted_at(name, out.status, &String::from_utf8_lossy(&out.stderr));
+}
+
+/// Checks that `out` is an abort at crash point `name`.
+fn aborted_at(name: &str, status: std::process::ExitStatus, stderr: &str) {
     assert_eq!(
-        out.status.signal(),
+        status.signal(),
         Some(6),
-        "`{}` with {failpoints} did not abort ({:?}):\n{stderr}",
-        args.join(" "),
-        out.status
+        "no abort at {name} ({status:?}):\n{stderr}"
     );
     assert!(
         stderr.contains(&format!("crash point `{name}` reached")),
@@ -121,10 +122,6 @@ fn exactly_once(d: &Path, v: u32, format: &str) {
     for (file, o) in offsets {
         assert_eq!(o, PER_FILE, "{file}: {version}");
     }
-}
-
-fn current(d: &Path) -> u64 {
-    status_json(d)["tables"][0]["current"].as_u64().unwrap_or(0)
 }
 
 /// At each step of a commit, in both formats: crash at the second commit, check the lake is
@@ -170,12 +167,7 @@ fn a_crash_around_the_pointer_swap_leaves_a_valid_pointer() {
     setup(d, "delta", "hour");
     run(d);
     // A new definition (daily partitions) needs v2.
-    let cfg = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
-    std::fs::write(
-        d.join("kappa-lake.toml"),
-        cfg.replace("granularity = \"hour\"", "granularity = \"day\""),
-    )
-    .unwrap();
+    switch_to_daily(d);
     let rebuild = [
         "rebuild",
         "--config",
@@ -238,12 +230,7 @@ fn a_crash_in_the_middle_of_gc_is_finished_by_the_next_gc() {
     let d = dir.path();
     setup(d, "delta", "hour");
     run(d);
-    let cfg = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
-    std::fs::write(
-        d.join("kappa-lake.toml"),
-        cfg.replace("granularity = \"hour\"", "granularity = \"day\""),
-    )
-    .unwrap();
+    switch_to_daily(d);
     kappa_ok(
         d,
         &[
@@ -286,4 +273,121 @@ fn a_crash_in_the_middle_of_gc_is_finished_by_the_next_gc() {
         .collect();
     assert_eq!(versions, [2]);
     exactly_once(d, 2, "delta");
+}
+
+/// Sum of the group's committed offsets (a partition without one counts 0).
+fn group_total(brokers: &str, topic: &str, partitions: i32) -> u64 {
+    group_offsets(brokers, &group_of(topic, 1), topic, partitions)
+        .iter()
+        .map(|o| u64::try_from(*o).unwrap_or(0))
+        .sum()
+}
+
+/// Kafka: the process dies after a commit landed and before the consumer group's offsets were
+/// committed (they are advisory): the group is behind the lake, and a restart resumes from
+/// the offsets stored with the data, so nothing is read twice.
+#[test]
+fn kafka_crash_between_the_commit_and_the_group_offset_commit_rereads_nothing() {
+    let (topic, partitions, n) = ("fp-after-commit", 3, 20_000);
+    let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = Workdir::new();
+    let d = dir.path();
+    kafka_config_with_session(
+        d,
+        &brokers,
+        topic,
+        "max_buffer_bytes = \"256KiB\"\nmax_age = \"50ms\"",
+        3000,
+    );
+    produce(&brokers, topic, events(0..n, partitions)).unwrap();
+    crash(
+        d,
+        &["run", "--config", "kappa-lake.toml"],
+        "ingest.after_commit=1*off->return",
+    );
+    let stored = stored_total(d, 0);
+    let group = group_total(&brokers, topic, partitions);
+    assert!(
+        stored > 0 && group < stored,
+        "the lake holds {stored} records, the group committed {group}"
+    );
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+    assert_exactly_once(d, 1, n as u64);
+    assert_eq!(group_total(&brokers, topic, partitions), n as u64);
+}
+
+/// Kafka: a second member joins, and the first dies while handing its partitions over (after
+/// its commit on revoke, before its group offset commit and before acknowledging the
+/// revocation). The second member takes every partition over from the stored offsets; every
+/// event ends up exactly once.
+#[test]
+fn kafka_crash_while_handing_partitions_over_in_a_rebalance_is_exactly_once() {
+    let (topic, partitions) = ("fp-revoke", 4);
+    let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = Workdir::new();
+    let d = dir.path();
+    kafka_config_with_session(d, &brokers, topic, "max_age = \"200ms\"", 3000);
+    produce(&brokers, topic, events(0..10_000, partitions)).unwrap();
+    let first = std::fs::File::create(d.join("first.log")).unwrap();
+    let mut first = Running(
+        Command::new(BIN)
+            .current_dir(d)
+            .args(["run", "--config", "kappa-lake.toml"])
+            .env("KAPPA_LAKE_LOG", "info")
+            .env("FAILPOINTS", "kafka.revoke=return")
+            .stdout(Stdio::null())
+            .stderr(first)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || stored_total(d, 0) == 10_000),
+        "the first member did not commit the first events:\n{}",
+        log_of(d, "first.log")
+    );
+    // More events, so that the first member holds uncommitted data when the rebalance comes.
+    let more = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            kafka_support::produce_paced(
+                &brokers,
+                topic,
+                10_000..20_000,
+                partitions,
+                1000,
+                Duration::from_millis(50),
+            );
+        })
+    };
+    let mut second = spawn_run(d, &[], "second.log");
+    assert!(
+        wait_for(Duration::from_secs(60), || first
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "the first member was not asked to give partitions up:\n{}",
+        log_of(d, "first.log")
+    );
+    let status = first.wait().unwrap();
+    aborted_at("kafka.revoke", status, &log_of(d, "first.log"));
+    more.join().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(90), || stored_total(d, 0) == 20_000),
+        "the second member did not take over ({} of 20000):\n{}",
+        stored_total(d, 0),
+        log_of(d, "second.log")
+    );
+    sigterm(&second);
+    assert!(
+        second.wait().unwrap().success(),
+        "{}",
+        log_of(d, "second.log")
+    );
+    assert_exactly_once(d, 1, 20_000);
 }

@@ -398,6 +398,9 @@ impl<'a> Ingest<'a> {
         {
             tracing::warn!(error = %e, "could not record the end of the run in the writer lease");
         }
+        if outcome.is_err() {
+            self.remove_own_uncommitted().await;
+        }
         match outcome? {
             Stop::Interrupted => self.report.interrupted = true,
             Stop::End => {}
@@ -405,6 +408,29 @@ impl<'a> Ingest<'a> {
             Stop::Moved(v) => self.report.moved_to = Some(v),
         }
         Ok(self.report)
+    }
+
+    /// Stopping on an error (e.g. a full disk): deletes the files this writer wrote but could
+    /// not commit, which a path glob would see until the next writer's start removes them. The
+    /// log is re-read first, so a commit whose outcome was unknown and that did land keeps its
+    /// files; other live writers' files are kept. Best effort: a failure is only logged.
+    async fn remove_own_uncommitted(&mut self) {
+        let result = async {
+            self.log.refresh().await?;
+            let mut others = lease::live_writers(self.lake, self.layout, self.version()).await?;
+            others.remove(&self.lease.writer);
+            self.log.remove_uncommitted(&others).await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(table = %self.table.name, version = self.version(), removed, "removed the files no commit lists");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove the files no commit lists; the next writer removes them at its start");
+            }
+        }
     }
 
     fn sync_metrics(&mut self, partitions: Option<BTreeMap<String, PartitionMetrics>>) {

@@ -2,17 +2,20 @@
 
 mod bad_config;
 mod broker;
+mod chaos;
 mod crash;
 mod dead_letters;
 mod delta;
 mod demo;
 mod evolve;
+mod faults;
 mod gc;
 mod kafka;
 mod kafka_support;
 mod ops;
 mod promote_race;
 mod rebuild;
+mod security;
 mod stores;
 mod support;
 mod transform;

@@ -16,7 +16,7 @@ use crate::kafka_support::{
     Running, assert_exactly_once, events, kafka_config, log_of, sigterm, spawn_run, stored_total,
     wait_for,
 };
-use crate::support::{BIN, kappa, kappa_ok, read_lake, status_json};
+use crate::support::{BIN, current, kappa, kappa_ok, read_lake, status_json, switch_to_daily};
 
 /// librdkafka's mock cluster keeps at most 100,000 messages per partition (older ones are
 /// dropped like retention would), so the tests stay well below that per partition.
@@ -41,18 +41,8 @@ fn steady_producer(
     })
 }
 
-/// Definition B: the same events, partitioned by day instead of by hour.
-pub fn switch_to_daily(d: &Path) {
-    let path = d.join("kappa-lake.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(
-        &path,
-        text.replace("granularity = \"hour\"", "granularity = \"day\""),
-    )
-    .unwrap();
-}
-
-fn spawn_rebuild(d: &Path, log: &str) -> Running {
+/// Starts `rebuild --table events --promote` (plus `extra`) in `d`, output to `d/<log>`.
+pub fn spawn_rebuild(d: &Path, log: &str, extra: &[&str]) -> Running {
     let log = std::fs::File::create(d.join(log)).unwrap();
     Running(
         Command::new(BIN)
@@ -65,16 +55,13 @@ fn spawn_rebuild(d: &Path, log: &str) -> Running {
                 "events",
                 "--promote",
             ])
+            .args(extra)
             .env("KAPPA_LAKE_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap(),
     )
-}
-
-pub fn current(d: &Path) -> u64 {
-    status_json(d)["tables"][0]["current"].as_u64().unwrap_or(0)
 }
 
 /// Runs the live service on v1 while events keep arriving, rebuilds v2 (`kills` times
@@ -116,7 +103,7 @@ fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::rng().random());
     for k in 0..kills {
         let log = format!("rebuild-{k}.log");
-        let mut rebuild = spawn_rebuild(d, &log);
+        let mut rebuild = spawn_rebuild(d, &log, &[]);
         // Replays run at anything from tens to hundreds of thousands of events per second
         // (a busy machine): kill each one shortly after its first commit, so every run makes
         // some progress and is still in the middle of the topic.

@@ -147,21 +147,58 @@ pub fn kappa_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 
 /// Writes `kappa-lake.toml` for table `events` over a files source, with extra writer lines.
 pub fn write_config(dir: &Path, schema: &str, time: &str, writer: &str) -> PathBuf {
+    write_config_with(
+        dir,
+        schema,
+        time,
+        Keys {
+            writer,
+            ..Keys::default()
+        },
+    )
+}
+
+/// More keys for [`write_config_with`], each a block of TOML lines.
+#[derive(Default)]
+pub struct Keys<'a> {
+    /// In `[[table]]` (e.g. `format = "parquet"`, `transform = …`).
+    pub table: &'a str,
+    /// In `[table.source]` (e.g. `batch_size = 500`).
+    pub source: &'a str,
+    /// In `[table.writer]`.
+    pub writer: &'a str,
+    /// After it: more sections (e.g. `[table.versions]`).
+    pub after: &'a str,
+}
+
+/// [`write_config`] with keys in every section; also creates `dir/input`.
+pub fn write_config_with(dir: &Path, schema: &str, time: &str, keys: Keys) -> PathBuf {
     std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::create_dir_all(dir.join("input")).unwrap();
     std::fs::write(dir.join("schemas/events.avsc"), schema).unwrap();
+    let Keys {
+        table,
+        source,
+        writer,
+        after,
+    } = keys;
     let text = format!(
         r#"[[table]]
 name = "events"
 root = "lake"
 schema = "schemas/events.avsc"
 time = {time}
+{table}
 
 [table.source]
 kind = "files"
 path = "input"
+{source}
 
 [table.writer]
 {writer}
+
+{after}
 "#
     );
     let path = dir.join("kappa-lake.toml");
@@ -177,6 +214,24 @@ pub fn status_json(dir: &Path) -> serde_json::Value {
         &[],
     );
     serde_json::from_str(&out).expect("status --json is JSON")
+}
+
+/// The first table's current version (0: none), from `status --json`.
+pub fn current(dir: &Path) -> u64 {
+    status_json(dir)["tables"][0]["current"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Definition B of a test config: the same events, partitioned by day instead of by hour.
+pub fn switch_to_daily(dir: &Path) {
+    let path = dir.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("granularity = \"hour\"", "granularity = \"day\""),
+    )
+    .unwrap();
 }
 
 /// DuckDB's table expression for version `v` of `table` under `lake`: `delta_scan` for a Delta

@@ -12,23 +12,15 @@ fn repo(rel: &str) -> PathBuf {
 
 /// A files-source config for table `events` with `transform` (a TOML value).
 fn config(d: &Path, transform: &str) {
-    std::fs::create_dir_all(d.join("schemas")).unwrap();
-    std::fs::create_dir_all(d.join("input")).unwrap();
-    std::fs::write(d.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
-    let text = format!(
-        r#"[[table]]
-name = "events"
-root = "lake"
-schema = "schemas/events.avsc"
-transform = {transform}
-time = {{ field = "ts", granularity = "hour" }}
-
-[table.source]
-kind = "files"
-path = "input"
-"#
+    crate::support::write_config_with(
+        d,
+        EVENT_SCHEMA,
+        r#"{ field = "ts", granularity = "hour" }"#,
+        crate::support::Keys {
+            table: &format!("transform = {transform}"),
+            ..Default::default()
+        },
     );
-    std::fs::write(d.join("kappa-lake.toml"), text).unwrap();
 }
 
 #[test]
