@@ -288,7 +288,7 @@ fn group_total(brokers: &str, topic: &str, partitions: i32) -> u64 {
 /// the offsets stored with the data, so nothing is read twice.
 #[test]
 fn kafka_crash_between_the_commit_and_the_group_offset_commit_rereads_nothing() {
-    let (topic, partitions, n) = ("fp-after-commit", 3, 20_000);
+    let (topic, partitions, n) = ("fp-after-commit", 3, 40_000);
     let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
     let brokers = kafka.bootstrap_servers().to_string();
     let dir = Workdir::new();
@@ -297,7 +297,7 @@ fn kafka_crash_between_the_commit_and_the_group_offset_commit_rereads_nothing() 
         d,
         &brokers,
         topic,
-        "max_buffer_bytes = \"256KiB\"\nmax_age = \"50ms\"",
+        "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
         3000,
     );
     produce(&brokers, topic, events(0..n, partitions)).unwrap();
