@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::broker::{
-    BROKER, PARTITIONS, brokers, create_topic, spawn_producer, unique_topic, wait_ok,
-};
+use crate::broker::{BROKER, brokers, create_topic, spawn_producer, unique_topic, wait_ok};
 use crate::kafka_support::{
-    Running, kafka_config_with_session, log_of, sigterm, spawn_run, stored_total, topic_records,
-    wait_for,
+    Running, kafka_config_with_session, log_of, sigterm, spawn_run, stored_total, wait_for,
 };
 use crate::rebuild::spawn_rebuild;
 use crate::support::{Workdir, current, read_lake, seed, status_json};
@@ -143,20 +140,25 @@ fn kill_loop_over_run_and_rebuild_promote_gives_exactly_once() {
         );
         promotions += 1;
     }
-    let records = topic_records(&brokers, &topic, PARTITIONS);
-    assert!(
-        records >= produced as u64,
-        "{records} records < {produced} produced"
-    );
+    // The broker's ListOffsets "latest" can be wrong on tansu (COMPONENTS.md), so "caught up"
+    // is: the version covers every produced id's worth of records and has stopped growing.
     let live = current(d);
     let index = status_json(d)["tables"][0]["versions"]
         .as_array()
         .and_then(|vs| vs.iter().position(|v| v["version"] == live))
         .expect("the current version is listed");
+    let mut last = 0;
     assert!(
-        wait_for(Duration::from_secs(300), || stored_total(d, index)
-            == records),
-        "v{live} did not catch up ({} of {records}):\n{}",
+        wait_for(Duration::from_secs(300), || {
+            let now = stored_total(d, index);
+            let settled = now >= produced as u64 && now == last;
+            last = now;
+            if !settled {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            settled
+        }),
+        "v{live} did not catch up ({} of {produced}):\n{}",
         stored_total(d, index),
         log_of(d, &run_log)
     );
@@ -175,7 +177,7 @@ fn kill_loop_over_run_and_rebuild_promote_gives_exactly_once() {
         assert_eq!(s["rows"], stored, "v{n}: rows = stored offsets");
         assert_eq!(s["distinct_offsets"], stored, "v{n}: no record twice");
         if u64::from(n) == live {
-            assert_eq!(stored, records, "v{n} (current) covers the topic");
+            // (A producer retry may have written an id twice: two records, two rows.)
             assert_eq!(s["distinct_ids"], produced, "v{n}: every produced id");
             assert_eq!(s["min"], 0);
             assert_eq!(s["max"], produced - 1);
@@ -183,7 +185,7 @@ fn kill_loop_over_run_and_rebuild_promote_gives_exactly_once() {
     }
     eprintln!(
         "{rounds} rounds in {:?}: {run_kills} run kills, {rebuild_kills} rebuild kills, \
-         {promotions} promotions, {} versions, {records} records ({produced} ids), current v{live} exact",
+         {promotions} promotions, {} versions, {produced} ids, current v{live} exact",
         started.elapsed(),
         versions.len()
     );

@@ -201,22 +201,6 @@ pub fn group_offsets(brokers: &str, group: &str, topic: &str, partitions: i32) -
         .collect()
 }
 
-/// Records in `topic`: the sum of its partitions' high watermarks (the topic starts at 0).
-pub fn topic_records(brokers: &str, topic: &str, partitions: i32) -> u64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    (0..partitions)
-        .map(|p| {
-            let (_, high) = consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("high watermark");
-            u64::try_from(high).unwrap()
-        })
-        .sum()
-}
-
 /// `kill -TERM`.
 pub fn sigterm(child: &Child) {
     let status = Command::new("kill")

@@ -306,11 +306,7 @@ fn secrets_in_the_config_never_appear_in_logs_status_or_errors() {
         ),
     );
     // Bad config next to the secret: the error names the key, not the secret.
-    std::fs::write(
-        &path,
-        sasl("\"bogus.property\" = \"x\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&path, sasl("\"bogus.property\" = \"x\"\n")).unwrap();
     for command in ["validate", "run"] {
         let out = kappa(d, &[command, "--config", "kappa-lake.toml"], &debug);
         assert!(!out.status.success(), "{command} accepted a bad config");
