@@ -238,13 +238,31 @@ enum SqlEngine {
 
 #[derive(Subcommand)]
 enum SchemaCommand {
-    /// Exit 0 if NEW only adds nullable fields to OLD (it can evolve a version in place),
-    /// 1 if not, naming the fields.
+    /// Compare two schemas: OLD and NEW (.avsc files), or a table's current version and
+    /// `--against` (default: the config's schema file). Prints the Avro compatibility level
+    /// (BACKWARD, FORWARD, FULL or NONE, naming each offending field) and whether a version can
+    /// evolve in place. Exit 1 if `--level` does not hold; without `--level`, if NEW is not an
+    /// in-place evolution (only added nullable fields).
     Check {
         /// The schema a version has (.avsc).
-        old: PathBuf,
+        #[arg(requires = "new", conflicts_with = "table")]
+        old: Option<PathBuf>,
         /// The schema it would get (.avsc).
-        new: PathBuf,
+        new: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Compare this table's current version (with --config).
+        #[arg(long, short)]
+        table: Option<String>,
+        /// With --table: the new schema (.avsc); default: the config's schema file.
+        #[arg(long, requires = "table")]
+        against: Option<PathBuf>,
+        /// Required compatibility: backward, forward, full or none.
+        #[arg(long)]
+        level: Option<kappa_lake::schema::compat::Level>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -613,28 +631,93 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", views::view_sql(&handle, engine).await?);
             }
         }
-        Command::Schema(SchemaCommand::Check { old, new }) => {
+        Command::Schema(SchemaCommand::Check {
+            old,
+            new,
+            config,
+            table,
+            against,
+            level,
+            json,
+        }) => {
             let read = |p: &Path| -> anyhow::Result<EventSchema> {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("cannot read {}", p.display()))?;
                 EventSchema::parse(&text)
                     .with_context(|| format!("{} is not a valid schema", p.display()))
             };
-            let diff = schema_diff(&read(&old)?.arrow, &read(&new)?.arrow);
-            for f in &diff.added {
-                println!("added nullable field `{f}`");
+            let (old, old_name, new, new_name) = match (old, new, table) {
+                (Some(old), Some(new), None) => (
+                    read(&old)?,
+                    old.display().to_string(),
+                    read(&new)?,
+                    new.display().to_string(),
+                ),
+                (None, None, Some(table)) => {
+                    let config = load(&config.config)?;
+                    let cfg = config.table(&table).map_err(kappa_lake::Error::from)?;
+                    let handle = TableHandle::open(cfg).map_err(kappa_lake::Error::from)?;
+                    let current = handle.current_definition().await?.with_context(|| {
+                        format!("table `{table}` has no version yet: nothing to check against")
+                    })?;
+                    let (new, new_name) = match against {
+                        Some(p) => (read(&p)?, p.display().to_string()),
+                        None => (cfg.event_schema().clone(), cfg.schema_file.clone()),
+                    };
+                    let old = current.definition.event_schema()?;
+                    (
+                        old,
+                        format!("v{} of `{table}`", current.version),
+                        new,
+                        new_name,
+                    )
+                }
+                _ => anyhow::bail!(
+                    "give two schemas (`schema check OLD NEW`) or a table (`schema check --config F --table T [--against NEW]`)"
+                ),
+            };
+            let compat = kappa_lake::schema::compat::check(&old.avro, &new.avro);
+            let diff = schema_diff(&old.arrow, &new.arrow);
+            if json {
+                print_json(&serde_json::json!({
+                    "old": old_name,
+                    "new": new_name,
+                    "level": compat.level(),
+                    "backward": compat.backward,
+                    "forward": compat.forward,
+                    "evolve_in_place": diff.is_compatible(),
+                    "added": diff.added,
+                    "breaking": diff.breaking,
+                }))?;
+            } else {
+                println!("{new_name} against {old_name}: {}", compat.level());
+                for b in &compat.backward {
+                    println!("not BACKWARD: {b}");
+                }
+                for f in &compat.forward {
+                    println!("not FORWARD: {f}");
+                }
+                for f in &diff.added {
+                    println!("added nullable field `{f}`");
+                }
+                for b in &diff.breaking {
+                    println!("incompatible: {b}");
+                }
+                if diff.is_compatible() {
+                    println!("compatible: a Delta version can evolve in place");
+                }
             }
-            for b in &diff.breaking {
-                println!("incompatible: {b}");
+            match level {
+                Some(level) if !compat.holds(level) => anyhow::bail!(
+                    "{new_name} is not {level} compatible with {old_name} (it is {})",
+                    compat.level()
+                ),
+                Some(_) => {}
+                None if !diff.is_compatible() => anyhow::bail!(
+                    "{new_name} is not an additive change of {old_name}: a version needs a rebuild to take it"
+                ),
+                None => {}
             }
-            if !diff.is_compatible() {
-                anyhow::bail!(
-                    "{} is not an additive change of {}: a version needs a rebuild to take it",
-                    new.display(),
-                    old.display()
-                );
-            }
-            println!("compatible: a Delta version can evolve in place");
         }
         Command::Transform {
             table,

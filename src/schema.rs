@@ -84,6 +84,8 @@
 //! `precision`/`scale`): e.g. `long` and `timestamp-millis` have the same
 //! canonical form although they map to different Arrow types.
 
+pub mod compat;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 

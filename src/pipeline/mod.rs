@@ -70,16 +70,7 @@ impl TableHandle {
         let wanted = self.definition()?;
         let hash = wanted.hash()?;
         let (lake, layout) = (&self.lake, &self.layout);
-        if let Some(p) = pointer::read(lake, layout).await? {
-            let def = version::load(lake, layout, p.version)
-                .await?
-                .ok_or_else(|| Error::Corrupt {
-                    path: layout.version_definition(p.version),
-                    reason: format!(
-                        "current.json points at v{} but its definition is missing",
-                        p.version
-                    ),
-                })?;
+        if let Some(def) = self.current_definition().await? {
             if def.definition_hash == hash {
                 return Ok(Live::of(def));
             }
@@ -170,18 +161,14 @@ impl TableHandle {
         }
     }
 
-    /// What `plan` says for this table.
-    pub async fn plan(&self) -> Result<Plan> {
-        let wanted = self.definition()?;
+    /// The current version's frozen definition (`None`: the table has no version yet).
+    pub async fn current_definition(&self) -> Result<Option<VersionDefinition>> {
         let (lake, layout) = (&self.lake, &self.layout);
         let Some(p) = pointer::read(lake, layout).await? else {
-            return Ok(Plan::Create);
+            return Ok(None);
         };
-        let versions = version::list(lake, layout).await?;
-        let next = versions.last().map_or(p.version + 1, |v| v.version + 1);
-        let live = versions
-            .into_iter()
-            .find(|v| v.version == p.version)
+        let def = version::load(lake, layout, p.version)
+            .await?
             .ok_or_else(|| Error::Corrupt {
                 path: layout.version_definition(p.version),
                 reason: format!(
@@ -189,6 +176,19 @@ impl TableHandle {
                     p.version
                 ),
             })?;
+        Ok(Some(def))
+    }
+
+    /// What `plan` says for this table.
+    pub async fn plan(&self) -> Result<Plan> {
+        let wanted = self.definition()?;
+        let Some(live) = self.current_definition().await? else {
+            return Ok(Plan::Create);
+        };
+        let next = version::list(&self.lake, &self.layout)
+            .await?
+            .last()
+            .map_or(live.version + 1, |v| v.version + 1);
         plan::compare(&live.definition, live.version, &wanted, next)
     }
 

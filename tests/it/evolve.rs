@@ -149,3 +149,99 @@ fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
         set_schema(d, WITH_COUPON);
     }
 }
+
+/// `schema check --config --table`: the table's current version against another schema, as a
+/// schema registry judges compatibility, naming the offending fields.
+#[test]
+fn schema_check_against_a_version_reports_avro_compatibility_naming_fields() {
+    let dir = crate::support::Workdir::new();
+    let d = dir.path();
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        r#"{ field = "ts", granularity = "hour" }"#,
+        "",
+    );
+    input(d, "a.ndjson", 0..10, false);
+    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    let without_id = WITHOUT_NAME
+        .replace(r#"{"name":"id","type":"long"},"#, "")
+        .replace(
+            r#"{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}}"#,
+            r#"{"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"name","type":["null","string"],"default":null}"#,
+        );
+    for (file, text) in [
+        ("coupon.avsc", WITH_COUPON),
+        ("id_as_string.avsc", ID_AS_STRING),
+        ("without_id.avsc", without_id.as_str()),
+    ] {
+        std::fs::write(d.join(file), text).unwrap();
+    }
+    let check = |against: &str, level: &str| {
+        let out = kappa(
+            d,
+            &[
+                "schema",
+                "check",
+                "--config",
+                "kappa-lake.toml",
+                "--table",
+                "events",
+                "--against",
+                against,
+                "--level",
+                level,
+            ],
+            &[],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    // An added optional field: FULL.
+    let (code, text) = check("coupon.avsc", "full");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("coupon.avsc against v1 of `events`: FULL"),
+        "{text}"
+    );
+    // A removed field without a default: old readers cannot read new data (FORWARD fails).
+    let (code, text) = check("without_id.avsc", "full");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(": BACKWARD"), "{text}");
+    assert!(
+        text.contains("not FORWARD: field `id`") && text.contains("no default"),
+        "{text}"
+    );
+    assert_eq!(check("without_id.avsc", "backward").0, Some(0));
+    // A type change: neither direction.
+    let (code, text) = check("id_as_string.avsc", "backward");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(": NONE"), "{text}");
+    assert!(
+        text.contains("not BACKWARD: field `id`: \"long\" cannot be read as \"string\""),
+        "{text}"
+    );
+    assert!(text.contains("not FORWARD: field `id`"), "{text}");
+    // Without --against: the config's schema file; JSON.
+    let out = kappa_ok(
+        d,
+        &[
+            "schema",
+            "check",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--json",
+        ],
+        &[],
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["level"], "FULL", "{json}");
+    assert_eq!(json["evolve_in_place"], true, "{json}");
+}
