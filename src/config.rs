@@ -125,6 +125,10 @@ pub struct RawTable {
     pub metadata_columns: Option<bool>,
     /// Where events come from.
     pub source: RawSource,
+    /// What happens to a record that cannot be decoded, timed or transformed: `dead_letter`
+    /// (default), `fail` or `skip`.
+    #[serde(default)]
+    pub bad_records: Option<BadRecords>,
     /// File sizing, flush and memory policy.
     #[serde(default)]
     pub writer: RawWriter,
@@ -202,6 +206,21 @@ impl RawVersions {
             auto_rebuild: self.auto_rebuild,
         })
     }
+}
+
+/// What happens to a record that cannot be decoded, given an event time or transformed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecords {
+    /// Into the version's dead-letter table, committed with the data (the default).
+    #[default]
+    DeadLetter,
+    /// Stop with the error and the record's coordinates; nothing from the uncommitted batch is
+    /// committed, so a restart meets the record again (until the definition or policy changes).
+    Fail,
+    /// Drop it: counted (`kappa_lake_records_skipped_total`, the run's report) and logged with
+    /// its coordinates and reason.
+    Skip,
 }
 
 /// Output format of a version.
@@ -371,6 +390,8 @@ pub struct TableConfig {
     pub metadata_columns: bool,
     /// The source.
     pub source: SourceConfig,
+    /// What happens to bad records.
+    pub bad_records: BadRecords,
     /// Writer policy.
     pub writer: WriterConfig,
     /// Promotion-related settings.
@@ -879,6 +900,7 @@ impl RawTable {
             granularity,
             metadata_columns: self.metadata_columns.unwrap_or(true),
             source,
+            bad_records: self.bad_records.unwrap_or_default(),
             writer,
             versions,
             storage: crate::storage::StorageOptions::default(),

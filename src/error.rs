@@ -89,6 +89,21 @@ pub enum Error {
         reason: String,
     },
 
+    /// A record could not be materialized and the table's policy is `bad_records = "fail"`.
+    #[error(
+        "bad record at `{source_partition}` offset {offset} ({stage}): {reason}; nothing after the last commit was committed. Fix the definition, or set bad_records = \"dead_letter\" (or \"skip\") to go on"
+    )]
+    BadRecord {
+        /// Kafka `topic/partition`, or the file.
+        source_partition: String,
+        /// Kafka offset, or the line (0-based).
+        offset: u64,
+        /// The stage it failed in (`read`, `decode`, `event_time`, `transform`).
+        stage: &'static str,
+        /// Why.
+        reason: String,
+    },
+
     /// The metrics endpoint could not be served.
     #[error("cannot serve metrics on `{addr}` (--metrics-addr): {reason}")]
     Metrics {

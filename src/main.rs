@@ -468,7 +468,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for report in futures::future::try_join_all(runs).await? {
                 tracing::info!(
                     table = %report.table, version = report.version, records = report.records,
-                    rows = report.rows, dead_letters = report.dead_letters, commits = report.commits,
+                    rows = report.rows, dead_letters = report.dead_letters,
+                    bad_records_skipped = report.bad_records_skipped, commits = report.commits,
                     interrupted = report.interrupted, "run finished"
                 );
             }

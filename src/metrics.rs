@@ -38,6 +38,7 @@ pub struct Metrics {
     conflicts: IntCounterVec,
     commit_seconds: HistogramVec,
     dead_letters: IntCounterVec,
+    bad_records_skipped: IntCounterVec,
     buffer_bytes: IntGaugeVec,
     lag: IntGaugeVec,
     assigned: IntGaugeVec,
@@ -144,6 +145,16 @@ impl Metrics {
                     &["table", "version", "stage"],
                 ),
             ),
+            bad_records_skipped: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kappa_lake_bad_records_skipped_total",
+                        "Bad records dropped under `bad_records = \"skip\"`, by the stage they failed in.",
+                    ),
+                    &["table", "version", "stage"],
+                ),
+            ),
             buffer_bytes: registered(
                 &r,
                 IntGaugeVec::new(
@@ -211,6 +222,8 @@ impl Metrics {
         ] {
             self.dead_letters
                 .with_label_values(&[table, v.as_str(), stage.as_str()]);
+            self.bad_records_skipped
+                .with_label_values(&[table, v.as_str(), stage.as_str()]);
         }
         VersionMetrics {
             metrics: self,
@@ -236,7 +249,7 @@ impl Metrics {
     /// suffixes), whether or not it has samples yet.
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
-        let collectors: [&dyn Collector; 15] = [
+        let collectors: [&dyn Collector; 16] = [
             &self.events,
             &self.skipped,
             &self.rows,
@@ -246,6 +259,7 @@ impl Metrics {
             &self.conflicts,
             &self.commit_seconds,
             &self.dead_letters,
+            &self.bad_records_skipped,
             &self.buffer_bytes,
             &self.lag,
             &self.assigned,
@@ -380,6 +394,15 @@ impl VersionMetrics {
             .with_label_values(&[table.as_str(), version.as_str()])
             .set(now);
         lock(&self.metrics.commit_times).insert((table, version), now);
+    }
+
+    /// A bad record dropped (`bad_records = "skip"`).
+    pub fn skipped_bad_record(&self, stage: Stage) {
+        let [table, version] = self.labels();
+        self.metrics
+            .bad_records_skipped
+            .with_label_values(&[table.as_str(), version.as_str(), stage.as_str()])
+            .inc();
     }
 
     /// A commit refused because another writer got there first.

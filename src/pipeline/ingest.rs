@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Format;
-use crate::config::{KafkaSourceConfig, SourceConfig, TableConfig};
+use crate::config::{BadRecords, KafkaSourceConfig, SourceConfig, TableConfig};
 use crate::decode::json::Decoded;
 use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
 use crate::error::{Error, Result};
@@ -58,6 +58,8 @@ pub struct IngestReport {
     pub rows: u64,
     /// Records dead-lettered.
     pub dead_letters: u64,
+    /// Bad records dropped (`bad_records = "skip"`).
+    pub bad_records_skipped: u64,
     /// Commits made.
     pub commits: u64,
     /// Data files committed.
@@ -1023,19 +1025,17 @@ impl<'a> Ingest<'a> {
             }
         };
         for r in decoded.rejected {
-            self.pending
-                .dead_letters
-                .push(dead(r.index, r.stage, r.reason));
+            self.reject(dead(r.index, r.stage, r.reason))?;
         }
         let mut rows = decoded.rows.as_slice();
         for events in decoded.batches {
             let (these, rest) = rows.split_at(events.num_rows());
             rows = rest;
-            let dead_letters = &mut self.pending.dead_letters;
+            let mut rejected = Vec::new();
             let shaped = self
                 .shaper
                 .shape(events, batch, these, &mut |i, stage, reason| {
-                    dead_letters.push(dead(i, stage, reason))
+                    rejected.push(dead(i, stage, reason))
                 })
                 .map_err(|e| self.write_err(e))?
                 .ok_or_else(|| {
@@ -1044,10 +1044,43 @@ impl<'a> Ingest<'a> {
                         self.def.version
                     ))
                 })?;
+            for letter in rejected {
+                self.reject(letter)?;
+            }
             self.writer.write(&shaped.batch, &shaped.buckets).await?;
         }
         self.metrics.buffered(self.buffered_bytes());
         Ok(())
+    }
+
+    /// A record that cannot be materialized, handled as the table's `bad_records` says.
+    fn reject(&mut self, letter: DeadLetter) -> Result<()> {
+        match self.table.bad_records {
+            BadRecords::DeadLetter => {
+                self.pending.dead_letters.push(letter);
+                Ok(())
+            }
+            BadRecords::Skip => {
+                tracing::warn!(
+                    table = %self.table.name,
+                    version = self.version(),
+                    source = %letter.source,
+                    offset = letter.offset,
+                    stage = letter.stage.as_str(),
+                    reason = %letter.reason,
+                    "bad record skipped"
+                );
+                self.metrics.skipped_bad_record(letter.stage);
+                self.report.bad_records_skipped += 1;
+                Ok(())
+            }
+            BadRecords::Fail => Err(Error::BadRecord {
+                source_partition: letter.source.to_string(),
+                offset: letter.offset,
+                stage: letter.stage.as_str(),
+                reason: letter.reason,
+            }),
+        }
     }
 
     fn write_err(&self, e: impl std::fmt::Display) -> Error {

@@ -17,7 +17,7 @@ use datafusion_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion_expr::planner::{ContextProvider, ExprPlanner};
 use datafusion_expr::simplify::SimplifyContext;
 use datafusion_expr::{
-    AggregateUDF, Expr, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, WindowUDF,
+    AggregateUDF, Expr, HigherOrderUDF, LogicalPlan, ScalarUDF, TableSource, Volatility, WindowUDF,
 };
 use datafusion_optimizer::analyzer::Analyzer;
 use datafusion_optimizer::simplify_expressions::ExprSimplifier;
@@ -61,6 +61,7 @@ impl Transform {
         let statement = parse(sql)?;
         check_statement(&statement)?;
         let catalog = Catalog::new(input.clone());
+        check_volatility(&statement, &catalog)?;
         let options = ParserOptions::new()
             .with_collect_spans(true)
             .with_map_string_types_to_utf8view(false);
@@ -423,6 +424,32 @@ fn check_expressions(statement: &Statement) -> Result<(), TransformError> {
             Some(reason) => ControlFlow::Break(at(expr, reason)),
             None => ControlFlow::Continue(()),
         }
+    });
+    match found {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+/// Refuses functions whose result is not a function of their arguments (`now()`, `random()`,
+/// `uuid()`…): a replay would not reproduce the rows, and a rebuild must.
+fn check_volatility(statement: &Statement, catalog: &Catalog) -> Result<(), TransformError> {
+    let found = ast::visit_expressions(statement, |expr| {
+        if let ast::Expr::Function(f) = expr {
+            let name = f.name.to_string().to_ascii_lowercase();
+            if let Some(udf) = catalog.scalars.get(&name)
+                && udf.signature().volatility != Volatility::Immutable
+            {
+                return ControlFlow::Break(at(
+                    expr,
+                    format!(
+                        "function `{}` is not allowed: its result depends on when or how often it runs, so a replay would not reproduce the rows; derive values from the event's fields (e.g. `_kafka_timestamp`)",
+                        f.name
+                    ),
+                ));
+            }
+        }
+        ControlFlow::Continue(())
     });
     match found {
         ControlFlow::Break(e) => Err(e),

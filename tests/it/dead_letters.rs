@@ -251,3 +251,67 @@ fn a_mixed_stream_at_volume_adds_up_exactly() {
         );
     }
 }
+
+/// `bad_records = "fail"` stops at the first bad record with its coordinates, committing
+/// nothing after the last commit; `"skip"` drops bad records, counted and logged, and writes
+/// the rest. Neither changes the version's definition.
+#[test]
+fn bad_records_fail_stops_with_coordinates_and_skip_drops_them_logged() {
+    let dir = crate::support::Workdir::new();
+    let d = dir.path();
+    let config = |policy: &str| {
+        crate::support::write_config_with(
+            d,
+            EVENT_SCHEMA,
+            r#"{ field = "ts", granularity = "hour" }"#,
+            crate::support::Keys {
+                table: &format!("bad_records = \"{policy}\""),
+                ..Default::default()
+            },
+        );
+    };
+    config("fail");
+    let ts = 1_795_651_200_000i64;
+    let mut lines: Vec<String> = (0..1000)
+        .map(|i| format!(r#"{{"id":{i},"ts":{},"name":"n{i}"}}"#, ts + i * 1000))
+        .collect();
+    lines[250] = r#"{"id": "two hundred fifty", "ts": 1}"#.to_string();
+    lines[700] = format!(r#"{{"id": 700, "ts": {ts}"#); // truncated
+    std::fs::write(d.join("input/events.ndjson"), lines.join("\n") + "\n").unwrap();
+
+    let out = crate::support::kappa(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad record at `events.ndjson` offset 250 (decode)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad_records"), "the fix is named: {stderr}");
+    let rows = |d: &std::path::Path| -> u64 {
+        status_json(d)["tables"][0]["versions"][0]["rows"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(rows(d) < 250, "rows after the bad record were committed");
+
+    config("skip");
+    let out = crate::support::kappa(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("bad record skipped").count(), 2, "{stderr}");
+    assert!(
+        stderr.contains("offset=250") && stderr.contains("offset=700"),
+        "{stderr}"
+    );
+    let status = status_json(d);
+    let v = &status["tables"][0]["versions"][0];
+    assert_eq!(v["rows"], 998, "{v}");
+    assert_eq!(v["dead_letters"], 0, "{v}");
+    assert_eq!(v["offsets"]["events.ndjson"], 1000, "{v}");
+    assert_eq!(status["tables"][0]["versions"].as_array().unwrap().len(), 1);
+    let ids = duckdb(&format!(
+        "SELECT count(DISTINCT id) FROM {} WHERE id IN (250, 700)",
+        scan(&d.join("lake"), "events", 1, "delta")
+    ));
+    assert_eq!(ids[0][0], 0);
+}

@@ -196,6 +196,30 @@ fn unknown_columns_are_named_with_their_position() {
 }
 
 #[test]
+fn functions_a_replay_would_not_reproduce_are_refused() {
+    for (sql, name, (l, c)) in [
+        ("SELECT id, now() AS seen FROM events", "now", (1, 12)),
+        (
+            "SELECT id FROM events\nWHERE random() < 0.5",
+            "random",
+            (2, 7),
+        ),
+        ("SELECT id, uuid() AS u FROM events", "uuid", (1, 12)),
+    ] {
+        let (line, column, reason) = error(sql);
+        assert!(
+            reason.contains(&format!("function `{name}`")),
+            "`{sql}`: {reason}"
+        );
+        assert!(reason.contains("replay"), "`{sql}`: {reason}");
+        assert_eq!((line, column), (Some(l), Some(c)), "`{sql}`: {reason}");
+    }
+    // Deterministic functions, including the shipped one, are fine.
+    compile("SELECT upper(customer) AS c, from_epoch(_kafka_offset, 's') AS t FROM events")
+        .unwrap();
+}
+
+#[test]
 fn aggregates_joins_and_other_cross_row_operators_are_refused() {
     let cases = [
         (
