@@ -11,7 +11,7 @@ use kappa_lake::config::Config;
 use kappa_lake::metrics::{Metrics, MetricsServer};
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::pipeline::rebuild::{self, RebuildOptions, ReplayFrom};
-use kappa_lake::pipeline::{IngestOptions, TableHandle, views};
+use kappa_lake::pipeline::{IngestOptions, TableHandle, dead_letters, views};
 use kappa_lake::schema::EventSchema;
 use kappa_lake::shutdown::{self, Shutdown};
 use kappa_lake::status::{self, Status};
@@ -168,6 +168,9 @@ enum Command {
     /// Schema tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// The records a version could not materialize, as committed in `_dead_letters/`.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
     /// Delete versions that are neither current, previous within `retain_previous`, being
     /// built, nor current less than `gc_grace` ago; keeps the K newest retired ones.
     Gc {
@@ -234,6 +237,36 @@ enum SampleFormat {
 enum SqlEngine {
     Duckdb,
     Spark,
+}
+
+#[derive(Subcommand)]
+enum DeadLettersCommand {
+    /// Per version: how many dead letters, by stage and by source partition.
+    List {
+        #[command(flatten)]
+        table: TableArg,
+        /// Only this version.
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A version's dead letters, one JSON object per line as stored (stage, reason, source,
+    /// offset, raw record), by source and offset.
+    Show {
+        #[command(flatten)]
+        table: TableArg,
+        /// The version (default: the current one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Only this stage: read, decode, event_time or transform.
+        #[arg(long)]
+        stage: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -718,6 +751,65 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "{new_name} is not an additive change of {old_name}: a version needs a rebuild to take it"
                 ),
                 None => {}
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::List {
+            table,
+            version,
+            json,
+        }) => {
+            let handle = open_table(&table, false).await?;
+            let summaries = dead_letters::summaries(&handle, version).await?;
+            if json {
+                print_json(&serde_json::json!({ "table": table.table, "versions": summaries }))?;
+            } else {
+                for s in &summaries {
+                    let stages: Vec<String> =
+                        s.by_stage.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                    println!(
+                        "{} v{}: {} dead letters in {} files{}",
+                        table.table,
+                        s.version,
+                        s.total,
+                        s.files,
+                        if stages.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", stages.join(", "))
+                        }
+                    );
+                    for (source, n) in &s.by_source {
+                        println!("  {source}: {n}");
+                    }
+                }
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::Show {
+            table,
+            version,
+            stage,
+            limit,
+        }) => {
+            let handle = open_table(&table, false).await?;
+            let version = match version {
+                Some(v) => v,
+                None => {
+                    handle
+                        .current_definition()
+                        .await?
+                        .with_context(|| format!("table `{}` has no version yet", table.table))?
+                        .version
+                }
+            };
+            let letters = dead_letters::read(&handle, version).await?;
+            let mut out = std::io::stdout().lock();
+            for letter in letters
+                .iter()
+                .filter(|l| stage.as_ref().is_none_or(|s| l["stage"] == s.as_str()))
+                .take(limit)
+            {
+                serde_json::to_writer(&mut out, letter)?;
+                writeln!(out)?;
             }
         }
         Command::Transform {

@@ -1,6 +1,7 @@
 //! The jobs: `run` (keep the live version up to date), `rebuild` (replay into a new version),
 //! and `promote`/`rollback` (move `current` under the catch-up rule).
 
+pub mod dead_letters;
 pub mod diff;
 pub mod gc;
 pub mod ingest;

@@ -315,3 +315,78 @@ fn bad_records_fail_stops_with_coordinates_and_skip_drops_them_logged() {
     ));
     assert_eq!(ids[0][0], 0);
 }
+
+/// `dead-letters list` counts a version's committed dead letters by stage and source;
+/// `dead-letters show` prints them as stored, filtered by stage. A dead-letter file no commit
+/// lists (a crashed writer's) is not shown.
+#[test]
+fn dead_letters_list_and_show_what_the_version_committed() {
+    let dir = crate::support::Workdir::new();
+    let d = dir.path();
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        r#"{ field = "ts", granularity = "hour" }"#,
+        "",
+    );
+    let ts = 1_795_651_200_000i64;
+    let mut lines: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"id":{i},"ts":{},"name":"n{i}"}}"#, ts + i * 1000))
+        .collect();
+    lines[3] = r#"{"id": "three", "ts": 1}"#.into();
+    lines[9] = "[9]".into();
+    lines[15] = r#"{"id": 15, "ts": 999999999999999999}"#.into();
+    std::fs::write(d.join("input/events.ndjson"), lines.join("\n") + "\n").unwrap();
+    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    // A stray file, as a writer that crashed before its commit leaves behind.
+    let dl_dir = d.join("lake/events/_dead_letters/v1");
+    let committed = std::fs::read_dir(&dl_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(&committed, dl_dir.join("dead-letters-crashed-0.ndjson")).unwrap();
+
+    let table = ["--config", "kappa-lake.toml", "--table", "events"];
+    let args = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut a = vec!["dead-letters"];
+        a.extend(extra);
+        a.extend(table);
+        a
+    };
+    let list = kappa_ok(d, &args(&["list"]), &[]);
+    assert!(
+        list.contains("events v1: 3 dead letters in 1 files (decode 2, event_time 1)"),
+        "{list}"
+    );
+    assert!(list.contains("  events.ndjson: 3"), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_str(&kappa_ok(d, &args(&["list", "--json"]), &[])).unwrap();
+    assert_eq!(json["versions"][0]["total"], 3, "{json}");
+    assert_eq!(json["versions"][0]["by_stage"]["decode"], 2, "{json}");
+
+    let show = kappa_ok(d, &args(&["show"]), &[]);
+    let shown: Vec<serde_json::Value> = show
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let offsets: Vec<u64> = shown
+        .iter()
+        .map(|l| l["offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(offsets, [3, 9, 15], "{show}");
+    assert_eq!(shown[0]["raw"], lines[3], "{show}");
+    assert_eq!(shown[2]["stage"], "event_time", "{show}");
+    assert!(!shown[1]["reason"].as_str().unwrap().is_empty());
+    let decode = kappa_ok(
+        d,
+        &args(&["show", "--stage", "decode", "--limit", "1"]),
+        &[],
+    );
+    assert_eq!(decode.lines().count(), 1, "{decode}");
+    assert!(decode.contains("\"offset\":3"), "{decode}");
+    let none = crate::support::kappa(d, &args(&["list", "--version", "7"]), &[]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("has no v7"));
+}
