@@ -218,8 +218,8 @@ pub enum BadRecords {
     /// Stop with the error and the record's coordinates; nothing from the uncommitted batch is
     /// committed, so a restart meets the record again (until the definition or policy changes).
     Fail,
-    /// Drop it: counted (`kappa_lake_records_skipped_total`, the run's report) and logged with
-    /// its coordinates and reason.
+    /// Drop it: counted (`kappa_lake_bad_records_skipped_total`, the run's report) and
+    /// logged with its coordinates and reason.
     Skip,
 }
 
