@@ -110,8 +110,23 @@ fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
     let dir = Workdir::new();
     let d = dir.path();
     kafka_config(d, &brokers, "term", "max_age = \"500ms\"");
-    let total = 300_000i64;
-    produce(&brokers, "term", events(0..total, PARTITIONS)).unwrap();
+    // A third of the events first, the rest paced over ~10 s while `run` works, so that the
+    // SIGTERM lands mid-ingest however fast this machine is.
+    let (first, total) = (100_000i64, 300_000i64);
+    produce(&brokers, "term", events(0..first, PARTITIONS)).unwrap();
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            produce_paced(
+                &brokers,
+                "term",
+                first..total,
+                PARTITIONS,
+                10_000,
+                Duration::from_millis(300),
+            );
+        })
+    };
 
     let mut child = spawn_run(d, &["--shutdown-timeout", "20s"], "run.log");
     assert!(
@@ -158,6 +173,7 @@ fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
         done < total,
         "SIGTERM landed after ingest finished; make the topic larger"
     );
+    producer.join().expect("producer");
 
     // The restart fetches from exactly there: nothing committed is received again.
     kappa_ok(
