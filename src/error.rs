@@ -104,6 +104,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// The schema registry could not answer.
+    #[error("schema registry `{url}`: {reason}")]
+    Registry {
+        /// The request's URL (never with credentials).
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+
     /// The metrics endpoint could not be served.
     #[error("cannot serve metrics on `{addr}` (--metrics-addr): {reason}")]
     Metrics {

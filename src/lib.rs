@@ -34,6 +34,7 @@ pub mod failpoints;
 pub mod metrics;
 pub mod partition;
 pub mod pipeline;
+pub mod registry;
 pub mod schema;
 pub mod shutdown;
 pub mod source;

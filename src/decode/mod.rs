@@ -1,7 +1,67 @@
 //! Decoding raw records into Arrow, and the dead-letter path for records that do not decode.
 
+pub mod avro;
 pub mod dead_letter;
 pub mod json;
 
+pub use avro::{AvroDecoder, Framing};
 pub use dead_letter::{DeadLetter, DeadLetterBuffer, Stage};
-pub use json::JsonDecoder;
+pub use json::{Decoded, JsonDecoder, RawRecord};
+
+use arrow::datatypes::SchemaRef;
+
+use crate::config::{Encoding, SourceConfig};
+use crate::error::{Error, Result};
+use crate::registry::SchemaRegistry;
+
+/// The decoder a source's encoding calls for.
+#[derive(Debug, Clone)]
+pub enum RecordDecoder {
+    /// `encoding = "json"`.
+    Json(JsonDecoder),
+    /// `encoding = "avro"` or `"avro-confluent"`.
+    Avro(AvroDecoder),
+}
+
+impl RecordDecoder {
+    /// The decoder for `source`'s encoding, decoding into the version's schema (`avsc` and
+    /// its Arrow mapping `arrow`).
+    pub fn for_source(source: &SourceConfig, avsc: &str, arrow: SchemaRef) -> Result<Self> {
+        let max = source.max_record_bytes();
+        let framing = match source.encoding() {
+            Encoding::Json => return Ok(RecordDecoder::Json(JsonDecoder::new(arrow, max))),
+            Encoding::Avro => Framing::Raw,
+            Encoding::AvroConfluent => Framing::Confluent,
+        };
+        AvroDecoder::new(avsc, arrow, framing, max)
+            .map(RecordDecoder::Avro)
+            .map_err(|reason| Error::Refused(format!("the version's Avro schema: {reason}")))
+    }
+
+    /// Looks up the writer schemas `records` use that are not known yet (Confluent framing).
+    pub async fn resolve<R: RawRecord>(
+        &mut self,
+        records: &[R],
+        registry: Option<&SchemaRegistry>,
+    ) -> Result<()> {
+        let RecordDecoder::Avro(avro) = self else {
+            return Ok(());
+        };
+        for id in avro.unknown_ids(records) {
+            let found = match registry {
+                Some(r) => r.schema_by_id(id).await?,
+                None => Err(format!("schema id {id}: no schema registry is configured")),
+            };
+            avro.add_writer_schema(id, found.as_deref().map_err(Clone::clone));
+        }
+        Ok(())
+    }
+
+    /// Decodes `records`, isolating the ones that do not fit.
+    pub fn decode<R: RawRecord>(&self, records: &[R]) -> Decoded {
+        match self {
+            RecordDecoder::Json(d) => d.decode(records),
+            RecordDecoder::Avro(d) => d.decode(records),
+        }
+    }
+}

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::config::Format;
 use crate::config::{BadRecords, KafkaSourceConfig, SourceConfig, TableConfig};
 use crate::decode::json::Decoded;
-use crate::decode::{DeadLetter, DeadLetterBuffer, JsonDecoder, Stage};
+use crate::decode::{DeadLetter, DeadLetterBuffer, RecordDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::failpoints::crash_point;
 use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
@@ -32,6 +32,7 @@ use crate::pipeline::progress::Progress;
 use crate::pipeline::promote::MoveReport;
 use crate::pipeline::shape::Shaper;
 use crate::pipeline::{TableHandle, rebuild};
+use crate::registry::SchemaRegistry;
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
 use crate::source::kafka::{Event, KafkaMessage, KafkaSource, Membership, StartAt};
@@ -312,7 +313,9 @@ struct Ingest<'a> {
     table: &'a TableConfig,
     log: VersionLog,
     writer: FileWriter,
-    decoder: JsonDecoder,
+    decoder: RecordDecoder,
+    /// Where Confluent-framed records' writer schemas are looked up.
+    registry: Option<SchemaRegistry>,
     shaper: Shaper,
     pending: Pending,
     report: IngestReport,
@@ -333,6 +336,15 @@ impl<'a> Ingest<'a> {
         let ttl = (table.writer.max_age.as_secs() * 3).max(30);
         let mut lease = WriterLease::new(ttl);
         let event_schema = def.definition.event_schema()?.arrow;
+        let decoder = RecordDecoder::for_source(
+            &table.source,
+            &def.definition.schema.to_string(),
+            event_schema.clone(),
+        )?;
+        let registry = match &table.source {
+            SourceConfig::Kafka(k) => k.registry.as_ref().map(SchemaRegistry::new).transpose()?,
+            SourceConfig::Files(_) => None,
+        };
         let shaper = Shaper::new(&event_schema, &def.definition)?;
         let (log, writer) = write::open_for_writing(
             lake,
@@ -350,7 +362,6 @@ impl<'a> Ingest<'a> {
         }
         lease.refresh(lake, layout, version).await?;
         lease::prune(lake, layout, version).await?;
-        let decoder = JsonDecoder::new(event_schema, table.source.max_record_bytes());
         tracing::info!(table = %layout.table(), version, writer = %lease.writer, "writer started");
         Ok(Ingest {
             lake,
@@ -360,6 +371,7 @@ impl<'a> Ingest<'a> {
             log,
             writer,
             decoder,
+            registry,
             shaper,
             pending: Pending::default(),
             report: IngestReport {
@@ -987,6 +999,9 @@ impl<'a> Ingest<'a> {
     }
 
     async fn write(&mut self, batch: &SourceBatch) -> Result<()> {
+        self.decoder
+            .resolve(&batch.records, self.registry.as_ref())
+            .await?;
         let decoded = self.decoder.decode(&batch.records);
         self.write_decoded(batch, decoded).await
     }
@@ -1131,7 +1146,7 @@ struct DecodeAhead {
 }
 
 impl DecodeAhead {
-    fn start(mut source: FilesSource, decoder: JsonDecoder) -> DecodeAhead {
+    fn start(mut source: FilesSource, decoder: RecordDecoder) -> DecodeAhead {
         let (tx, rx) = mpsc::channel(2);
         let pump = tokio::spawn(async move {
             while let Some(next) = source.next().await {

@@ -588,6 +588,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            registry: None,
             max_record_bytes: 1 << 20,
             batch_size: 100,
         }

@@ -1,0 +1,541 @@
+//! Avro records → Arrow `RecordBatch`, with arrow-avro's batch decoder.
+//!
+//! Two payload framings:
+//! - **raw** (`encoding = "avro"`): each record is one Avro binary datum written with the
+//!   version's own schema;
+//! - **Confluent wire format** (`encoding = "avro-confluent"`): a `0x00` magic byte, the
+//!   writer schema's registry id (4 bytes, big-endian), then the datum. Writer schemas are
+//!   looked up by id (see [`crate::registry`]) and resolved against the version's schema by
+//!   Avro's rules, so events written with an older compatible schema decode into the
+//!   version's columns (added fields take their defaults, removed ones are skipped, numeric
+//!   types are promoted).
+//!
+//! Values are decoded column-wise straight into Arrow builders; nothing goes through JSON or a
+//! per-record value tree. A record that does not decode is isolated like in the JSON decoder:
+//! the batch is decoded as runs of records, a failing record is rejected with its reason and
+//! the records before and after it are decoded on their own (a failed datum may have
+//! appended to some columns, so the run before it is decoded afresh).
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow_avro::reader::{Decoder, ReaderBuilder};
+use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
+
+use crate::decode::Stage;
+use crate::decode::json::{Decoded, RawRecord, Rejected};
+
+/// The Confluent wire format's magic byte.
+pub const CONFLUENT_MAGIC: u8 = 0;
+/// Magic byte + schema id.
+pub const CONFLUENT_HEADER_LEN: usize = 5;
+
+/// The id under which raw Avro's single writer schema (the version's) is kept.
+const RAW_ID: u32 = 0;
+/// The Confluent header fed before each raw datum, so one decoder serves both framings.
+const RAW_HEADER: [u8; CONFLUENT_HEADER_LEN] = [CONFLUENT_MAGIC, 0, 0, 0, 0];
+
+/// How records are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A bare datum in the version's schema.
+    Raw,
+    /// Confluent wire format: magic byte, schema id, datum.
+    Confluent,
+}
+
+/// What is known of a writer schema id.
+#[derive(Debug, Clone)]
+pub enum WriterSchema {
+    /// Found, and readable as the version's schema.
+    Readable(Arc<AvroSchema>),
+    /// Not usable: not in the registry, or not resolvable against the version's schema.
+    Unusable(String),
+}
+
+/// Parses the Confluent wire-format header: the schema id, or why the record has none.
+pub fn confluent_schema_id(bytes: &[u8]) -> Result<u32, String> {
+    if bytes.len() < CONFLUENT_HEADER_LEN {
+        return Err(format!(
+            "record of {} bytes is shorter than the Confluent wire-format header ({CONFLUENT_HEADER_LEN} bytes)",
+            bytes.len()
+        ));
+    }
+    if bytes[0] != CONFLUENT_MAGIC {
+        return Err(format!(
+            "wrong magic byte 0x{:02x} (the Confluent wire format starts with 0x00)",
+            bytes[0]
+        ));
+    }
+    let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    Ok(id)
+}
+
+/// Decodes Avro records against the version's schema.
+#[derive(Debug, Clone)]
+pub struct AvroDecoder {
+    /// The version's Arrow schema (what the batches are conformed to).
+    schema: SchemaRef,
+    /// The version's Avro schema, as arrow-avro's reader schema.
+    reader: AvroSchema,
+    framing: Framing,
+    max_record_bytes: usize,
+    writers: HashMap<u32, WriterSchema>,
+}
+
+enum Failure {
+    /// Record `i` (absolute index) does not decode.
+    At(usize, String),
+    /// Building the decoder failed (affects the whole run).
+    Batch(String),
+}
+
+impl AvroDecoder {
+    /// A decoder for the version's Avro schema text and its Arrow mapping.
+    pub fn new(
+        avsc: &str,
+        schema: SchemaRef,
+        framing: Framing,
+        max_record_bytes: usize,
+    ) -> Result<Self, String> {
+        let reader = AvroSchema::new(for_arrow_avro(avsc)?);
+        let mut decoder = AvroDecoder {
+            schema,
+            reader: reader.clone(),
+            framing,
+            max_record_bytes,
+            writers: HashMap::new(),
+        };
+        if framing == Framing::Raw {
+            decoder.add_writer_schema(RAW_ID, Ok(avsc));
+            if let Some(WriterSchema::Unusable(reason)) = decoder.writers.get(&RAW_ID) {
+                return Err(reason.clone());
+            }
+        }
+        Ok(decoder)
+    }
+
+    /// The framing.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Schema ids used by `records` that are not known yet (Confluent framing).
+    pub fn unknown_ids<R: RawRecord>(&self, records: &[R]) -> BTreeSet<u32> {
+        if self.framing != Framing::Confluent {
+            return BTreeSet::new();
+        }
+        records
+            .iter()
+            .filter_map(|r| confluent_schema_id(r.bytes()).ok())
+            .filter(|id| !self.writers.contains_key(id))
+            .collect()
+    }
+
+    /// Records what a schema id stands for: its schema text, or why there is none. A schema
+    /// that cannot be resolved against the version's schema is recorded as unusable, so its
+    /// records are rejected with the reason.
+    pub fn add_writer_schema(&mut self, id: u32, schema: Result<&str, String>) {
+        let entry = match schema.and_then(|text| self.check_writer(id, text)) {
+            Ok(s) => WriterSchema::Readable(Arc::new(s)),
+            Err(reason) => WriterSchema::Unusable(reason),
+        };
+        self.writers.insert(id, entry);
+    }
+
+    fn check_writer(&self, id: u32, text: &str) -> Result<AvroSchema, String> {
+        let writer = AvroSchema::new(for_arrow_avro(text)?);
+        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+        store
+            .set(Fingerprint::Id(id), writer.clone())
+            .map_err(|e| e.to_string())?;
+        ReaderBuilder::new()
+            .with_reader_schema(self.reader.clone())
+            .with_writer_schema_store(store)
+            .build_decoder()
+            .map_err(|e| {
+                format!("writer schema {id} cannot be read as the version's schema: {e}")
+            })?;
+        Ok(writer)
+    }
+
+    /// Decodes `records`, isolating the ones that do not fit.
+    pub fn decode<R: RawRecord>(&self, records: &[R]) -> Decoded {
+        let mut out = Decoded {
+            batches: Vec::new(),
+            rows: Vec::with_capacity(records.len()),
+            rejected: Vec::new(),
+        };
+        let mut run_start = 0;
+        for (i, r) in records.iter().enumerate() {
+            if let Some((stage, reason)) = self.precheck(r) {
+                self.decode_range(records, run_start..i, &mut out);
+                out.rejected.push(Rejected {
+                    index: i,
+                    stage,
+                    reason,
+                });
+                run_start = i + 1;
+            }
+        }
+        self.decode_range(records, run_start..records.len(), &mut out);
+        out.rejected.sort_by_key(|r| r.index);
+        out
+    }
+
+    fn precheck<R: RawRecord>(&self, r: &R) -> Option<(Stage, String)> {
+        let bytes = r.bytes();
+        let len = r.oversized().unwrap_or(bytes.len() as u64);
+        if len > self.max_record_bytes as u64 {
+            return Some((
+                Stage::Read,
+                format!(
+                    "record of {len} bytes exceeds max_record_bytes ({})",
+                    self.max_record_bytes
+                ),
+            ));
+        }
+        if bytes.is_empty() {
+            return Some((Stage::Read, "empty record".to_string()));
+        }
+        if self.framing == Framing::Confluent {
+            let id = match confluent_schema_id(bytes) {
+                Ok(id) => id,
+                Err(reason) => return Some((Stage::Decode, reason)),
+            };
+            match self.writers.get(&id) {
+                Some(WriterSchema::Readable(_)) => {}
+                Some(WriterSchema::Unusable(reason)) => {
+                    return Some((Stage::Decode, reason.clone()));
+                }
+                None => {
+                    return Some((Stage::Decode, format!("schema id {id} was not looked up")));
+                }
+            }
+        }
+        None
+    }
+
+    fn decode_range<R: RawRecord>(&self, records: &[R], range: Range<usize>, out: &mut Decoded) {
+        if range.is_empty() {
+            return;
+        }
+        match self.try_decode(records, range.clone()) {
+            Ok(batches) => {
+                out.rows.extend(range);
+                out.batches.extend(batches);
+            }
+            Err(Failure::At(i, reason)) => {
+                self.decode_range(records, range.start..i, out);
+                out.rejected.push(Rejected {
+                    index: i,
+                    stage: Stage::Decode,
+                    reason,
+                });
+                self.decode_range(records, i + 1..range.end, out);
+            }
+            Err(Failure::Batch(reason)) => {
+                out.rejected.extend(range.map(|index| Rejected {
+                    index,
+                    stage: Stage::Decode,
+                    reason: reason.clone(),
+                }));
+            }
+        }
+    }
+
+    /// A decoder for the writer schemas `records[range]` use.
+    fn build<R: RawRecord>(&self, records: &[R], range: Range<usize>) -> Result<Decoder, String> {
+        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+        let ids: BTreeSet<u32> = match self.framing {
+            Framing::Raw => BTreeSet::from([RAW_ID]),
+            Framing::Confluent => records[range.clone()]
+                .iter()
+                .filter_map(|r| confluent_schema_id(r.bytes()).ok())
+                .collect(),
+        };
+        for id in &ids {
+            if let Some(WriterSchema::Readable(s)) = self.writers.get(id) {
+                store
+                    .set(Fingerprint::Id(*id), (**s).clone())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let first = ids.first().copied().unwrap_or(RAW_ID);
+        ReaderBuilder::new()
+            .with_batch_size(range.len() + 1)
+            .with_reader_schema(self.reader.clone())
+            .with_writer_schema_store(store)
+            .with_active_fingerprint(Fingerprint::Id(first))
+            .build_decoder()
+            .map_err(|e| e.to_string())
+    }
+
+    fn try_decode<R: RawRecord>(
+        &self,
+        records: &[R],
+        range: Range<usize>,
+    ) -> Result<Vec<RecordBatch>, Failure> {
+        let mut decoder = self.build(records, range.clone()).map_err(Failure::Batch)?;
+        let mut batches = Vec::new();
+        let mut flushed = 0usize;
+        for (n, i) in range.clone().enumerate() {
+            let bytes = records[i].bytes();
+            if self.framing == Framing::Raw {
+                feed(&mut decoder, &RAW_HEADER, &mut batches, &mut flushed)
+                    .map_err(|e| Failure::At(i, e))?;
+            }
+            let fed = feed(&mut decoder, bytes, &mut batches, &mut flushed);
+            let rows = flushed + decoder.batch_size() - decoder.capacity();
+            match fed {
+                Ok(()) if rows == n + 1 => {}
+                Ok(()) => {
+                    return Err(Failure::At(
+                        i,
+                        "truncated Avro record: it ends inside a value".to_string(),
+                    ));
+                }
+                Err(_) if rows == n + 1 => {
+                    return Err(Failure::At(
+                        i,
+                        "trailing bytes after the Avro record".to_string(),
+                    ));
+                }
+                Err(e) => return Err(Failure::At(i, e)),
+            }
+        }
+        if let Some(batch) = decoder.flush().map_err(|e| Failure::Batch(e.to_string()))? {
+            batches.push(batch);
+        }
+        batches
+            .into_iter()
+            .map(|b| conform(b, &self.schema).map_err(Failure::Batch))
+            .collect()
+    }
+}
+
+/// Feeds one record's bytes; a schema switch mid-batch makes the decoder ask for a flush.
+fn feed(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    batches: &mut Vec<RecordBatch>,
+    flushed: &mut usize,
+) -> Result<(), String> {
+    let mut consumed = 0;
+    while consumed < bytes.len() {
+        let n = decoder
+            .decode(&bytes[consumed..])
+            .map_err(|e| e.to_string())?;
+        consumed += n;
+        if consumed < bytes.len() {
+            if !decoder.batch_is_full() {
+                return Err("truncated Avro record: it ends inside a value".to_string());
+            }
+            if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+                *flushed += batch.num_rows();
+                batches.push(batch);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Casts a decoded batch to the version's Arrow schema where arrow-avro's mapping differs
+/// from ours (an `enum` is a dictionary there and a string here; time zone spelling).
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                cast(column, field.data_type())
+                    .map_err(|e| format!("column `{}`: {e}", field.name()))
+            }
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+/// The schema text as arrow-avro should see it: `uuid` is a plain string here (arrow-avro
+/// would make it 16 bytes).
+fn for_arrow_avro(avsc: &str) -> Result<String, String> {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if map.get("logicalType").and_then(|t| t.as_str()) == Some("uuid") {
+                    map.remove("logicalType");
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(avsc).map_err(|e| format!("schema is not JSON: {e}"))?;
+    strip(&mut value);
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::EventSchema;
+    use apache_avro::types::Value;
+
+    const V1: &str = r#"{"type":"record","name":"E","fields":[
+        {"name":"id","type":"long"},
+        {"name":"name","type":["null","string"],"default":null},
+        {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B"]}}]}"#;
+    const V0: &str = r#"{"type":"record","name":"E","fields":[
+        {"name":"id","type":"int"},
+        {"name":"kind","type":{"type":"enum","name":"K","symbols":["A","B"]}},
+        {"name":"gone","type":"string"}]}"#;
+
+    fn datum(schema: &str, value: Value) -> Vec<u8> {
+        let s = apache_avro::Schema::parse_str(schema).unwrap();
+        apache_avro::to_avro_datum(&s, value).unwrap()
+    }
+
+    fn v1(id: i64, name: Option<&str>) -> Vec<u8> {
+        datum(
+            V1,
+            Value::Record(vec![
+                ("id".into(), Value::Long(id)),
+                (
+                    "name".into(),
+                    match name {
+                        Some(n) => Value::Union(1, Box::new(Value::String(n.into()))),
+                        None => Value::Union(0, Box::new(Value::Null)),
+                    },
+                ),
+                ("kind".into(), Value::Enum(1, "B".into())),
+            ]),
+        )
+    }
+
+    fn wire(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![0];
+        v.extend_from_slice(&id.to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    fn ids(d: &Decoded) -> Vec<i64> {
+        let mut out = Vec::new();
+        for b in &d.batches {
+            let col = b
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            out.extend(col.values().iter().copied());
+        }
+        out
+    }
+
+    #[test]
+    fn raw_records_decode_and_bad_ones_are_isolated() {
+        let schema = EventSchema::parse(V1).unwrap();
+        let d = AvroDecoder::new(V1, schema.arrow.clone(), Framing::Raw, 1024).unwrap();
+        let good = v1(1, Some("a"));
+        let truncated = good[..good.len() - 2].to_vec();
+        let mut trailing = v1(3, None);
+        trailing.extend_from_slice(&[1, 2, 3]);
+        let recs: Vec<Vec<u8>> = vec![
+            good.clone(),
+            truncated,
+            v1(2, None),
+            trailing,
+            vec![],
+            vec![0; 2000],
+            v1(4, Some("d")),
+        ];
+        let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+        let out = d.decode(&refs);
+        assert_eq!(out.rows, vec![0, 2, 6]);
+        assert_eq!(ids(&out), vec![1, 2, 4]);
+        let rejected: Vec<(usize, Stage)> =
+            out.rejected.iter().map(|r| (r.index, r.stage)).collect();
+        assert_eq!(
+            rejected,
+            vec![
+                (1, Stage::Decode),
+                (3, Stage::Decode),
+                (4, Stage::Read),
+                (5, Stage::Read)
+            ]
+        );
+        assert!(
+            out.rejected[0].reason.contains("truncated"),
+            "{:?}",
+            out.rejected
+        );
+        assert!(
+            out.rejected[1].reason.contains("trailing"),
+            "{:?}",
+            out.rejected
+        );
+        assert_eq!(out.batches[0].schema(), schema.arrow);
+    }
+
+    #[test]
+    fn confluent_records_resolve_older_writer_schemas() {
+        let schema = EventSchema::parse(V1).unwrap();
+        let mut d = AvroDecoder::new(V1, schema.arrow.clone(), Framing::Confluent, 1024).unwrap();
+        let old = datum(
+            V0,
+            Value::Record(vec![
+                ("id".into(), Value::Int(7)),
+                ("kind".into(), Value::Enum(0, "A".into())),
+                ("gone".into(), Value::String("x".into())),
+            ]),
+        );
+        let recs: Vec<Vec<u8>> = vec![
+            wire(2, &v1(1, Some("a"))),
+            wire(1, &old),
+            wire(2, &v1(2, None)),
+            wire(9, &v1(3, None)),
+            b"{\"id\":1}".to_vec(),
+            vec![0, 0],
+            wire(1, &old),
+        ];
+        let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+        assert_eq!(d.unknown_ids(&refs), BTreeSet::from([1, 2, 9]));
+        d.add_writer_schema(1, Ok(V0));
+        d.add_writer_schema(2, Ok(V1));
+        d.add_writer_schema(9, Err("schema id 9 is not in the registry".into()));
+        assert!(d.unknown_ids(&refs).is_empty());
+        let out = d.decode(&refs);
+        assert_eq!(out.rows, vec![0, 1, 2, 6]);
+        assert_eq!(ids(&out), vec![1, 7, 2, 7]);
+        let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert!(reasons[0].contains("schema id 9"), "{reasons:?}");
+        assert!(reasons[1].contains("wrong magic byte 0x7b"), "{reasons:?}");
+        assert!(reasons[2].contains("shorter than"), "{reasons:?}");
+        for b in &out.batches {
+            assert_eq!(b.schema(), schema.arrow);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_writer_schema_is_named() {
+        let schema = EventSchema::parse(V1).unwrap();
+        let mut d = AvroDecoder::new(V1, schema.arrow, Framing::Confluent, 1024).unwrap();
+        let text = r#"{"type":"record","name":"E","fields":[{"name":"id","type":"string"}]}"#;
+        d.add_writer_schema(5, Ok(text));
+        match &d.writers[&5] {
+            WriterSchema::Unusable(reason) => {
+                assert!(reason.contains("writer schema 5"), "{reason}")
+            }
+            WriterSchema::Readable(_) => panic!("a string id cannot be read as long"),
+        }
+    }
+}
