@@ -120,17 +120,23 @@ impl Drop for Running {
 
 /// Starts `kappa-lake run` in `dir` (stderr to `dir/<log_name>`).
 pub fn spawn_run(dir: &Path, extra: &[&str], log_name: &str) -> Running {
+    spawn_run_with(dir, extra, log_name, &[])
+}
+
+/// [`spawn_run`] with extra environment (it may override `KAPPA_LAKE_LOG`).
+pub fn spawn_run_with(dir: &Path, extra: &[&str], log_name: &str, env: &[(&str, &str)]) -> Running {
     let log = std::fs::File::create(dir.join(log_name)).unwrap();
-    let child = Command::new(BIN)
-        .current_dir(dir)
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
         .args(["run", "--config", "kappa-lake.toml"])
         .args(extra)
         .env("KAPPA_LAKE_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start kappa-lake run");
-    Running(child)
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Running(cmd.spawn().expect("start kappa-lake run"))
 }
 
 /// Sum of the version's stored offsets (= records covered, for a topic that starts at 0 with

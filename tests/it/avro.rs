@@ -1,0 +1,255 @@
+//! Avro in the Confluent wire format, end to end: an independent producer (confluent-kafka's
+//! AvroSerializer and SchemaRegistryClient) writes to the real broker through a schema
+//! registry speaking the Confluent REST API (`scripts/schema_registry.py`); `run` looks the
+//! writer schemas up, resolves older ones against the version's schema, and dead-letters the
+//! poison.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::broker::{BROKER, brokers, create_topic, unique_topic};
+use crate::kafka_support::{
+    Running, kafka_config, sigterm, spawn_run_with, stored_total, wait_for,
+};
+use crate::support::{Workdir, duckdb, python, scan};
+
+/// The version's schema: `status` and `amount` were added with defaults, `name` became
+/// optional, `id` was widened from `int`.
+pub const ORDER_SCHEMA: &str = r#"{"type":"record","name":"Order","namespace":"test","fields":[
+  {"name":"id","type":"long"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"name","type":["null","string"],"default":null},
+  {"name":"status","type":{"type":"enum","name":"Status","symbols":["NEW","PAID","SHIPPED"]},"default":"NEW"},
+  {"name":"amount","type":"double","default":0.0}
+]}"#;
+
+/// What older producers wrote.
+pub const OLD_ORDER_SCHEMA: &str = r#"{"type":"record","name":"Order","namespace":"test","fields":[
+  {"name":"id","type":"int"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-millis"}},
+  {"name":"name","type":"string"},
+  {"name":"legacy","type":"string"}
+]}"#;
+
+/// A running `scripts/schema_registry.py`.
+pub struct Registry {
+    pub url: String,
+    _process: Running,
+}
+
+impl Registry {
+    /// Starts the registry; `user` (`NAME:PASSWORD`) requires basic auth.
+    pub fn start(user: Option<&str>, log: &Path) -> Registry {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/schema_registry.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(script).args(["--port", "0"]);
+        if let Some(u) = user {
+            cmd.args(["--user", u]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start schema_registry.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("schema_registry.py said {line:?}"))
+            .to_string();
+        Registry {
+            url,
+            _process: Running(child),
+        }
+    }
+}
+
+/// Where the producer put each record.
+#[derive(serde::Deserialize)]
+pub struct Produced {
+    /// `[partition, offset, id]` of the good records.
+    pub good: Vec<(i64, i64, i64)>,
+    /// `[partition, offset, kind]` of the poison records.
+    pub poison: Vec<(i64, i64, String)>,
+}
+
+/// Runs `scripts/produce_avro.py` (schemas are written into `dir/schemas`).
+pub fn produce_avro(
+    dir: &Path,
+    topic: &str,
+    registry: &Registry,
+    user: &str,
+    old: u32,
+    new: u32,
+) -> Produced {
+    std::fs::write(dir.join("schemas/old.avsc"), OLD_ORDER_SCHEMA).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/produce_avro.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args([
+            "--brokers",
+            &brokers(),
+            "--topic",
+            topic,
+            "--registry",
+            &registry.url,
+        ])
+        .args(["--user", user])
+        .arg("--schema")
+        .arg(dir.join("schemas/events.avsc"))
+        .arg("--old-schema")
+        .arg(dir.join("schemas/old.avsc"))
+        .args(["--old", &old.to_string(), "--new", &new.to_string()])
+        .args(["--poison", "--poison-every", "500", "--huge-bytes", "4096"])
+        .output()
+        .expect("start produce_avro.py");
+    assert!(
+        out.status.success(),
+        "produce_avro.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("produce_avro.py prints JSON")
+}
+
+/// An `avro-confluent` config for table `events` over `topic`; the registry password comes
+/// from the environment (see `registry_env`).
+pub fn avro_config(dir: &Path, topic: &str, registry: &Registry) {
+    kafka_config(dir, &brokers(), topic, "max_age = \"300ms\"");
+    std::fs::write(dir.join("schemas/events.avsc"), ORDER_SCHEMA).unwrap();
+    let path = dir.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[table.source.kafka]",
+        &format!(
+            "encoding = \"avro-confluent\"\nmax_record_bytes = \"2KiB\"\n\n\
+             [table.source.schema_registry]\nurl = \"{}\"\nusername = \"tester\"\n\n\
+             [table.source.kafka]",
+            registry.url
+        ),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
+const PASSWORD: &str = "registry-pw-7d1e2a";
+
+fn registry_env() -> [(&'static str, &'static str); 1] {
+    [(
+        "KAPPA_LAKE_TABLE__EVENTS__SOURCE__SCHEMA_REGISTRY__PASSWORD",
+        PASSWORD,
+    )]
+}
+
+/// The dead letters of version `v`: `(partition, offset) → (stage, reason)`.
+pub fn dead_letters(dir: &Path, topic: &str, v: u32) -> BTreeMap<(i64, i64), (String, String)> {
+    let mut seen = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir.join(format!("lake/events/_dead_letters/v{v}"))) else {
+        return seen;
+    };
+    for entry in entries {
+        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
+        for l in BufReader::new(file).lines() {
+            let letter: serde_json::Value = serde_json::from_str(&l.unwrap()).unwrap();
+            let partition: i64 = letter["source"]
+                .as_str()
+                .and_then(|s| s.strip_prefix(&format!("{topic}/")))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("source of {letter}"));
+            let key = (partition, letter["offset"].as_i64().unwrap());
+            let value = (
+                letter["stage"].as_str().unwrap().to_string(),
+                letter["reason"].as_str().unwrap().to_string(),
+            );
+            assert!(
+                seen.insert(key, value).is_none(),
+                "dead-lettered twice: {letter}"
+            );
+        }
+    }
+    seen
+}
+
+#[test]
+fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
+    let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Workdir::new();
+    let d = dir.path();
+    let user = format!("tester:{PASSWORD}");
+    let registry = Registry::start(Some(&user), &d.join("registry.log"));
+    let topic = unique_topic("avro");
+    create_topic(&topic);
+    avro_config(d, &topic, &registry);
+    let produced = produce_avro(d, &topic, &registry, &user, 1500, 1500);
+    assert_eq!(produced.good.len(), 3000);
+    assert_eq!(produced.poison.len(), 30);
+    let total = (produced.good.len() + produced.poison.len()) as u64;
+
+    let log = "run.log";
+    let mut env = registry_env().to_vec();
+    env.push(("KAPPA_LAKE_LOG", "debug"));
+    let mut run = spawn_run_with(d, &[], log, &env);
+    let done = wait_for(Duration::from_secs(120), || stored_total(d, 0) >= total);
+    sigterm(&run);
+    let _ = run.wait();
+    let text = std::fs::read_to_string(d.join(log)).unwrap();
+    assert!(
+        done,
+        "stored {} of {total}:\n{}",
+        stored_total(d, 0),
+        tail(&text)
+    );
+    assert!(
+        !text.contains(PASSWORD),
+        "the registry password is in the log"
+    );
+
+    // Every good record once, old ones with the new fields' defaults.
+    let rows = duckdb(&format!(
+        "SELECT count(*), count(DISTINCT id), \
+           count(*) FILTER (WHERE id < 1500 AND status = 'NEW' AND amount = 0 AND name = 'n' || id), \
+           count(*) FILTER (WHERE id >= 1500 AND status = ['NEW','PAID','SHIPPED'][id % 3 + 1] \
+                              AND amount = id / 4 AND name = 'n' || id), \
+           count(*) FILTER (WHERE epoch_ms(ts) = {} + (id * 1000003) % 86400000) \
+         FROM {}",
+        crate::kafka_support::DAY_START_MS,
+        scan(&d.join("lake"), "events", 1, "delta")
+    ));
+    assert_eq!(rows[0], [3000, 3000, 1500, 1500, 3000], "rows as produced");
+
+    // Every poison record dead-lettered once, at the right stage, with the reason.
+    let letters = dead_letters(d, &topic, 1);
+    assert_eq!(letters.len(), produced.poison.len(), "{letters:?}");
+    for (partition, offset, kind) in &produced.poison {
+        let (stage, reason) = letters
+            .get(&(*partition, *offset))
+            .unwrap_or_else(|| panic!("{kind} at {partition}/{offset} is not a dead letter"));
+        let (want_stage, want_reason) = match kind.as_str() {
+            "truncated" => ("decode", "truncated Avro record"),
+            "unknown_id" => ("decode", "schema id 999999 is not in the schema registry"),
+            "wrong_magic" => ("decode", "wrong magic byte 0x7b"),
+            "huge" => ("read", "exceeds max_record_bytes"),
+            "empty" => ("read", "empty record"),
+            other => panic!("unknown poison kind {other}"),
+        };
+        assert_eq!(stage, want_stage, "{kind}: {reason}");
+        assert!(reason.contains(want_reason), "{kind}: {reason}");
+    }
+    // Writer schemas were fetched once each, not per record.
+    let lookups = std::fs::read_to_string(d.join("registry.log"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("GET /schemas/ids/"))
+        .count();
+    assert!(lookups <= 4, "{lookups} schema lookups");
+    drop(registry);
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
