@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kappa_lake::config::Config;
+use kappa_lake::config::{Config, SourceConfig};
 use kappa_lake::metrics::{Metrics, MetricsServer};
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::pipeline::rebuild::{self, RebuildOptions, ReplayFrom};
 use kappa_lake::pipeline::{IngestOptions, TableHandle, dead_letters, views};
+use kappa_lake::registry::SchemaRegistry;
 use kappa_lake::schema::EventSchema;
 use kappa_lake::shutdown::{self, Shutdown};
 use kappa_lake::status::{self, Status};
@@ -287,7 +288,8 @@ enum SchemaCommand {
         /// Compare this table's current version (with --config).
         #[arg(long, short)]
         table: Option<String>,
-        /// With --table: the new schema (.avsc); default: the config's schema file.
+        /// With --table: the new schema (.avsc); default: the latest schema of the source's
+        /// registry subject (`[table.source.schema_registry]`), else the config's schema file.
         #[arg(long, requires = "table")]
         against: Option<PathBuf>,
         /// Required compatibility: backward, forward, full or none.
@@ -694,9 +696,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     let current = handle.current_definition().await?.with_context(|| {
                         format!("table `{table}` has no version yet: nothing to check against")
                     })?;
-                    let (new, new_name) = match against {
-                        Some(p) => (read(&p)?, p.display().to_string()),
-                        None => (cfg.event_schema().clone(), cfg.schema_file.clone()),
+                    let registry = match &cfg.source {
+                        SourceConfig::Kafka(k) => k.registry.as_ref(),
+                        SourceConfig::Files(_) => None,
+                    };
+                    let (new, new_name) = match (against, registry) {
+                        (Some(p), _) => (read(&p)?, p.display().to_string()),
+                        (None, Some(r)) => {
+                            let latest = SchemaRegistry::new(r)?.latest(&r.subject).await?;
+                            let schema = EventSchema::parse(&latest.schema).with_context(|| {
+                                format!("the registry's schema {} is not usable", latest.id)
+                            })?;
+                            let name = format!(
+                                "subject `{}` version {} (schema id {})",
+                                latest.subject, latest.version, latest.id
+                            );
+                            (schema, name)
+                        }
+                        (None, None) => (cfg.event_schema().clone(), cfg.schema_file.clone()),
                     };
                     let old = current.definition.event_schema()?;
                     (

@@ -4,7 +4,10 @@
 //! top-level fields that are nullable) to a Delta version can be applied in place — Delta
 //! records the new columns in its log and existing rows read them as null. Everything else
 //! (a removed field, a changed type or nullability, a new required field, a nested change,
-//! another partitioning, transform, format or source) needs a rebuild into a new version.
+//! another partitioning, transform, format or source) needs a rebuild into a new version. An
+//! Avro source also needs the new schema to be BACKWARD compatible with the old one (Avro's
+//! rules, [`crate::schema::compat`]): a nullable field added without a default could not be
+//! read from older events.
 
 use arrow::datatypes::{Field, Schema};
 use serde::Serialize;
@@ -169,8 +172,20 @@ pub fn compare(
     if live.metadata_columns != wanted.metadata_columns {
         reasons.push("metadata_columns changed".to_string());
     }
-    let diff = schema_diff(&live.event_schema()?.arrow, &wanted.event_schema()?.arrow);
+    let (live_schema, wanted_schema) = (live.event_schema()?, wanted.event_schema()?);
+    let diff = schema_diff(&live_schema.arrow, &wanted_schema.arrow);
     reasons.extend(diff.breaking.iter().cloned());
+    if wanted.reads_avro() {
+        // The version's decoder resolves every writer's schema against its own: after an
+        // in-place change it must still read what older producers wrote.
+        let compat = crate::schema::compat::check(&live_schema.avro, &wanted_schema.avro);
+        reasons.extend(
+            compat
+                .backward
+                .iter()
+                .map(|b| format!("not BACKWARD compatible (Avro readers of the new schema could not read older events): {b}")),
+        );
+    }
     if reasons.is_empty() && !diff.added.is_empty() && wanted.transform.is_some() {
         reasons.push(format!(
             "adds {} under a transform: the table's columns are the transform's output, so a rebuild re-derives them",

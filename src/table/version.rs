@@ -93,6 +93,13 @@ impl Definition {
         })
     }
 
+    /// Whether the source's payloads are Avro (`avro` or `avro-confluent`).
+    pub fn reads_avro(&self) -> bool {
+        self.source["encoding"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("avro"))
+    }
+
     /// The parsed event schema of this definition.
     pub fn event_schema(&self) -> Result<EventSchema> {
         EventSchema::parse(&self.schema.to_string()).map_err(|e| Error::Corrupt {

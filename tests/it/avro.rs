@@ -14,7 +14,7 @@ use crate::broker::{BROKER, brokers, create_topic, unique_topic};
 use crate::kafka_support::{
     Running, kafka_config, sigterm, spawn_run_with, stored_total, wait_for,
 };
-use crate::support::{Workdir, duckdb, python, scan};
+use crate::support::{Workdir, duckdb, kappa, kappa_ok, python, scan};
 
 /// The version's schema: `status` and `amount` were added with defaults, `name` became
 /// optional, `id` was widened from `int`.
@@ -189,20 +189,7 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
     assert_eq!(produced.poison.len(), 30);
     let total = (produced.good.len() + produced.poison.len()) as u64;
 
-    let log = "run.log";
-    let mut env = registry_env().to_vec();
-    env.push(("KAPPA_LAKE_LOG", "debug"));
-    let mut run = spawn_run_with(d, &[], log, &env);
-    let done = wait_for(Duration::from_secs(120), || stored_total(d, 0) >= total);
-    sigterm(&run);
-    let _ = run.wait();
-    let text = std::fs::read_to_string(d.join(log)).unwrap();
-    assert!(
-        done,
-        "stored {} of {total}:\n{}",
-        stored_total(d, 0),
-        tail(&text)
-    );
+    let text = materialize(d, total);
     assert!(
         !text.contains(PASSWORD),
         "the registry password is in the log"
@@ -252,4 +239,116 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Runs `run` (at debug level) until the version stores `total` records; returns its log.
+fn materialize(d: &Path, total: u64) -> String {
+    let log = "run.log";
+    let mut env = registry_env().to_vec();
+    env.push(("KAPPA_LAKE_LOG", "debug"));
+    let mut run = spawn_run_with(d, &[], log, &env);
+    let done = wait_for(Duration::from_secs(120), || stored_total(d, 0) >= total);
+    sigterm(&run);
+    let _ = run.wait();
+    let text = std::fs::read_to_string(d.join(log)).unwrap();
+    assert!(
+        done,
+        "stored {} of {total}:\n{}",
+        stored_total(d, 0),
+        tail(&text)
+    );
+    text
+}
+
+/// Registers `schema` under `subject` (as a producer's serializer would).
+fn register(registry: &Registry, user: &str, subject: &str, schema: &str) {
+    let script = "import base64, json, sys, urllib.request\n\
+        url, user, schema = sys.argv[1:4]\n\
+        req = urllib.request.Request(url, data=json.dumps({'schema': schema}).encode(), method='POST')\n\
+        req.add_header('Content-Type', 'application/vnd.schemaregistry.v1+json')\n\
+        req.add_header('Authorization', 'Basic ' + base64.b64encode(user.encode()).decode())\n\
+        print(urllib.request.urlopen(req).read().decode())";
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(format!("{}/subjects/{subject}/versions", registry.url))
+        .args([user, schema])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "register: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `schema check --config F --table T` compares the version with the registry subject's latest
+/// schema and names the offending field; `plan` refuses to evolve an Avro version in place with
+/// a schema that could not read older events.
+#[test]
+fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
+    let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Workdir::new();
+    let d = dir.path();
+    let user = format!("tester:{PASSWORD}");
+    let registry = Registry::start(Some(&user), &d.join("registry.log"));
+    let topic = unique_topic("avrocheck");
+    create_topic(&topic);
+    avro_config(d, &topic, &registry);
+    let produced = produce_avro(d, &topic, &registry, &user, 0, 100);
+    materialize(d, (produced.good.len() + produced.poison.len()) as u64);
+    let subject = format!("{topic}-value");
+    let env = registry_env();
+    let check = |level: &str| {
+        let args = [
+            "schema",
+            "check",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--level",
+            level,
+        ];
+        let out = kappa(d, &args, &env);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+
+    // The subject's latest is the version's own schema.
+    let (code, text) = check("full");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("subject `{subject}` version")),
+        "{text}"
+    );
+    assert!(text.contains("FULL"), "{text}");
+
+    // An optional field without a default: the new schema cannot read older events.
+    let no_default = ORDER_SCHEMA.replace(
+        r#"{"name":"amount","type":"double","default":0.0}"#,
+        r#"{"name":"amount","type":"double","default":0.0},{"name":"coupon","type":["null","string"]}"#,
+    );
+    register(&registry, &user, &subject, &no_default);
+    let (code, text) = check("backward");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("FORWARD"), "{text}");
+    assert!(text.contains("not BACKWARD: field `coupon`"), "{text}");
+    std::fs::write(d.join("schemas/events.avsc"), &no_default).unwrap();
+    let plan = kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &env);
+    assert!(plan.contains("rebuild into v2"), "{plan}");
+    assert!(plan.contains("not BACKWARD compatible"), "{plan}");
+    assert!(plan.contains("`coupon`"), "{plan}");
+
+    // With a default it is FULL, and the Delta version evolves in place.
+    let with_default = no_default.replace(
+        r#"{"name":"coupon","type":["null","string"]}"#,
+        r#"{"name":"coupon","type":["null","string"],"default":null}"#,
+    );
+    register(&registry, &user, &subject, &with_default);
+    let (code, text) = check("full");
+    assert_eq!(code, Some(0), "{text}");
+    std::fs::write(d.join("schemas/events.avsc"), &with_default).unwrap();
+    let plan = kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &env);
+    assert!(plan.contains("evolve in place"), "{plan}");
 }
