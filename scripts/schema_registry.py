@@ -14,7 +14,7 @@ kappa-lake make, with the documented request and response shapes:
                                               (v = a number or "latest"; 404: 40402)
 
 Ids are global and stable: the same schema text registered twice (in any subject) keeps its
-id. It does not check compatibility (kappa-lake's `schema check` does that).
+id. A request may ask for an id ({"schema", "id"}), as Confluent's IMPORT mode allows. It does not check compatibility (kappa-lake's `schema check` does that).
 
     schema_registry.py --port 0 [--user NAME:PASSWORD] [--fail-first N]
 
@@ -42,11 +42,15 @@ class Registry:
         self.schemas = {}  # id -> schema text
         self.subjects = {}  # subject -> [id per version]
 
-    def register(self, subject, schema):
+    def register(self, subject, schema, wanted_id=None):
         with self.lock:
             sid = self.ids.get(schema)
+            if wanted_id is not None and sid not in (None, wanted_id):
+                raise ValueError(f"schema already registered with id {sid}")
+            if wanted_id is not None and self.schemas.get(wanted_id, schema) != schema:
+                raise ValueError(f"id {wanted_id} holds another schema")
             if sid is None:
-                sid = len(self.schemas) + 1
+                sid = wanted_id if wanted_id is not None else max(self.schemas, default=0) + 1
                 self.ids[schema] = sid
                 self.schemas[sid] = schema
             versions = self.subjects.setdefault(subject, [])
@@ -133,7 +137,10 @@ def make_handler(registry, user, fail_first):
                 return self.error(422, 42201, f"Invalid schema: {e}")
             if request.get("schemaType", "AVRO") != "AVRO":
                 return self.error(422, 42201, "only AVRO schemas are kept here")
-            self.reply(200, registry.register(unquote(m.group(1)), schema))
+            try:
+                self.reply(200, registry.register(unquote(m.group(1)), schema, request.get("id")))
+            except ValueError as e:
+                self.error(422, 42207, str(e))
 
     return Handler
 

@@ -268,6 +268,22 @@ enum DeadLettersCommand {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Decode a version's dead letters again, with what the table has now (e.g. a raised
+    /// `max_record_bytes`, a schema registered since, an in-place schema evolution), and
+    /// commit the ones that now materialize into that version, with their original source
+    /// coordinates, exactly once. Letters that fail again stay dead letters. Run it again
+    /// after the next fix: it reads only what no replay handled. (A new version needs no
+    /// replay: its rebuild reads the source itself.)
+    Replay {
+        #[command(flatten)]
+        table: TableArg,
+        /// The version (default: the current one).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -457,6 +473,18 @@ fn write_rows(
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `version`, or the table's current version.
+async fn version_or_current(handle: &TableHandle, version: Option<u32>) -> anyhow::Result<u32> {
+    match version {
+        Some(v) => Ok(v),
+        None => Ok(handle
+            .current_definition()
+            .await?
+            .with_context(|| format!("table `{}` has no version yet", handle.cfg.name))?
+            .version),
+    }
 }
 
 async fn open_table(arg: &TableArg, writing: bool) -> anyhow::Result<TableHandle> {
@@ -808,16 +836,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             limit,
         }) => {
             let handle = open_table(&table, false).await?;
-            let version = match version {
-                Some(v) => v,
-                None => {
-                    handle
-                        .current_definition()
-                        .await?
-                        .with_context(|| format!("table `{}` has no version yet", table.table))?
-                        .version
-                }
-            };
+            let version = version_or_current(&handle, version).await?;
             let letters = dead_letters::read(&handle, version).await?;
             let mut out = std::io::stdout().lock();
             for letter in letters
@@ -827,6 +846,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
             {
                 serde_json::to_writer(&mut out, letter)?;
                 writeln!(out)?;
+            }
+        }
+        Command::DeadLetters(DeadLettersCommand::Replay {
+            table,
+            version,
+            json,
+        }) => {
+            let handle = open_table(&table, true).await?;
+            let version = version_or_current(&handle, version).await?;
+            let report =
+                kappa_lake::pipeline::ingest::replay_dead_letters(&handle, version).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "{} v{}: {} dead letters replayed, {} landed as rows in {} commits; {} handled by an earlier replay",
+                    report.table,
+                    report.version,
+                    report.letters,
+                    report.replayed,
+                    report.commits,
+                    report.already_replayed
+                );
+                if report.truncated > 0 {
+                    println!(
+                        "{} were stored cut short (over 64 KiB) and cannot be replayed from the dead letters; the source still holds them",
+                        report.truncated
+                    );
+                }
+                for (reason, n) in &report.still_failing {
+                    println!("still failing ({n}): {reason}");
+                }
             }
         }
         Command::Transform {

@@ -416,6 +416,22 @@ impl Lake {
             .map_err(|e| crate::error::Error::storage(dir, e))
     }
 
+    /// The whole object at `path`.
+    pub async fn read_all(
+        &self,
+        path: &object_store::path::Path,
+    ) -> crate::error::Result<bytes::Bytes> {
+        use object_store::ObjectStoreExt;
+        let storage = |e| crate::error::Error::storage(path, e);
+        self.store
+            .get(path)
+            .await
+            .map_err(storage)?
+            .bytes()
+            .await
+            .map_err(storage)
+    }
+
     /// Deletes `path`; one that is already gone counts as deleted.
     pub async fn delete_if_exists(
         &self,

@@ -5,8 +5,11 @@
 //! They are therefore committed exactly once together with the data: a crash before the commit
 //! leaves an unreferenced file that recovery deletes, and the records are re-read. Each line is
 //! `{"version", "stage", "reason", "source", "offset", "raw" | "raw_base64", "raw_bytes",
-//! "truncated", "dead_lettered_at"}`; raw payloads longer than [`MAX_RAW_KEPT`] are cut to that
-//! length (`truncated: true`); the source still holds the whole record at `source`/`offset`.
+//! "truncated", "timestamp_ms", "key" | "key_base64", "headers", "dead_lettered_at"}` (Kafka
+//! records: `timestamp_ms` and, when present, the key and the headers as `[{"name", "value"}]`;
+//! a header value that is not UTF-8 is `{"base64": …}`). Raw
+//! payloads longer than [`MAX_RAW_KEPT`] are cut to that length (`truncated: true`); the source
+//! still holds the whole record at `source`/`offset`.
 
 use std::sync::Arc;
 
@@ -17,6 +20,7 @@ use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::source::Headers;
 use crate::storage::Lake;
 use crate::table::TableLayout;
 use crate::write::commit::DeadLetterFile;
@@ -65,6 +69,38 @@ pub struct DeadLetter {
     pub raw: Bytes,
     /// The record's full length in bytes.
     pub raw_len: u64,
+    /// The record's source timestamp (Kafka), ms since the epoch.
+    pub timestamp_ms: Option<i64>,
+    /// The record's key (Kafka).
+    pub key: Option<Bytes>,
+    /// The record's headers (Kafka).
+    pub headers: Option<Headers>,
+}
+
+/// Bytes as JSON: text where they are UTF-8, else base64.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Text<'a> {
+    Utf8(&'a str),
+    Base64 { base64: String },
+}
+
+impl<'a> Text<'a> {
+    fn of(bytes: &'a [u8]) -> Text<'a> {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Text::Utf8(s),
+            Err(_) => Text::Base64 {
+                base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Header<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<Text<'a>>,
 }
 
 #[derive(Serialize)]
@@ -80,6 +116,14 @@ struct Line<'a> {
     raw_base64: Option<String>,
     raw_bytes: u64,
     truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_base64: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<Header<'a>>,
     dead_lettered_at: String,
 }
 
@@ -151,6 +195,7 @@ impl DeadLetterBuffer {
         let mut out = Vec::with_capacity(self.bytes);
         for dl in &self.records {
             let text = std::str::from_utf8(&dl.raw).ok();
+            let key_text = dl.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
             let line = Line {
                 version,
                 stage: dl.stage,
@@ -163,6 +208,22 @@ impl DeadLetterBuffer {
                     .then(|| base64::engine::general_purpose::STANDARD.encode(&dl.raw)),
                 raw_bytes: dl.raw_len,
                 truncated: (dl.raw.len() as u64) < dl.raw_len,
+                timestamp_ms: dl.timestamp_ms,
+                key: key_text,
+                key_base64: dl
+                    .key
+                    .as_ref()
+                    .filter(|_| key_text.is_none())
+                    .map(|k| base64::engine::general_purpose::STANDARD.encode(k)),
+                headers: dl
+                    .headers
+                    .iter()
+                    .flat_map(|h| h.iter())
+                    .map(|(name, value)| Header {
+                        name,
+                        value: value.as_deref().map(Text::of),
+                    })
+                    .collect(),
                 dead_lettered_at: now.clone(),
             };
             serde_json::to_writer(&mut out, &line).map_err(|e| Error::Write {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -48,14 +47,7 @@ async fn committed(table: &TableHandle, version: u32) -> Result<(Vec<serde_json:
     let mut letters = Vec::new();
     for name in files {
         let path = dir.clone().join(name.as_str());
-        let bytes = lake
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| Error::storage(&path, e))?
-            .bytes()
-            .await
-            .map_err(|e| Error::storage(&path, e))?;
+        let bytes = lake.read_all(&path).await?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let letter = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
                 path: path.clone(),

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 
 use arrow::array::AsArray;
 use arrow::datatypes::{Int32Type, Int64Type};
-use object_store::ObjectStoreExt;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
@@ -117,14 +116,7 @@ async fn sides(
         let day = rel.split('/').next().unwrap_or_default().to_string();
         let path = rel.split('/').fold(dir.clone(), |p, part| p.join(part));
         // One file at a time, whole (files are at most `target_file_size`).
-        let bytes = lake
-            .store
-            .get(&path)
-            .await
-            .map_err(|e| Error::storage(&path, e))?
-            .bytes()
-            .await
-            .map_err(|e| Error::storage(&path, e))?;
+        let bytes = lake.read_all(&path).await?;
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| read_err(&path, e))?;
         let names: Vec<String> = builder

@@ -164,6 +164,176 @@ pub async fn materialize(
     ingest.finish(outcome).await
 }
 
+/// What `dead-letters replay` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReplayReport {
+    /// The table.
+    pub table: String,
+    /// The version whose dead letters were replayed into it.
+    pub version: u32,
+    /// Dead letters read that an earlier replay had not handled.
+    pub letters: u64,
+    /// Of those, landed as rows now.
+    pub replayed: u64,
+    /// Dead letters an earlier replay handled (not read again).
+    pub already_replayed: u64,
+    /// Failing again, counted by `stage: reason`; they stay dead letters.
+    pub still_failing: BTreeMap<String, u64>,
+    /// Stored cut short (over 64 KiB): the source still holds them at their coordinates.
+    pub truncated: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// A dead-letter line, as far as replay needs it.
+#[derive(serde::Deserialize)]
+struct StoredLetter {
+    source: String,
+    offset: u64,
+    #[serde(default)]
+    raw: Option<String>,
+    #[serde(default)]
+    raw_base64: Option<String>,
+    #[serde(default)]
+    truncated: bool,
+    #[serde(default)]
+    timestamp_ms: Option<i64>,
+}
+
+/// `dead-letters replay`: decodes version `version`'s committed dead letters again with what
+/// the table has now (its settings such as `max_record_bytes`, the registry's schemas, an
+/// in-place schema evolution) and commits the ones that now materialize into the same
+/// version, with their original source coordinates, exactly once.
+///
+/// Each dead-letter file is a position key `_replay/v<N>/<file>` counting its lines, committed
+/// atomically with the rows, like a source partition's offsets: a replay that crashed resumes
+/// where its last commit ended, and a second replay reads only what no replay handled yet.
+/// Letters that fail again are counted, not dead-lettered twice. These keys are not the
+/// source's: status, catch-up and promotion ignore them. A new version (a rebuild) does not
+/// need this: it reads the source itself.
+pub async fn replay_dead_letters(handle: &TableHandle, version: u32) -> Result<ReplayReport> {
+    let (lake, layout, table) = (&handle.lake, &handle.layout, &handle.cfg);
+    let def = crate::table::version::load(lake, layout, version)
+        .await?
+        .ok_or_else(|| Error::Refused(format!("table `{}` has no v{version}", table.name)))?;
+    let mut ingest = Ingest::open(lake, layout, &def, table).await?;
+    ingest.replay_failures = Some(BTreeMap::new());
+    let mut report = ReplayReport {
+        table: table.name.clone(),
+        version,
+        ..ReplayReport::default()
+    };
+    let outcome = ingest.replay_files(&mut report).await;
+    report.still_failing = ingest.replay_failures.take().unwrap_or_default();
+    let ingested = ingest.finish(outcome.map(|()| Stop::End)).await?;
+    report.replayed = ingested.rows;
+    report.commits = ingested.commits;
+    Ok(report)
+}
+
+impl Ingest<'_> {
+    async fn replay_files(&mut self, report: &mut ReplayReport) -> Result<()> {
+        let version = self.version();
+        let mut files: Vec<String> = self.log.state().dead_letter_files.iter().cloned().collect();
+        files.sort();
+        for name in files {
+            let key = format!("{}v{version}/{name}", write::REPLAY_KEY_PREFIX);
+            let done = self.log.state().positions.get(&key).map_or(0, |p| p.offset) as usize;
+            let path = self.layout.dead_letter_dir(version).join(name.as_str());
+            let bytes = self.lake.read_all(&path).await?;
+            let lines: Vec<&[u8]> = bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            report.already_replayed += done.min(lines.len()) as u64;
+            let mut batch: Option<SourceBatch> = None;
+            for (i, line) in lines.iter().enumerate().skip(done) {
+                let letter: StoredLetter =
+                    serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+                        path: path.clone(),
+                        reason: format!("line {}: not a dead letter: {e}", i + 1),
+                    })?;
+                report.letters += 1;
+                if batch
+                    .as_ref()
+                    .is_some_and(|b| *b.partition != *letter.source)
+                {
+                    if let Some(b) = batch.take() {
+                        self.replay_batch(b, &key).await?;
+                    }
+                }
+                let b = batch.get_or_insert_with(|| self.replay_batch_of(&letter.source, i));
+                b.position.offset = i as u64 + 1;
+                if letter.truncated {
+                    report.truncated += 1;
+                    continue;
+                }
+                let raw = match (letter.raw, letter.raw_base64) {
+                    (Some(text), _) => bytes::Bytes::from(text),
+                    (None, Some(b64)) => {
+                        use base64::Engine;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .map_err(|e| Error::Corrupt {
+                                path: path.clone(),
+                                reason: format!("line {}: raw_base64: {e}", i + 1),
+                            })?
+                            .into()
+                    }
+                    (None, None) => bytes::Bytes::new(),
+                };
+                b.records.push(Record {
+                    bytes: raw,
+                    oversized: None,
+                    offset: letter.offset,
+                    timestamp_ms: letter.timestamp_ms,
+                    key: None,
+                    headers: None,
+                });
+            }
+            if let Some(b) = batch.take() {
+                self.replay_batch(b, &key).await?;
+            }
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// An empty batch of letters from `source`, starting at line `line` of its file.
+    fn replay_batch_of(&self, source: &str, line: usize) -> SourceBatch {
+        let kafka = match (&self.table.source, source.rsplit_once('/')) {
+            (SourceConfig::Kafka(_), Some((topic, p))) => p.parse::<i32>().ok().map(|p| (topic, p)),
+            _ => None,
+        };
+        let origin = match kafka {
+            Some((topic, partition)) => Origin::Kafka {
+                topic: topic.into(),
+                partition,
+            },
+            None => Origin::File,
+        };
+        SourceBatch {
+            partition: source.into(),
+            origin,
+            start: line as u64,
+            records: Vec::new(),
+            position: SourcePosition {
+                offset: line as u64,
+                end_byte: None,
+                eof: false,
+            },
+        }
+    }
+
+    async fn replay_batch(&mut self, batch: SourceBatch, key: &str) -> Result<()> {
+        self.decoder
+            .resolve(&batch.records, self.registry.as_ref())
+            .await?;
+        let decoded = self.decoder.decode(&batch.records);
+        self.write_decoded(&batch, decoded, key).await
+    }
+}
+
 /// The live version's offsets for `topic`, by partition, when catching up with it.
 async fn catch_up_targets(
     lake: &Lake,
@@ -322,6 +492,9 @@ struct Ingest<'a> {
     lease: WriterLease,
     /// `require_same_rows`: the versions' records were compared (and matched).
     same_rows_checked: bool,
+    /// `dead-letters replay`: records failing again are counted here (by `stage: reason`)
+    /// instead of becoming dead letters a second time.
+    replay_failures: Option<BTreeMap<String, u64>>,
     metrics: VersionMetrics,
 }
 
@@ -382,6 +555,7 @@ impl<'a> Ingest<'a> {
             },
             lease,
             same_rows_checked: false,
+            replay_failures: None,
             metrics: Metrics::global().version(&table.name, version),
         })
     }
@@ -493,7 +667,7 @@ impl<'a> Ingest<'a> {
             };
             if let Some((batch, events)) = next {
                 self.report.records += batch.records.len() as u64;
-                self.write_decoded(&batch, events).await?;
+                self.write_decoded(&batch, events, &batch.partition).await?;
             }
             if Instant::now() >= deadline || self.over_budget() {
                 self.commit().await?;
@@ -822,12 +996,12 @@ impl<'a> Ingest<'a> {
             let from = state.expected;
             state.expected = Some(offset + 1);
             state.at_end = false;
+            // An oversized payload is kept whole (it is in memory already): its dead letter
+            // keeps up to `MAX_RAW_KEPT` bytes, so `dead-letters replay` can land it once
+            // `max_record_bytes` is raised.
             let len = m.payload.len();
-            let (bytes, oversized) = if len > max_record_bytes {
-                (m.payload.slice(..max_record_bytes), Some(len as u64))
-            } else {
-                (m.payload, None)
-            };
+            let oversized = (len > max_record_bytes).then_some(len as u64);
+            let bytes = m.payload;
             let (_, records) = by_partition
                 .entry(m.partition)
                 .or_insert_with(|| (from, Vec::new()));
@@ -836,6 +1010,8 @@ impl<'a> Ingest<'a> {
                 oversized,
                 offset,
                 timestamp_ms: m.timestamp_ms,
+                key: m.key,
+                headers: m.headers,
             });
         }
         for (p, (from, records)) in by_partition {
@@ -1003,16 +1179,22 @@ impl<'a> Ingest<'a> {
             .resolve(&batch.records, self.registry.as_ref())
             .await?;
         let decoded = self.decoder.decode(&batch.records);
-        self.write_decoded(batch, decoded).await
+        self.write_decoded(batch, decoded, &batch.partition).await
     }
 
-    /// [`Ingest::write`] of a batch already decoded.
-    async fn write_decoded(&mut self, batch: &SourceBatch, decoded: Decoded) -> Result<()> {
+    /// [`Ingest::write`] of a batch already decoded; `key` is the position the batch advances
+    /// (its source partition, or a replayed dead-letter file's key).
+    async fn write_decoded(
+        &mut self,
+        batch: &SourceBatch,
+        decoded: Decoded,
+        key: &str,
+    ) -> Result<()> {
         self.metrics.consumed(batch.records.len() as u64, 0);
         let range = self
             .pending
             .ranges
-            .entry(batch.partition.to_string())
+            .entry(key.to_string())
             .or_insert_with(|| OffsetRange {
                 start: batch.start,
                 end: batch.start,
@@ -1037,6 +1219,9 @@ impl<'a> Ingest<'a> {
                 offset: rec.offset,
                 raw: rec.bytes.clone(),
                 raw_len: rec.oversized.unwrap_or(rec.bytes.len() as u64),
+                timestamp_ms: rec.timestamp_ms,
+                key: rec.key.clone(),
+                headers: rec.headers.clone(),
             }
         };
         for r in decoded.rejected {
@@ -1070,6 +1255,11 @@ impl<'a> Ingest<'a> {
 
     /// A record that cannot be materialized, handled as the table's `bad_records` says.
     fn reject(&mut self, letter: DeadLetter) -> Result<()> {
+        if let Some(failures) = &mut self.replay_failures {
+            let reason = format!("{}: {}", letter.stage.as_str(), letter.reason);
+            *failures.entry(reason).or_default() += 1;
+            return Ok(());
+        }
         match self.table.bad_records {
             BadRecords::DeadLetter => {
                 self.pending.dead_letters.push(letter);

@@ -366,6 +366,8 @@ mod tests {
                 oversized: None,
                 offset: 100 + i as u64,
                 timestamp_ms: Some(0),
+                key: None,
+                headers: None,
             })
             .collect();
         SourceBatch {

@@ -187,6 +187,8 @@ impl Reader {
                         oversized,
                         offset: first + i as u64,
                         timestamp_ms: None,
+                        key: None,
+                        headers: None,
                     })
                     .collect();
                 let batch = SourceBatch {

@@ -21,7 +21,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -52,6 +52,10 @@ pub struct KafkaMessage {
     pub timestamp_ms: Option<i64>,
     /// Payload (empty for a null payload).
     pub payload: Bytes,
+    /// Key, if any.
+    pub key: Option<Bytes>,
+    /// Headers, if any.
+    pub headers: Option<crate::source::Headers>,
 }
 
 /// Where an assigned partition starts.
@@ -533,6 +537,12 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
                         offset: m.offset(),
                         timestamp_ms: m.timestamp().to_millis(),
                         payload,
+                        key: m.key().map(Bytes::copy_from_slice),
+                        headers: m.headers().filter(|h| h.count() > 0).map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                                .collect()
+                        }),
                     };
                     let len = {
                         let mut burst = lock(&ctx.burst);

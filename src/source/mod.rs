@@ -16,7 +16,7 @@ use crate::write::SourcePosition;
 /// One raw record.
 #[derive(Debug, Clone)]
 pub struct Record {
-    /// Payload (a prefix of it when the record was too large).
+    /// Payload (files: only a prefix of it when the record was too large).
     pub bytes: Bytes,
     /// Full size when the record exceeded `max_record_bytes`.
     pub oversized: Option<u64>,
@@ -24,7 +24,14 @@ pub struct Record {
     pub offset: u64,
     /// The record's source timestamp in ms since the epoch (Kafka), if it has one.
     pub timestamp_ms: Option<i64>,
+    /// The record's key (Kafka), if it has one.
+    pub key: Option<Bytes>,
+    /// The record's headers (Kafka), if it has any.
+    pub headers: Option<Headers>,
 }
+
+/// Kafka record headers: name and value (`None` for a null value), in order.
+pub type Headers = Arc<[(String, Option<Bytes>)]>;
 
 impl RawRecord for Record {
     fn bytes(&self) -> &[u8] {

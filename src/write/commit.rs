@@ -120,6 +120,16 @@ impl PendingCommit {
     }
 }
 
+/// Position keys of `dead-letters replay` start with this: `_replay/v<N>/<dead-letter file>`
+/// counts the lines of that file replayed. A source partition never looks like that (Kafka
+/// keys are `topic/N`, files are named by the file, and neither starts with `_replay/`).
+pub const REPLAY_KEY_PREFIX: &str = "_replay/";
+
+/// Whether a position key is a source partition's (not a replay's).
+pub fn is_source_key(key: &str) -> bool {
+    !key.starts_with(REPLAY_KEY_PREFIX)
+}
+
 /// The folded state of a version's log.
 #[derive(Debug, Clone, Default)]
 pub struct LogState {
@@ -144,10 +154,12 @@ pub struct LogState {
 }
 
 impl LogState {
-    /// The stored offsets as `partition → next offset`.
+    /// The stored offsets of the source as `partition → next offset` (without the positions
+    /// of `dead-letters replay`, which are not the source's).
     pub fn offsets(&self) -> BTreeMap<String, u64> {
         self.positions
             .iter()
+            .filter(|(k, _)| is_source_key(k))
             .map(|(k, p)| (k.clone(), p.offset))
             .collect()
     }

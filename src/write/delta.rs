@@ -768,7 +768,9 @@ pub async fn offsets(
             let stored = snapshot
                 .get_app_id_version(&app_id(&table, version, &key), engine.as_ref())
                 .map_err(|e| delta_err(&dir, e))?;
-            if let Some(offset) = stored.and_then(|v| u64::try_from(v).ok()) {
+            if let Some(offset) = stored.and_then(|v| u64::try_from(v).ok())
+                && super::commit::is_source_key(&key)
+            {
                 offsets.insert(key, offset);
             }
         }

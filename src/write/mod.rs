@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashSet};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-pub use commit::{CommitLog, FileEntry, LogState, PendingCommit, SourcePosition};
+pub use commit::{
+    CommitLog, FileEntry, LogState, PendingCommit, REPLAY_KEY_PREFIX, SourcePosition, is_source_key,
+};
 pub use delta::{DeltaFileWriter, DeltaLog};
 pub use parquet::PartitionedWriter;
 

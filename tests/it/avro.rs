@@ -233,6 +233,96 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
         .filter(|l| l.contains("GET /schemas/ids/"))
         .count();
     assert!(lookups <= 4, "{lookups} schema lookups");
+
+    // The fixes: the schema the unknown id stands for is registered (imported with that id),
+    // and max_record_bytes is raised. Replay lands those letters, once, at their coordinates.
+    register(
+        &registry,
+        &user,
+        &format!("{topic}-value"),
+        &ORDER_SCHEMA.replacen(
+            r#""namespace":"test","#,
+            r#""namespace":"test","doc":"imported","#,
+            1,
+        ),
+        Some(999_999),
+    );
+    let mut env = registry_env().to_vec();
+    env.push(("KAPPA_LAKE_TABLE__EVENTS__SOURCE__MAX_RECORD_BYTES", "8KiB"));
+    let replay = |env: &[(&str, &str)]| -> serde_json::Value {
+        let args = [
+            "dead-letters",
+            "replay",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--json",
+        ];
+        serde_json::from_str(&kappa_ok(d, &args, env)).unwrap()
+    };
+    let report = replay(&env);
+    assert_eq!(report["letters"], 30, "{report}");
+    assert_eq!(report["replayed"], 12, "{report}");
+    let failing = &report["still_failing"];
+    assert_eq!(
+        failing
+            .as_object()
+            .map(|o| o.values().map(|v| v.as_u64().unwrap()).sum::<u64>()),
+        Some(18),
+        "{report}"
+    );
+    assert!(
+        failing
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("decode: wrong magic byte")),
+        "{report}"
+    );
+    let coordinates = |kinds: &[&str]| -> String {
+        produced
+            .poison
+            .iter()
+            .filter(|(_, _, k)| kinds.contains(&k.as_str()))
+            .map(|(p, o, _)| format!("({p},{o})"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let count_replayed = || {
+        duckdb(&format!(
+            "SELECT count(*), count(*) FILTER (WHERE (_kafka_partition, _kafka_offset) IN ({})),                count(*) FILTER (WHERE length(name) > 4096) FROM {}",
+            coordinates(&["huge", "unknown_id"]),
+            scan(&d.join("lake"), "events", 1, "delta")
+        ))
+    };
+    assert_eq!(
+        count_replayed()[0],
+        [3012, 12, 6],
+        "replayed rows at their coordinates"
+    );
+    // A second replay has nothing left to land; the source's offsets are untouched.
+    let again = replay(&env);
+    assert_eq!(
+        (
+            again["letters"].as_u64(),
+            again["already_replayed"].as_u64()
+        ),
+        (Some(0), Some(30)),
+        "{again}"
+    );
+    assert_eq!(count_replayed()[0], [3012, 12, 6], "exactly once");
+    let status = crate::support::status_json(d);
+    let offsets = status["tables"][0]["versions"][0]["offsets"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert!(
+        offsets.keys().all(|k| k.starts_with(&format!("{topic}/"))),
+        "{offsets:?}"
+    );
+    assert_eq!(stored_total(d, 0), total);
+
     drop(registry);
 }
 
@@ -260,18 +350,20 @@ fn materialize(d: &Path, total: u64) -> String {
     text
 }
 
-/// Registers `schema` under `subject` (as a producer's serializer would).
-fn register(registry: &Registry, user: &str, subject: &str, schema: &str) {
+/// Registers `schema` under `subject` (as a producer's serializer would), with id `id` if
+/// given (as in the registry's IMPORT mode).
+fn register(registry: &Registry, user: &str, subject: &str, schema: &str, id: Option<u32>) {
     let script = "import base64, json, sys, urllib.request\n\
-        url, user, schema = sys.argv[1:4]\n\
-        req = urllib.request.Request(url, data=json.dumps({'schema': schema}).encode(), method='POST')\n\
+        url, user, schema, sid = sys.argv[1:5]\n\
+        body = {'schema': schema} if sid == '' else {'schema': schema, 'id': int(sid)}\n\
+        req = urllib.request.Request(url, data=json.dumps(body).encode(), method='POST')\n\
         req.add_header('Content-Type', 'application/vnd.schemaregistry.v1+json')\n\
         req.add_header('Authorization', 'Basic ' + base64.b64encode(user.encode()).decode())\n\
         print(urllib.request.urlopen(req).read().decode())";
     let out = Command::new(python())
         .args(["-c", script])
         .arg(format!("{}/subjects/{subject}/versions", registry.url))
-        .args([user, schema])
+        .args([user, schema, &id.map_or(String::new(), |i| i.to_string())])
         .output()
         .unwrap();
     assert!(
@@ -329,7 +421,7 @@ fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
         r#"{"name":"amount","type":"double","default":0.0}"#,
         r#"{"name":"amount","type":"double","default":0.0},{"name":"coupon","type":["null","string"]}"#,
     );
-    register(&registry, &user, &subject, &no_default);
+    register(&registry, &user, &subject, &no_default, None);
     let (code, text) = check("backward");
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FORWARD"), "{text}");
@@ -345,7 +437,7 @@ fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
         r#"{"name":"coupon","type":["null","string"]}"#,
         r#"{"name":"coupon","type":["null","string"],"default":null}"#,
     );
-    register(&registry, &user, &subject, &with_default);
+    register(&registry, &user, &subject, &with_default, None);
     let (code, text) = check("full");
     assert_eq!(code, Some(0), "{text}");
     std::fs::write(d.join("schemas/events.avsc"), &with_default).unwrap();
