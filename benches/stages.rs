@@ -256,6 +256,8 @@ impl Events {
                 oversized: None,
                 offset: i as u64,
                 timestamp_ms: Some(START_MS + i as i64),
+                key: None,
+                headers: None,
             })
             .collect();
         SourceBatch {

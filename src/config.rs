@@ -565,7 +565,7 @@ pub struct KafkaSourceConfig {
     /// librdkafka settings, as strings.
     pub settings: BTreeMap<String, String>,
     /// The schema registry (`avro-confluent`).
-    pub registry: Option<RegistryConfig>,
+    pub registry: Option<Box<RegistryConfig>>,
     /// Dead-letter threshold.
     pub max_record_bytes: usize,
     /// Records per batch.
@@ -1236,7 +1236,8 @@ impl RawSource {
                 let registry = self
                     .schema_registry
                     .map(|r| r.validate(&format!("{key}.schema_registry"), &topic, base_dir))
-                    .transpose()?;
+                    .transpose()?
+                    .map(Box::new);
                 if encoding == Encoding::AvroConfluent && registry.is_none() {
                     return Err(invalid(
                         format!("{key}.schema_registry.url"),

@@ -725,7 +725,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         format!("table `{table}` has no version yet: nothing to check against")
                     })?;
                     let registry = match &cfg.source {
-                        SourceConfig::Kafka(k) => k.registry.as_ref(),
+                        SourceConfig::Kafka(k) => k.registry.as_deref(),
                         SourceConfig::Files(_) => None,
                     };
                     let (new, new_name) = match (against, registry) {

@@ -254,13 +254,8 @@ impl Ingest<'_> {
                         reason: format!("line {}: not a dead letter: {e}", i + 1),
                     })?;
                 report.letters += 1;
-                if batch
-                    .as_ref()
-                    .is_some_and(|b| *b.partition != *letter.source)
-                {
-                    if let Some(b) = batch.take() {
-                        self.replay_batch(b, &key).await?;
-                    }
+                if let Some(b) = batch.take_if(|b| *b.partition != *letter.source) {
+                    self.replay_batch(b, &key).await?;
                 }
                 let b = batch.get_or_insert_with(|| self.replay_batch_of(&letter.source, i));
                 b.position.offset = i as u64 + 1;
@@ -515,7 +510,7 @@ impl<'a> Ingest<'a> {
             event_schema.clone(),
         )?;
         let registry = match &table.source {
-            SourceConfig::Kafka(k) => k.registry.as_ref().map(SchemaRegistry::new).transpose()?,
+            SourceConfig::Kafka(k) => k.registry.as_deref().map(SchemaRegistry::new).transpose()?,
             SourceConfig::Files(_) => None,
         };
         let shaper = Shaper::new(&event_schema, &def.definition)?;
