@@ -53,6 +53,8 @@ export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
 # the secrets the suite hands to kappa-lake (none may appear).
 export KAPPA_LAKE_TEST_LOG_ARCHIVE="$PWD/target/test-logs"
 rm -rf "$KAPPA_LAKE_TEST_LOG_ARCHIVE" && mkdir -p "$KAPPA_LAKE_TEST_LOG_ARCHIVE"
+# The decoders under libFuzzer (tests/fuzz; stable Rust, cargo-fuzz installed if missing).
+phase "fuzz (60 s per target)" bash scripts/fuzz.sh "${KAPPA_LAKE_FUZZ_SECONDS:-60}"
 phase "cargo test" cargo test --locked --features failpoints -- --test-threads 2
 no_secrets_in_logs() {
   local files

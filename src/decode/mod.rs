@@ -3,6 +3,7 @@
 pub mod avro;
 pub mod dead_letter;
 pub mod json;
+pub mod stage;
 
 pub use avro::{AvroDecoder, Framing};
 pub use dead_letter::{DeadLetter, DeadLetterBuffer, Stage};
