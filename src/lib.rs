@@ -7,7 +7,8 @@
 //! ## The data path
 //! ```text
 //! source (files | kafka)            source/      batches of records of one partition + positions
-//!   → decode (JSON → Arrow)         decode/      bad records → dead letters, with reasons
+//!   → decode (JSON | Avro → Arrow)  decode/      bad records → dead letters, with reasons;
+//!                                   registry.rs  Confluent writer schemas by id
 //!   → event time → partition        partition.rs date=YYYY-MM-DD[/hour=HH], UTC
 //!   → rolling Parquet files         write/parquet.rs   returns file entries, never commits
 //!   → commit (files + offsets)      write/commit.rs    atomic, exactly once per version

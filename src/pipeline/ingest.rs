@@ -1,5 +1,7 @@
-//! Materializing a source into one version: decode → event time → partitioned Parquet →
-//! commit (files + dead letters + offsets) → advisory offset commit (Kafka).
+//! Materializing a source into one version: decode → transform → event time → partitioned
+//! Parquet → commit (files + dead letters + offsets) → advisory offset commit (Kafka). Also
+//! `dead-letters replay` ([`replay_dead_letters`]), which feeds a version's dead letters through
+//! the same path.
 //!
 //! The loop resumes from the offsets stored in the version's commit log. It first deletes
 //! files that no commit lists and whose writer is gone (see [`lease`]); it commits at least
