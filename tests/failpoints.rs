@@ -391,3 +391,97 @@ fn kafka_crash_while_handing_partitions_over_in_a_rebalance_is_exactly_once() {
     );
     assert_exactly_once(d, 1, 20_000);
 }
+
+/// `dead-letters replay` dies after a commit, then after uploading its files and before the
+/// commit; each next replay resumes from the positions committed with the rows, and every
+/// dead letter ends up in the version exactly once, at its original coordinates.
+#[test]
+fn a_crashed_dead_letter_replay_resumes_and_lands_each_letter_once() {
+    let (topic, partitions, n) = ("fp-replay", 2, 6000i64);
+    let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    let dir = Workdir::new();
+    let d = dir.path();
+    kafka_config_with_session(
+        d,
+        &brokers,
+        topic,
+        "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
+        3000,
+    );
+    let config = d.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[table.source.kafka]",
+        "max_record_bytes = \"1KiB\"\n\n[table.source.kafka]",
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    // Every tenth event is over max_record_bytes. Three runs over three parts of the topic
+    // make (at least) three dead-letter files: the replay commits once per file.
+    for part in 0..3 {
+        let ids = part * n / 3..(part + 1) * n / 3;
+        let records = events(ids.clone(), partitions).zip(ids).map(|(mut r, id)| {
+            if id % 10 == 0 {
+                r.payload = String::from_utf8(r.payload)
+                    .unwrap()
+                    .replacen(
+                        "\"name\":\"",
+                        &format!("\"name\":\"{}", "x".repeat(1500)),
+                        1,
+                    )
+                    .into_bytes();
+            }
+            r
+        });
+        produce(&brokers, topic, records).unwrap();
+        kappa_ok(
+            d,
+            &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+            &[],
+        );
+    }
+    let status = status_json(d);
+    let v = &status["tables"][0]["versions"][0];
+    assert_eq!(
+        (v["rows"].as_i64(), v["dead_letters"].as_i64()),
+        (Some(n - n / 10), Some(n / 10)),
+        "{v}"
+    );
+    let files = std::fs::read_dir(d.join("lake/events/_dead_letters/v1"))
+        .unwrap()
+        .count();
+    assert!(
+        files >= 3,
+        "{files} dead-letter files: the crashes below need three"
+    );
+
+    // The fix: a larger max_record_bytes (not part of the definition).
+    std::fs::write(&config, text.replace("\"1KiB\"", "\"4KiB\"")).unwrap();
+    let replay = [
+        "dead-letters",
+        "replay",
+        "--config",
+        "kappa-lake.toml",
+        "--table",
+        "events",
+        "--json",
+    ];
+    crash(d, &replay, "ingest.after_commit=1*off->return");
+    crash(d, &replay, "ingest.after_files=return");
+    let report: serde_json::Value = serde_json::from_str(&kappa_ok(d, &replay, &[])).unwrap();
+    assert!(report["already_replayed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["still_failing"], serde_json::json!({}), "{report}");
+    assert_exactly_once(d, 1, n as u64);
+    let again: serde_json::Value = serde_json::from_str(&kappa_ok(d, &replay, &[])).unwrap();
+    assert_eq!(
+        (
+            again["letters"].as_i64(),
+            again["already_replayed"].as_i64()
+        ),
+        (Some(0), Some(n / 10)),
+        "{again}"
+    );
+    assert_exactly_once(d, 1, n as u64);
+    // The source's stored offsets are the topic's, untouched by the replay.
+    assert_eq!(stored_total(d, 0), n as u64);
+}
