@@ -444,3 +444,112 @@ fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
     let plan = kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &env);
     assert!(plan.contains("evolve in place"), "{plan}");
 }
+
+/// `encoding = "avro"`: bare datums in the version's schema (mock cluster). A truncated one is
+/// a dead letter that keeps the record's key and timestamp.
+#[test]
+fn raw_avro_records_materialize_and_a_dead_letter_keeps_key_and_timestamp() {
+    use apache_avro::types::Value;
+    use kappa_lake::source::mock::{MockKafka, OutRecord, produce};
+
+    let (topic, partitions, n) = ("raw-avro", 3, 3000i64);
+    let schema = apache_avro::Schema::parse_str(ORDER_SCHEMA).unwrap();
+    let day = crate::kafka_support::DAY_START_MS;
+    let datum = |id: i64| {
+        let value = Value::Record(vec![
+            ("id".into(), Value::Long(id)),
+            ("ts".into(), Value::TimestampMillis(day + id * 1000)),
+            (
+                "name".into(),
+                Value::Union(1, Box::new(Value::String(format!("n{id}")))),
+            ),
+            (
+                "status".into(),
+                Value::Enum(
+                    (id % 3) as u32,
+                    ["NEW", "PAID", "SHIPPED"][(id % 3) as usize].into(),
+                ),
+            ),
+            ("amount".into(), Value::Double(id as f64 / 4.0)),
+        ]);
+        apache_avro::to_avro_datum(&schema, value).unwrap()
+    };
+    let poison = |id: i64| id % 100 == 7;
+    let records = (0..n).map(|id| {
+        let mut payload = datum(id);
+        if poison(id) {
+            payload.truncate(payload.len() - 4);
+        }
+        OutRecord {
+            partition: Some((id % partitions) as i32),
+            key: Some(format!("k{id}").into_bytes()),
+            payload,
+            timestamp_ms: Some(day + id),
+        }
+    });
+    let kafka = MockKafka::start(&[(topic, partitions as i32)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    assert_eq!(produce(&brokers, topic, records).unwrap(), n as u64);
+
+    let dir = Workdir::new();
+    let d = dir.path();
+    kafka_config(d, &brokers, topic, "max_age = \"200ms\"");
+    std::fs::write(d.join("schemas/events.avsc"), ORDER_SCHEMA).unwrap();
+    let path = d.join("kappa-lake.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[table.source.kafka]",
+        "encoding = \"avro\"\n\n[table.source.kafka]",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    kappa_ok(
+        d,
+        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
+        &[],
+    );
+
+    let bad = (0..n).filter(|id| poison(*id)).count() as i64;
+    let rows = duckdb(&format!(
+        "SELECT count(*), count(DISTINCT id), \
+           count(*) FILTER (WHERE status = ['NEW','PAID','SHIPPED'][id % 3 + 1] AND amount = id / 4 \
+                              AND name = 'n' || id AND epoch_ms(ts) = {day} + id * 1000) \
+         FROM {}",
+        scan(&d.join("lake"), "events", 1, "delta")
+    ));
+    assert_eq!(rows[0], [n - bad, n - bad, n - bad], "rows as produced");
+    let out = kappa_ok(
+        d,
+        &[
+            "dead-letters",
+            "show",
+            "--config",
+            "kappa-lake.toml",
+            "--table",
+            "events",
+            "--limit",
+            "1000",
+        ],
+        &[],
+    );
+    let letters: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len() as i64, bad);
+    for l in &letters {
+        let partition: i64 = l["source"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap();
+        let id = l["offset"].as_i64().unwrap() * partitions + partition;
+        assert!(poison(id), "{l}");
+        assert_eq!(l["stage"], "decode", "{l}");
+        assert!(l["reason"].as_str().unwrap().contains("truncated"), "{l}");
+        assert_eq!(l["key"], format!("k{id}"), "{l}");
+        assert_eq!(l["timestamp_ms"], day + id, "{l}");
+    }
+}
