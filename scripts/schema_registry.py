@@ -17,8 +17,10 @@ Ids are global and stable: the same schema text registered twice (in any subject
 id. A request may ask for an id ({"schema", "id"}), as Confluent's IMPORT mode allows. It does not check compatibility (kappa-lake's `schema check` does that).
 
     schema_registry.py --port 0 [--user NAME:PASSWORD] [--fail-first N]
+                       [--tls-cert PEM --tls-key PEM] [--schema SUBJECT:ID:FILE ...]
 
---user requires HTTP basic auth. --fail-first answers the first N requests with 503, to test
+--user requires HTTP basic auth. --tls-cert/--tls-key serve HTTPS. --schema registers FILE's
+schema under SUBJECT with id ID at start. --fail-first answers the first N requests with 503, to test
 retries. Prints "listening on http://127.0.0.1:<port>" once ready. Each request is logged to
 stderr.
 """
@@ -27,6 +29,7 @@ import argparse
 import base64
 import json
 import re
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,9 +153,23 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--user", help="NAME:PASSWORD required as HTTP basic auth")
     ap.add_argument("--fail-first", type=int, default=0, help="answer the first N requests with 503")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="the certificate's key (PEM)")
+    ap.add_argument("--schema", action="append", default=[], help="SUBJECT:ID:FILE to register at start")
     args = ap.parse_args()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(Registry(), args.user, args.fail_first))
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
+    registry = Registry()
+    for spec in args.schema:
+        subject, sid, path = spec.split(":", 2)
+        with open(path) as f:
+            registry.register(subject, f.read(), int(sid))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(registry, args.user, args.fail_first))
+    scheme = "http"
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print(f"listening on {scheme}://127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 

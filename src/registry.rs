@@ -178,7 +178,16 @@ impl SchemaRegistry {
                     }
                     status.to_string()
                 }
-                Err(e) => without_url(&e),
+                Err(e) => {
+                    let reason = without_url(&e);
+                    if reason.contains("certificate") {
+                        // Not transient: retrying cannot make the certificate trusted.
+                        return Err(fail(format!(
+                            "{reason}; set schema_registry.ca_file to the PEM of the CA that signed the registry's certificate"
+                        )));
+                    }
+                    reason
+                }
             };
             if attempt >= ATTEMPTS {
                 return Err(fail(format!("{retry_reason} (after {attempt} attempts)")));

@@ -43,9 +43,14 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry; `user` (`NAME:PASSWORD`) requires basic auth.
     pub fn start(user: Option<&str>, log: &Path) -> Registry {
+        Registry::start_with(user, log, &[])
+    }
+
+    /// [`Registry::start`] with more arguments of `schema_registry.py`.
+    pub fn start_with(user: Option<&str>, log: &Path, args: &[&str]) -> Registry {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/schema_registry.py");
         let mut cmd = Command::new(python());
-        cmd.arg(script).args(["--port", "0"]);
+        cmd.arg(script).args(["--port", "0"]).args(args);
         if let Some(u) = user {
             cmd.args(["--user", u]);
         }
@@ -552,4 +557,117 @@ fn raw_avro_records_materialize_and_a_dead_letter_keeps_key_and_timestamp() {
         assert_eq!(l["key"], format!("k{id}"), "{l}");
         assert_eq!(l["timestamp_ms"], day + id, "{l}");
     }
+}
+
+/// The registry over HTTPS with a private CA: `ca_file` makes it trusted; without it `run`
+/// stops at the first lookup, naming the registry and the certificate problem, and commits
+/// nothing.
+#[test]
+fn a_registry_over_tls_is_trusted_through_ca_file() {
+    use kappa_lake::source::mock::{MockKafka, OutRecord, produce};
+
+    let dir = Workdir::new();
+    let d = dir.path();
+    // A private CA, and the registry's certificate signed by it.
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=kappa-lake-test-ca -keyout ca-key.pem -out registry-ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout registry-key.pem -out registry.csr",
+        "x509 -req -in registry.csr -CA registry-ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out registry-cert.pem",
+    ] {
+        let out = Command::new("openssl")
+            .current_dir(d)
+            .args(args.split(' '))
+            .output()
+            .expect("openssl is needed to make the test certificates");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (topic, n) = ("tls-avro", 500i64);
+    std::fs::create_dir_all(d.join("schemas")).unwrap();
+    std::fs::write(d.join("schemas/registered.avsc"), ORDER_SCHEMA).unwrap();
+    let registry = Registry::start_with(
+        None,
+        &d.join("registry.log"),
+        &[
+            "--tls-cert",
+            &d.join("registry-cert.pem").to_string_lossy(),
+            "--tls-key",
+            &d.join("registry-key.pem").to_string_lossy(),
+            "--schema",
+            &format!(
+                "{topic}-value:42:{}",
+                d.join("schemas/registered.avsc").display()
+            ),
+        ],
+    );
+    assert!(registry.url.starts_with("https://"), "{}", registry.url);
+
+    let schema = apache_avro::Schema::parse_str(ORDER_SCHEMA).unwrap();
+    let records = (0..n).map(|id| {
+        let value = apache_avro::types::Value::Record(vec![
+            ("id".into(), apache_avro::types::Value::Long(id)),
+            (
+                "ts".into(),
+                apache_avro::types::Value::TimestampMillis(crate::kafka_support::DAY_START_MS + id),
+            ),
+            (
+                "name".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            (
+                "status".into(),
+                apache_avro::types::Value::Enum(0, "NEW".into()),
+            ),
+            ("amount".into(), apache_avro::types::Value::Double(0.0)),
+        ]);
+        let mut payload = vec![0, 0, 0, 0, 42];
+        payload.extend(apache_avro::to_avro_datum(&schema, value).unwrap());
+        OutRecord {
+            partition: Some(0),
+            key: None,
+            payload,
+            timestamp_ms: None,
+        }
+    });
+    let kafka = MockKafka::start(&[(topic, 1)]).unwrap();
+    let brokers = kafka.bootstrap_servers().to_string();
+    produce(&brokers, topic, records).unwrap();
+    kafka_config(d, &brokers, topic, "max_age = \"200ms\"");
+    std::fs::write(d.join("schemas/events.avsc"), ORDER_SCHEMA).unwrap();
+    let path = d.join("kappa-lake.toml");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let config = |ca: &str| {
+        base.replacen(
+            "[table.source.kafka]",
+            &format!(
+                "encoding = \"avro-confluent\"\n\n[table.source.schema_registry]\nurl = \"{}\"\n{ca}\n\n[table.source.kafka]",
+                registry.url
+            ),
+            1,
+        )
+    };
+    let run = ["run", "--config", "kappa-lake.toml", "--stop-at-end"];
+
+    std::fs::write(&path, config("")).unwrap();
+    let out = kappa(d, &run, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("schema registry `{}", registry.url)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set schema_registry.ca_file"), "{stderr}");
+    assert_eq!(stored_total(d, 0), 0, "nothing committed");
+
+    std::fs::write(&path, config("ca_file = \"registry-ca.pem\"")).unwrap();
+    kappa_ok(d, &run, &[]);
+    let rows = duckdb(&format!(
+        "SELECT count(*), count(DISTINCT id) FROM {}",
+        scan(&d.join("lake"), "events", 1, "delta")
+    ));
+    assert_eq!(rows[0], [n, n]);
 }
