@@ -123,7 +123,9 @@ impl DeadLetterBuffer {
             }
         }
         if dl.raw.len() > MAX_RAW_KEPT {
-            dl.raw = dl.raw.slice(..MAX_RAW_KEPT);
+            // A copy: a slice would keep the whole (possibly huge) record alive until the flush,
+            // outside what `buffered_bytes` counts.
+            dl.raw = Bytes::copy_from_slice(&dl.raw[..MAX_RAW_KEPT]);
         }
         self.bytes += dl.raw.len() + dl.reason.len() + 128;
         self.records.push(dl);
