@@ -548,7 +548,8 @@ fn parquet_encode(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &Kafk
         .expect("delta table");
     group.bench_function("delta_file_writer_hour", |b| {
         b.iter(|| {
-            let mut w = DeltaFileWriter::new(&log, &cfg, Granularity::Hour).expect("writer");
+            let mut w =
+                DeltaFileWriter::new(&log, &cfg, Granularity::Hour, "bench").expect("writer");
             rt.block_on(async {
                 w.write(black_box(&batch), &hours).await.expect("write");
                 w.finish().await.expect("finish")
@@ -577,7 +578,7 @@ fn commit(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &KafkaOrders)
         let log = DeltaLog::open(&lake, &TableLayout::new("setup"), 1, Some(spec))
             .await
             .expect("setup table");
-        let mut w = DeltaFileWriter::new(&log, &cfg, Granularity::Hour).expect("writer");
+        let mut w = DeltaFileWriter::new(&log, &cfg, Granularity::Hour, "bench").expect("writer");
         let rows = batch.slice(0, 512);
         let first = orders.buckets(Granularity::Hour)[0];
         let buckets: Vec<i64> = (0..512).map(|i| first + i % FILES as i64).collect();

@@ -2,7 +2,8 @@
 //!
 //! The whole batch is decoded in one pass. A record that does not fit is isolated without
 //! giving up the rest of the batch:
-//! - reading problems (too large, not UTF-8, empty) are caught before decoding;
+//! - reading problems (too large, empty) are caught before decoding, and invalid UTF-8 when a
+//!   run of records fails to decode (a run that decodes is valid UTF-8);
 //! - syntax errors are caught at the record that causes them (the decoder is checked to hold
 //!   exactly one complete value per record), and the records before and after are decoded
 //!   separately;
@@ -112,9 +113,6 @@ impl JsonDecoder {
                 self.max_record_bytes
             ));
         }
-        if let Err(e) = std::str::from_utf8(bytes) {
-            return Some(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
-        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Some("empty record".to_string());
         }
@@ -125,12 +123,34 @@ impl JsonDecoder {
         if range.is_empty() {
             return;
         }
-        match self.try_decode(records, range.clone()) {
+        let failure = match self.try_decode(records, range.clone()) {
             Ok(batch) => {
                 out.rows.extend(range);
                 out.batches.push(batch);
+                return;
             }
-            Err(Failure::At(i, reason)) => {
+            Err(failure) => failure,
+        };
+        // UTF-8 is checked only now: a run that decodes is valid UTF-8 (arrow-json validates
+        // strings, and everything outside them must be JSON's ASCII), so the check costs
+        // nothing on good data and still names the byte of a bad record.
+        let invalid = range.clone().find_map(|i| {
+            std::str::from_utf8(records[i].bytes())
+                .err()
+                .map(|e| (i, e.valid_up_to()))
+        });
+        if let Some((i, at)) = invalid {
+            self.decode_range(records, range.start..i, out);
+            out.rejected.push(Rejected {
+                index: i,
+                stage: Stage::Read,
+                reason: format!("invalid UTF-8 at byte {at}"),
+            });
+            self.decode_range(records, i + 1..range.end, out);
+            return;
+        }
+        match failure {
+            Failure::At(i, reason) => {
                 self.decode_range(records, range.start..i, out);
                 out.rejected.push(Rejected {
                     index: i,
@@ -139,12 +159,12 @@ impl JsonDecoder {
                 });
                 self.decode_range(records, i + 1..range.end, out);
             }
-            Err(Failure::Batch(reason)) if range.len() == 1 => out.rejected.push(Rejected {
+            Failure::Batch(reason) if range.len() == 1 => out.rejected.push(Rejected {
                 index: range.start,
                 stage: Stage::Decode,
                 reason,
             }),
-            Err(Failure::Batch(_)) => {
+            Failure::Batch(_) => {
                 let mid = range.start + range.len() / 2;
                 self.decode_range(records, range.start..mid, out);
                 self.decode_range(records, mid..range.end, out);

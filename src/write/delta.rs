@@ -34,12 +34,12 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Utc};
 use delta_kernel::expressions::Scalar;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::engine::arrow_conversion::{TryIntoArrow, TryIntoKernel};
+use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::schema::cast::normalize_for_delta;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, TableProperty};
 use futures::TryStreamExt;
 use indexmap::IndexMap;
@@ -50,11 +50,10 @@ use percent_encoding::percent_decode_str;
 use crate::config::{Granularity, WriterConfig};
 use crate::error::{Error, Result};
 use crate::failpoints::crash_point;
-use crate::partition::split_by_bucket;
 use crate::storage::Lake;
 use crate::table::TableLayout;
 use crate::write::commit::{DeadLetterFile, LogState, PendingCommit, SourcePosition};
-use crate::write::{FileEntry, lease};
+use crate::write::{FileEntry, PartitionedWriter, lease, stats};
 
 /// Directory (inside the version) of the partition markers.
 pub const PARTITIONS_DIR: &str = "_kappa_partitions";
@@ -609,15 +608,17 @@ impl DeltaLog {
     }
 }
 
-/// Streams rows into a version's Delta table through delta-rs's writer (which rolls files at
-/// the target size and computes the statistics of the `add` actions).
+/// Writes the data files of a version's Delta table: kappa-lake's own partitioned writer
+/// (streamed uploads, the `max_buffer_bytes` budget, parallel encoding), with Delta's partition
+/// values and the `add` actions' statistics taken from each file's Parquet footer.
 pub struct DeltaFileWriter {
-    inner: RecordBatchWriter,
+    inner: PartitionedWriter,
     dir: Path,
-    granularity: Granularity,
     /// The table's row schema (without partition columns), which rows are cast to: Delta's
     /// timestamps are µs UTC, its list and map entries have their own field names.
     rows: SchemaRef,
+    /// Leading top-level columns with statistics (`delta.dataSkippingNumIndexedCols`).
+    indexed: Option<usize>,
 }
 
 impl std::fmt::Debug for DeltaFileWriter {
@@ -629,23 +630,31 @@ impl std::fmt::Debug for DeltaFileWriter {
 }
 
 impl DeltaFileWriter {
-    /// A writer for `log`'s table.
-    pub fn new(log: &DeltaLog, cfg: &WriterConfig, granularity: Granularity) -> Result<Self> {
+    /// A writer for `log`'s table; `writer_id` goes into the file names.
+    pub fn new(
+        log: &DeltaLog,
+        cfg: &WriterConfig,
+        granularity: Granularity,
+        writer_id: &str,
+    ) -> Result<Self> {
         let dir = log.dir.clone();
         let table = log
             .table
             .as_ref()
             .ok_or_else(|| Error::Refused(format!("no Delta table at {dir}")))?;
-        let props =
-            crate::write::parquet::writer_properties(cfg).map_err(|reason| Error::Write {
-                path: dir.clone(),
-                reason,
-            })?;
-        let inner = RecordBatchWriter::for_table(table)
-            .map_err(|e| delta_err(&dir, e))?
-            .with_writer_properties(props)
-            .with_target_file_size(cfg.target_file_size);
-        let all = inner.arrow_schema();
+        let metadata = table.snapshot().map_err(|e| delta_err(&dir, e))?.metadata();
+        let all: Schema = (&metadata.parse_schema().map_err(|e| delta_err(&dir, e))?)
+            .try_into_arrow()
+            .map_err(|e| delta_err(&dir, e))?;
+        let indexed = match metadata
+            .configuration()
+            .get("delta.dataSkippingNumIndexedCols")
+            .map(|v| v.parse::<i64>())
+        {
+            Some(Ok(n)) if n < 0 => None,
+            Some(Ok(n)) => Some(usize::try_from(n).unwrap_or_default()),
+            _ => Some(stats::DEFAULT_INDEXED_COLUMNS),
+        };
         let rows = Arc::new(Schema::new(
             all.fields()
                 .iter()
@@ -653,32 +662,32 @@ impl DeltaFileWriter {
                 .cloned()
                 .collect::<Vec<_>>(),
         ));
+        let inner = PartitionedWriter::new(
+            log.lake.clone(),
+            dir.clone(),
+            rows.clone(),
+            cfg.clone(),
+            granularity,
+            writer_id,
+        )?
+        .with_naming(partition_strings);
         Ok(DeltaFileWriter {
             inner,
             dir,
-            granularity,
             rows,
+            indexed,
         })
     }
 
-    /// Encoded bytes written since the last [`DeltaFileWriter::finish`].
+    /// Bytes held in memory by the open files.
     pub fn buffered_bytes(&self) -> usize {
-        self.inner.buffer_len()
+        self.inner.buffered_bytes()
     }
 
     /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
     pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
         let batch = self.conform(batch)?;
-        for (bucket, part) in
-            split_by_bucket(&batch, buckets).map_err(|e| delta_err(&self.dir, e))?
-        {
-            let values = bucket_values(bucket, self.granularity);
-            self.inner
-                .write_partition(part, &values, WriteMode::Default)
-                .await
-                .map_err(|e| delta_err(&self.dir, e))?;
-        }
-        Ok(())
+        self.inner.write(&batch, buckets).await
     }
 
     /// Casts `batch` to the table's row types (same values, Delta's representation); columns
@@ -706,30 +715,40 @@ impl DeltaFileWriter {
 
     /// Closes the open files; hands back their `add` actions and summaries.
     pub async fn finish(&mut self) -> Result<(Vec<Add>, Vec<FileEntry>)> {
-        let adds = self
-            .inner
-            .flush()
-            .await
-            .map_err(|e| delta_err(&self.dir, e))?;
-        let files = adds
+        let files = self.inner.finish_files().await?;
+        let modification_time = Utc::now().timestamp_millis();
+        let adds = files
             .iter()
-            .map(|a| FileEntry {
-                path: a.path.clone(),
-                size: u64::try_from(a.size).unwrap_or_default(),
-                rows: a
-                    .get_stats()
-                    .ok()
-                    .flatten()
-                    .map_or(0, |s| u64::try_from(s.num_records).unwrap_or_default()),
-                partition: a
-                    .partition_values
+            .map(|f| Add {
+                path: f.entry.path.clone(),
+                size: i64::try_from(f.entry.size).unwrap_or(i64::MAX),
+                partition_values: f
+                    .entry
+                    .partition
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
                     .collect(),
+                modification_time,
+                data_change: true,
+                stats: Some(stats::stats_json(&f.metadata, self.indexed)),
+                tags: None,
+                deletion_vector: None,
+                base_row_id: None,
+                default_row_commit_version: None,
+                clustering_provider: None,
             })
             .collect();
-        Ok((adds, files))
+        Ok((adds, files.into_iter().map(|f| f.entry).collect()))
     }
+}
+
+/// A time bucket's Delta partition values as strings, for paths and `add` actions: Delta's
+/// serialization of [`bucket_values`] (`date=2026-11-26`, `hour=5`).
+fn partition_strings(bucket: i64, granularity: Granularity) -> Vec<(String, String)> {
+    bucket_values(bucket, granularity)
+        .into_iter()
+        .map(|(k, v)| (k, v.serialize()))
+        .collect()
 }
 
 /// Offsets of a version, by partition, read from its Delta log (empty when it has no table).
@@ -896,7 +915,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(log.table_version(), Some(0));
-        let mut writer = DeltaFileWriter::new(&log, &cfg, Granularity::Hour).unwrap();
+        let mut writer = DeltaFileWriter::new(&log, &cfg, Granularity::Hour, "w1").unwrap();
         let (adds, files) = rows(&mut writer, 0..10).await;
         assert_eq!(adds.len(), 2, "one file per hour partition");
         assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 10);
@@ -1099,7 +1118,7 @@ mod tests {
         // Both read the same records [0, 10) and wrote their own files.
         let mut commits = Vec::new();
         for log in [&a, &b] {
-            let mut writer = DeltaFileWriter::new(log, &cfg, Granularity::Hour).unwrap();
+            let mut writer = DeltaFileWriter::new(log, &cfg, Granularity::Hour, "w1").unwrap();
             let (adds, files) = rows(&mut writer, 0..10).await;
             let mut c = pending("p0", 0, 10);
             (c.adds, c.files) = (adds, files);

@@ -6,6 +6,7 @@ pub mod commit;
 pub mod delta;
 pub mod lease;
 pub mod parquet;
+pub mod stats;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -174,7 +175,7 @@ pub async fn open_for_writing(
                 writer: cfg,
             };
             let log = DeltaLog::open(lake, layout, version, Some(spec)).await?;
-            let writer = DeltaFileWriter::new(&log, cfg, granularity)?;
+            let writer = DeltaFileWriter::new(&log, cfg, granularity, writer_id)?;
             Ok((VersionLog::Delta(log), FileWriter::Delta(writer)))
         }
     }

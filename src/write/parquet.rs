@@ -1,20 +1,39 @@
 //! Rolling, partitioned Parquet writer.
 //!
-//! One open file per time partition, streamed to the object store as row groups fill
-//! (`AsyncArrowWriter` over a multipart `BufWriter`). Files roll at `target_file_size`; when the
-//! bytes held in memory by all open files pass `max_buffer_bytes`, the largest is closed early,
-//! so memory stays bounded however many partitions are open. The writer never commits: closing
-//! returns [`FileEntry`]s, and [`crate::write::commit`] makes them visible.
+//! One open file per time partition, streamed to the object store as row groups fill (a
+//! multipart `BufWriter`). Files roll at `target_file_size`; when the bytes held in memory by
+//! all open files pass `max_buffer_bytes`, the least recently written are closed early (the
+//! partitions late events trickle into, not the one being filled), so memory stays bounded
+//! however many partitions are open. The writer never commits: closing returns
+//! [`FileEntry`]s, and [`crate::write::commit`] makes them visible.
+//!
+//! What an open file holds counts its zstd contexts: each column writer keeps its own once it
+//! has compressed a page (1.3 MB at level 3), which for a wide schema is more than its data.
+//!
+//! Encoding uses every core: the columns of every file a batch touches are encoded in
+//! parallel (one job per Parquet leaf column and file, on rayon's pool), which is where the
+//! ingest spends most of its time (dictionary and page encoding, zstd).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::{ArrayRef, AsArray};
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{
+    ArrowColumnWriter, ArrowLeafColumn, ArrowRowGroupWriterFactory, ArrowWriterOptions,
+    compute_leaves,
+};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
+use tokio::io::AsyncWriteExt;
 
 use crate::config::{Granularity, WriterConfig};
 use crate::error::{Error, Result};
@@ -24,24 +43,107 @@ use crate::write::FileEntry;
 
 /// Bytes an upload buffers before it becomes a multipart upload (S3's minimum part size).
 const UPLOAD_BUFFER: usize = 5 << 20;
+/// Parquet's page limits (parquet-rs defaults, which the writer keeps): a column writer has
+/// compressed a page, and holds a zstd context, once its file passed either.
+const PAGE_ROWS: u64 = parquet::file::properties::DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT as u64;
+const PAGE_BYTES: usize = parquet::file::properties::DEFAULT_PAGE_SIZE;
 
+/// How a time bucket is named: `(column, value)` pairs, in path order.
+pub type PartitionNaming = fn(i64, Granularity) -> Vec<(String, String)>;
+
+/// A closed data file: its summary and its Parquet footer (Delta's statistics come from it).
+#[derive(Debug, Clone)]
+pub struct WrittenFile {
+    /// What the commit lists.
+    pub entry: FileEntry,
+    /// The file's metadata as written.
+    pub metadata: ParquetMetaData,
+}
+
+/// One open data file: its row groups are encoded column by column (in parallel) and each
+/// finished row group is handed to the upload.
 struct OpenFile {
-    writer: AsyncArrowWriter<BufWriter>,
+    file: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The in-progress row group's column writers, one per Parquet leaf column.
+    columns: Vec<ArrowColumnWriter>,
+    group_rows: usize,
+    upload: BufWriter,
+    /// Bytes handed to the upload so far.
+    uploaded: usize,
     path: Path,
     rel: String,
     rows: u64,
     partition: Vec<(String, String)>,
+    /// The writer's write count when this file was last written, and the rows it got then.
+    last_write: u64,
+    last_rows: usize,
+    /// Memory of one column writer's zstd context.
+    context_bytes: usize,
 }
 
 impl OpenFile {
-    /// Memory the file holds: its in-progress row group as buffered (encoded pages, plus
-    /// values not yet encoded and dictionaries, which the anticipated encoded size leaves out)
-    /// and the upload buffer.
+    /// Memory the file holds: its in-progress row group (encoded pages, values not yet
+    /// encoded, dictionaries), the encoded bytes not yet handed over, the upload buffer, and
+    /// the column writers' zstd contexts once pages were compressed.
     fn buffered(&self) -> usize {
-        self.writer.memory_size() + self.writer.bytes_written().min(UPLOAD_BUFFER)
+        let contexts = if self.rows >= PAGE_ROWS || self.size() >= PAGE_BYTES {
+            self.columns.len() * self.context_bytes
+        } else {
+            0
+        };
+        self.columns
+            .iter()
+            .map(ArrowColumnWriter::memory_size)
+            .sum::<usize>()
+            + self.file.inner().len()
+            + self.uploaded.min(UPLOAD_BUFFER)
+            + contexts
     }
+
+    /// The file's size once its in-progress row group is written (anticipated).
     fn size(&self) -> usize {
-        self.writer.bytes_written() + self.writer.in_progress_size()
+        self.file.bytes_written()
+            + self
+                .columns
+                .iter()
+                .map(ArrowColumnWriter::get_estimated_total_bytes)
+                .sum::<usize>()
+    }
+
+    /// Writes the in-progress row group into the file (its columns closed in parallel) and,
+    /// unless it is the `last`, starts the next one.
+    fn end_row_group(&mut self, last: bool) -> parquet::errors::Result<()> {
+        if self.group_rows == 0 {
+            return Ok(());
+        }
+        let next = if last {
+            Vec::new()
+        } else {
+            self.factory
+                .create_column_writers(self.file.flushed_row_groups().len() + 1)?
+        };
+        let chunks = std::mem::replace(&mut self.columns, next)
+            .into_par_iter()
+            .map(ArrowColumnWriter::close)
+            .collect::<parquet::errors::Result<Vec<_>>>()?;
+        let mut group = self.file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut group)?;
+        }
+        group.close()?;
+        self.group_rows = 0;
+        Ok(())
+    }
+
+    /// Hands the encoded bytes to the upload.
+    async fn upload(&mut self) -> object_store::Result<()> {
+        let bytes = std::mem::take(self.file.inner_mut());
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.uploaded += bytes.len();
+        self.upload.put(Bytes::from(bytes)).await
     }
 }
 
@@ -64,9 +166,13 @@ pub struct PartitionedWriter {
     props: WriterProperties,
     cfg: WriterConfig,
     granularity: Granularity,
+    naming: PartitionNaming,
     open: HashMap<i64, OpenFile>,
-    closed: Vec<FileEntry>,
+    closed: Vec<WrittenFile>,
     writer_id: String,
+    /// Calls of [`PartitionedWriter::write`] so far (orders the open files by last write).
+    writes: u64,
+    context_bytes: usize,
 }
 
 impl std::fmt::Debug for PartitionedWriter {
@@ -98,12 +204,22 @@ impl PartitionedWriter {
             dir,
             schema,
             props,
-            cfg,
             granularity,
+            naming: partition_values,
             open: HashMap::new(),
             closed: Vec::new(),
             writer_id: writer_id.to_string(),
+            writes: 0,
+            context_bytes: zstd_context_bytes(cfg.zstd_level),
+            cfg,
         })
+    }
+
+    /// Names partitions (directories and [`FileEntry::partition`]) with `naming` instead of
+    /// [`partition_values`].
+    pub fn with_naming(mut self, naming: PartitionNaming) -> Self {
+        self.naming = naming;
+        self
     }
 
     /// Bytes currently held in memory by open files.
@@ -112,48 +228,105 @@ impl PartitionedWriter {
     }
 
     /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
+    ///
+    /// The parts of every partition the batch touches are encoded together: one parallel job
+    /// per file and leaf column. A part that would overfill its file's row group is written
+    /// in rounds (the row group is ended between them).
     pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        for (bucket, part) in split_by_bucket(batch, buckets).map_err(|e| self.err(e))? {
-            self.append(bucket, &part).await?;
-        }
-        while self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
-            let Some(largest) = self
+        let mut parts: HashMap<i64, RecordBatch> = split_by_bucket(batch, buckets)
+            .map_err(|e| self.err(e))?
+            .into_iter()
+            .collect();
+        self.writes += 1;
+        let max_group = self.cfg.row_group_rows.max(1);
+        while !parts.is_empty() {
+            // (Again in every round: a file that reached the target size was closed.)
+            for (bucket, part) in &parts {
+                if !self.open.contains_key(bucket) {
+                    let file = self.open_file(*bucket, part)?;
+                    self.open.insert(*bucket, file);
+                }
+            }
+            let mut rest = HashMap::new();
+            let mut jobs: Vec<(&mut ArrowColumnWriter, ArrowLeafColumn)> = Vec::new();
+            for (bucket, file) in &mut self.open {
+                let Some(part) = parts.remove(bucket) else {
+                    continue;
+                };
+                let room = max_group - file.group_rows;
+                let now = if part.num_rows() > room {
+                    rest.insert(*bucket, part.slice(room, part.num_rows() - room));
+                    part.slice(0, room)
+                } else {
+                    part
+                };
+                let leaves = leaves_of(&now).map_err(|e| Error::Write {
+                    path: file.path.clone(),
+                    reason: e.to_string(),
+                })?;
+                file.group_rows += now.num_rows();
+                file.rows += now.num_rows() as u64;
+                if file.last_write != self.writes {
+                    file.last_write = self.writes;
+                    file.last_rows = 0;
+                }
+                file.last_rows += now.num_rows();
+                jobs.extend(file.columns.iter_mut().zip(leaves));
+            }
+            jobs.into_par_iter()
+                .try_for_each(|(writer, leaf)| writer.write(&leaf))
+                .map_err(|e| self.err(e))?;
+            let full: Vec<i64> = self
                 .open
                 .iter()
-                .max_by_key(|(_, f)| f.buffered())
+                .filter(|(_, f)| f.group_rows >= max_group)
+                .map(|(b, _)| *b)
+                .collect();
+            for bucket in full {
+                self.end_row_group(bucket).await?;
+            }
+            parts = rest;
+        }
+        while self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
+            // The least recently written first; within one write, the one that got the fewest
+            // rows (late events, not the partition being filled).
+            let Some(coldest) = self
+                .open
+                .iter()
+                .min_by_key(|(_, f)| (f.last_write, f.last_rows))
                 .map(|(b, _)| *b)
             else {
                 break;
             };
-            self.close(largest).await?;
+            self.close(coldest).await?;
         }
         Ok(())
     }
 
-    async fn append(&mut self, bucket: i64, batch: &RecordBatch) -> Result<()> {
-        if !self.open.contains_key(&bucket) {
-            let file = self.open_file(bucket)?;
-            self.open.insert(bucket, file);
-        }
+    /// Ends `bucket`'s row group, uploads it and rolls the file at the target size.
+    async fn end_row_group(&mut self, bucket: i64) -> Result<()> {
         let Some(file) = self.open.get_mut(&bucket) else {
             return Ok(());
         };
-        file.writer.write(batch).await.map_err(|e| Error::Write {
-            path: file.path.clone(),
+        let write_err = |path: &Path, e: &dyn std::fmt::Display| Error::Write {
+            path: path.clone(),
             reason: e.to_string(),
-        })?;
-        file.rows += batch.num_rows() as u64;
+        };
+        file.end_row_group(false)
+            .map_err(|e| write_err(&file.path, &e))?;
+        file.upload().await.map_err(|e| write_err(&file.path, &e))?;
         if file.size() as u64 >= self.cfg.target_file_size {
             self.close(bucket).await?;
         }
         Ok(())
     }
 
-    fn open_file(&self, bucket: i64) -> Result<OpenFile> {
-        let partition = partition_values(bucket, self.granularity);
+    /// Opens `bucket`'s next file; `first` is the first rows it will get.
+    fn open_file(&self, bucket: i64, first: &RecordBatch) -> Result<OpenFile> {
+        let partition = (self.naming)(bucket, self.granularity);
         let rel = format!(
             "{}/part-{}-{}.zstd.parquet",
             partition_path(&partition),
@@ -164,46 +337,81 @@ impl PartitionedWriter {
             path: self.dir.clone(),
             reason: e.to_string(),
         })?;
+        let err = |e: parquet::errors::ParquetError| Error::Write {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        // Through `ArrowWriter`, so the file carries the Arrow schema and the same properties
+        // as one `ArrowWriter` writes.
+        let options = ArrowWriterOptions::new().with_properties(self.props_for(first));
+        let (file, factory) =
+            ArrowWriter::try_new_with_options(Vec::new(), self.schema.clone(), options)
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(err)?;
+        let columns = factory.create_column_writers(0).map_err(err)?;
         let upload = BufWriter::with_capacity(self.lake.store.clone(), path.clone(), UPLOAD_BUFFER);
-        let writer =
-            AsyncArrowWriter::try_new(upload, self.schema.clone(), Some(self.props.clone()))
-                .map_err(|e| Error::Write {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
         Ok(OpenFile {
-            writer,
+            file,
+            factory,
+            columns,
+            group_rows: 0,
+            upload,
+            uploaded: 0,
             path,
             rel,
             rows: 0,
             partition,
+            last_write: self.writes,
+            last_rows: 0,
+            context_bytes: self.context_bytes,
         })
     }
 
     async fn close(&mut self, bucket: i64) -> Result<()> {
-        let Some(mut file) = self.open.remove(&bucket) else {
+        let Some(file) = self.open.remove(&bucket) else {
             return Ok(());
         };
-        file.writer.finish().await.map_err(|e| Error::Write {
-            path: file.path.clone(),
-            reason: e.to_string(),
-        })?;
-        self.closed.push(FileEntry {
-            path: file.rel,
-            size: file.writer.bytes_written() as u64,
-            rows: file.rows,
-            partition: file.partition,
-        });
+        let closed = close_files(vec![file]).await?;
+        self.closed.extend(closed);
         Ok(())
     }
 
     /// Closes every open file and hands back all files written since the last call.
     pub async fn finish(&mut self) -> Result<Vec<FileEntry>> {
-        let buckets: Vec<i64> = self.open.keys().copied().collect();
-        for b in buckets {
-            self.close(b).await?;
-        }
+        Ok(self
+            .finish_files()
+            .await?
+            .into_iter()
+            .map(|f| f.entry)
+            .collect())
+    }
+
+    /// [`PartitionedWriter::finish`], with each file's Parquet metadata.
+    pub async fn finish_files(&mut self) -> Result<Vec<WrittenFile>> {
+        let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
+        let closed = close_files(files).await?;
+        self.closed.extend(closed);
         Ok(std::mem::take(&mut self.closed))
+    }
+
+    /// The properties of a file whose first rows are `first`: without dictionary encoding
+    /// for the string columns whose values are mostly distinct (ids, URLs). Their dictionary
+    /// would fill Parquet's dictionary page limit and be dropped for plain encoding anyway,
+    /// after hashing every value until then.
+    fn props_for(&self, first: &RecordBatch) -> WriterProperties {
+        let mut distinct = Vec::new();
+        for (field, column) in self.schema.fields().iter().zip(first.columns()) {
+            mostly_distinct(field, column, &mut Vec::new(), &mut distinct);
+        }
+        if distinct.is_empty() {
+            return self.props.clone();
+        }
+        distinct
+            .into_iter()
+            .fold(self.props.clone().into_builder(), |b, path| {
+                b.set_column_dictionary_enabled(ColumnPath::new(path), false)
+            })
+            .build()
     }
 
     fn err(&self, e: impl std::fmt::Display) -> Error {
@@ -216,5 +424,318 @@ impl PartitionedWriter {
     /// The schema of the files.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+}
+
+/// Values sampled per string column when a file is opened, and the least of them that make
+/// a judgement.
+const SAMPLE_VALUES: usize = 2048;
+const SAMPLE_MIN: usize = 256;
+
+/// Collects the paths of the string columns of `column` (top-level or inside structs) whose
+/// sampled values are at least three quarters distinct.
+fn mostly_distinct(
+    field: &Field,
+    column: &ArrayRef,
+    path: &mut Vec<String>,
+    out: &mut Vec<Vec<String>>,
+) {
+    path.push(field.name().clone());
+    match field.data_type() {
+        DataType::Struct(children) => {
+            if let Some(s) = column.as_struct_opt() {
+                for (child, array) in children.iter().zip(s.columns()) {
+                    mostly_distinct(child, array, path, out);
+                }
+            }
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            fn sample<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<&'a [u8]> {
+                values
+                    .flatten()
+                    .map(str::as_bytes)
+                    .take(SAMPLE_VALUES)
+                    .collect()
+            }
+            let values = if let Some(a) = column.as_string_opt::<i32>() {
+                sample(a.iter())
+            } else if let Some(a) = column.as_string_opt::<i64>() {
+                sample(a.iter())
+            } else if let Some(a) = column.as_string_view_opt() {
+                sample(a.iter())
+            } else {
+                Vec::new()
+            };
+            let distinct: HashSet<&[u8]> = values.iter().copied().collect();
+            if values.len() >= SAMPLE_MIN && distinct.len() * 4 >= values.len() * 3 {
+                out.push(path.clone());
+            }
+        }
+        _ => {}
+    }
+    path.pop();
+}
+
+/// Memory of a zstd compression context at `level` once it has compressed a page of
+/// Parquet's page size (measured: the context is sized by level and input size).
+fn zstd_context_bytes(level: i32) -> usize {
+    let Ok(mut compressor) = zstd::bulk::Compressor::new(level) else {
+        return 0;
+    };
+    match compressor.compress(&vec![0; PAGE_BYTES]) {
+        Ok(_) => compressor.context_mut().sizeof(),
+        Err(_) => 0,
+    }
+}
+
+/// The Parquet leaf columns of `batch`, in the order of its files' column writers.
+fn leaves_of(batch: &RecordBatch) -> parquet::errors::Result<Vec<ArrowLeafColumn>> {
+    let mut leaves = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        leaves.extend(compute_leaves(field, column)?);
+    }
+    Ok(leaves)
+}
+
+/// Ends the files' last row groups and footers (all in parallel), then completes their
+/// uploads.
+async fn close_files(mut files: Vec<OpenFile>) -> Result<Vec<WrittenFile>> {
+    let metadata = files
+        .par_iter_mut()
+        .map(|f| {
+            f.end_row_group(true)
+                .and_then(|()| f.file.finish())
+                .map_err(|e| Error::Write {
+                    path: f.path.clone(),
+                    reason: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut closed = Vec::with_capacity(files.len());
+    for (mut f, metadata) in files.into_iter().zip(metadata) {
+        let path = f.path.clone();
+        let err = |e: &dyn std::fmt::Display| Error::Write {
+            path: path.clone(),
+            reason: e.to_string(),
+        };
+        f.upload().await.map_err(|e| err(&e))?;
+        f.upload.shutdown().await.map_err(|e| err(&e))?;
+        closed.push(WrittenFile {
+            entry: FileEntry {
+                path: f.rel,
+                size: f.file.bytes_written() as u64,
+                rows: f.rows,
+                partition: f.partition,
+            },
+            metadata,
+        });
+    }
+    Ok(closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use crate::config::Root;
+
+    fn lake() -> Lake {
+        let url = url::Url::parse(&format!("memory://{}", uuid::Uuid::new_v4())).unwrap();
+        Lake::open(&Root::Url(url), "root").unwrap()
+    }
+
+    fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let names: Vec<Option<String>> = ids
+            .clone()
+            .map(|i| (i % 3 != 0).then(|| format!("name-{i}")))
+            .collect();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
+    /// Reads a written file back: its row group sizes and its ids in order.
+    async fn read_back(lake: &Lake, dir: &Path, f: &FileEntry) -> (Vec<i64>, Vec<i64>) {
+        let path = Path::parse(format!("{dir}/{}", f.path)).unwrap();
+        let bytes = lake.read_all(&path).await.unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let groups = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        let mut ids = Vec::new();
+        for b in reader.build().unwrap() {
+            let b = b.unwrap();
+            let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend(col.values().iter().copied());
+        }
+        (groups, ids)
+    }
+
+    #[tokio::test]
+    async fn parts_fill_row_groups_exactly_and_every_row_lands_once_in_order() {
+        let (lake, dir) = (lake(), Path::from("t/v1"));
+        let cfg = WriterConfig {
+            row_group_rows: 100,
+            ..WriterConfig::default()
+        };
+        let mut w = PartitionedWriter::new(
+            lake.clone(),
+            dir.clone(),
+            batch(0..1).schema(),
+            cfg,
+            Granularity::Hour,
+            "w1",
+        )
+        .unwrap();
+        // Even ids in hour 10, odd ids in hour 11: 125 rows per hour and batch.
+        for start in [0, 250, 500] {
+            let b = batch(start..start + 250);
+            let buckets: Vec<i64> = (start..start + 250).map(|i| 10 + i % 2).collect();
+            w.write(&b, &buckets).await.unwrap();
+        }
+        assert!(w.buffered_bytes() > 0);
+        let mut files = w.finish_files().await.unwrap();
+        files.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
+        assert_eq!(files.len(), 2, "one file per hour");
+        assert_eq!(w.buffered_bytes(), 0);
+        for (hour, f) in files.iter().enumerate() {
+            assert_eq!(f.entry.rows, 375);
+            assert_eq!(f.metadata.file_metadata().num_rows(), 375);
+            assert_eq!(
+                f.entry.partition,
+                [
+                    ("date".into(), "1970-01-01".into()),
+                    ("hour".into(), format!("{:02}", 10 + hour))
+                ]
+            );
+            let (groups, ids) = read_back(&lake, &dir, &f.entry).await;
+            assert_eq!(groups, [100, 100, 100, 75]);
+            let want: Vec<i64> = (0..750).filter(|i| i % 2 == hour as i64).collect();
+            assert_eq!(ids, want);
+        }
+    }
+
+    #[tokio::test]
+    async fn files_roll_at_the_target_size_and_the_budget_closes_the_largest() {
+        let (lake, dir) = (lake(), Path::from("t/v1"));
+        let cfg = WriterConfig {
+            row_group_rows: 1000,
+            target_file_size: 1024,
+            ..WriterConfig::default()
+        };
+        let mut w = PartitionedWriter::new(
+            lake.clone(),
+            dir.clone(),
+            batch(0..1).schema(),
+            cfg,
+            Granularity::Day,
+            "w1",
+        )
+        .unwrap();
+        for start in (0..10_000).step_by(1000) {
+            w.write(&batch(start..start + 1000), &[3; 1000])
+                .await
+                .unwrap();
+        }
+        let files = w.finish().await.unwrap();
+        assert!(files.len() >= 5, "rolled at ~1 KiB: {files:?}");
+        let mut ids = Vec::new();
+        for f in &files {
+            ids.extend(read_back(&lake, &dir, f).await.1);
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, (0..10_000).collect::<Vec<_>>());
+
+        // A budget of 1 MiB with rows spread over many days: open files are closed early,
+        // so what stays buffered never passes it by more than the last write.
+        let cfg = WriterConfig {
+            max_buffer_bytes: 1 << 20,
+            ..WriterConfig::default()
+        };
+        let mut w = PartitionedWriter::new(
+            lake.clone(),
+            dir.clone(),
+            batch(0..1).schema(),
+            cfg,
+            Granularity::Day,
+            "w2",
+        )
+        .unwrap();
+        let mut peak = 0;
+        for start in (0..400_000).step_by(20_000) {
+            let buckets: Vec<i64> = (start..start + 20_000).map(|i| i % 40).collect();
+            w.write(&batch(start..start + 20_000), &buckets)
+                .await
+                .unwrap();
+            peak = peak.max(w.buffered_bytes());
+        }
+        assert!(peak <= 1 << 20, "buffered {peak} bytes");
+        let files = w.finish().await.unwrap();
+        assert!(files.len() > 40, "closed early: {} files", files.len());
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 400_000);
+    }
+
+    #[tokio::test]
+    async fn over_budget_the_partitions_written_least_recently_are_closed_first() {
+        let (lake, dir) = (lake(), Path::from("t/v1"));
+        let cfg = WriterConfig {
+            max_buffer_bytes: 8 << 20,
+            ..WriterConfig::default()
+        };
+        let mut w = PartitionedWriter::new(
+            lake.clone(),
+            dir.clone(),
+            batch(0..1).schema(),
+            cfg,
+            Granularity::Hour,
+            "w1",
+        )
+        .unwrap();
+        assert!(w.context_bytes > 100_000, "{}", w.context_bytes);
+        // Round r fills hour r (25,000 rows: its zstd contexts count) and brings 100 late
+        // rows for hour r - 1, in one batch. Over budget, earlier hours are closed; the hour
+        // being filled never is.
+        let mut id = 0;
+        for hour in 1..=8 {
+            let b = batch(id..id + 25_100);
+            id += 25_100;
+            let mut buckets = vec![hour; 25_000];
+            buckets.extend([hour - 1; 100]);
+            w.write(&b, &buckets).await.unwrap();
+            assert!(w.buffered_bytes() <= 8 << 20);
+        }
+        let files = w.finish().await.unwrap();
+        // One file per hour: each was closed after its late rows came, none while filled.
+        assert_eq!(files.len(), 9, "{files:?}");
+        for hour in 1..=8 {
+            let name = format!("{hour:02}");
+            let of_hour: Vec<u64> = files
+                .iter()
+                .filter(|f| f.partition[1].1 == name)
+                .map(|f| f.rows)
+                .collect();
+            assert!(
+                of_hour.iter().any(|rows| *rows >= 25_000),
+                "hour {hour} was split while being filled: {of_hour:?}"
+            );
+        }
+        assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 8 * 25_100);
     }
 }

@@ -63,7 +63,7 @@ async fn five_hundred_commits_read_alike_and_removed_files_stay_invisible() {
         writer: &cfg,
     };
     let mut log = DeltaLog::open(&lake, &layout, 1, Some(spec)).await.unwrap();
-    let mut writer = DeltaFileWriter::new(&log, &cfg, Granularity::Hour).unwrap();
+    let mut writer = DeltaFileWriter::new(&log, &cfg, Granularity::Hour, "w1").unwrap();
     let mut next_offset = [0i64; PARTITIONS as usize];
     let mut first_commit_adds: Vec<Add> = Vec::new();
     for c in 0..COMMITS {
