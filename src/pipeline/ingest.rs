@@ -1334,7 +1334,7 @@ struct DecodeAhead {
 
 impl DecodeAhead {
     fn start(mut source: FilesSource, decoder: RecordDecoder) -> DecodeAhead {
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(1);
         let pump = tokio::spawn(async move {
             while let Some(next) = source.next().await {
                 let item = match next {

@@ -26,7 +26,7 @@ use crate::source::{Origin, Record, SourceBatch};
 use crate::write::SourcePosition;
 
 /// Bytes of record data per batch, at most (besides the record-count limit).
-const MAX_BATCH_BYTES: usize = 8 << 20;
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// Lists the log files of `dir`, in the order they are read.
 pub fn list_files(dir: &Path) -> Result<Vec<String>> {
@@ -62,7 +62,7 @@ impl FilesSource {
         positions: &BTreeMap<String, SourcePosition>,
     ) -> Result<FilesSource> {
         let files = list_files(&cfg.path)?;
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = mpsc::channel(2);
         let reader = Reader {
             dir: cfg.path.clone(),
             files,
