@@ -387,7 +387,8 @@ pub struct RawWriter {
     /// Commit (and so close open files) at least this often. Default `60s`.
     #[serde(default)]
     pub max_age: Option<String>,
-    /// Upper bound of bytes buffered in open files before the largest is closed. Default `256MiB`.
+    /// Upper bound of bytes held by open files (their zstd contexts included); above it the least
+    /// recently written are closed. Default `256MiB`.
     #[serde(default)]
     pub max_buffer_bytes: Option<String>,
     /// Rows per Parquet row group. Default 131072.

@@ -111,7 +111,7 @@ impl VersionLog {
 pub enum FileWriter {
     /// Our own rolling Parquet writer.
     Parquet(PartitionedWriter),
-    /// delta-rs's writer.
+    /// The same writer, with Delta's partition values and `add` actions.
     Delta(DeltaFileWriter),
 }
 

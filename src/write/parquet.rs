@@ -633,7 +633,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn files_roll_at_the_target_size_and_the_budget_closes_the_largest() {
+    async fn files_roll_at_the_target_size_and_the_budget_closes_files_early() {
         let (lake, dir) = (lake(), Path::from("t/v1"));
         let cfg = WriterConfig {
             row_group_rows: 1000,

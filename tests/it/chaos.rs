@@ -98,7 +98,7 @@ fn kill_loop_over_run_and_rebuild_promote_gives_exactly_once() {
         if rebuild.is_none() && rng.random_bool(0.5) {
             let log = format!("rebuild-{round}.log");
             rebuild = Some(Rebuild {
-                process: spawn_rebuild(d, &log, &["--force"]),
+                process: spawn_rebuild(d, &log, &["--force"], &[]),
                 log,
             });
             std::thread::sleep(Duration::from_millis(rng.random_range(0..2000)));

@@ -41,8 +41,9 @@ fn steady_producer(
     })
 }
 
-/// Starts `rebuild --table events --promote` (plus `extra`) in `d`, output to `d/<log>`.
-pub fn spawn_rebuild(d: &Path, log: &str, extra: &[&str]) -> Running {
+/// Starts `rebuild --table events --promote` (plus `extra`, with `env`) in `d`, output to
+/// `d/<log>`.
+pub fn spawn_rebuild(d: &Path, log: &str, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let log = std::fs::File::create(d.join(log)).unwrap();
     Running(
         Command::new(BIN)
@@ -56,6 +57,7 @@ pub fn spawn_rebuild(d: &Path, log: &str, extra: &[&str]) -> Running {
                 "--promote",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("KAPPA_LAKE_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -72,14 +74,14 @@ fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize) {
     let brokers = kafka.bootstrap_servers().to_string();
     let dir = crate::support::Workdir::new();
     let d = dir.path();
-    // Small commits (every ~1 MiB written): a killed replay keeps some of its progress. The
-    // live version, at the producer's rate, commits every 2 s, so the rebuild's promotion
-    // (from inside its replay) must catch a version that keeps moving ahead.
+    // Frequent commits: a killed replay keeps some of its progress. The live version commits
+    // as often, so the rebuild's promotion (from inside its replay) must catch a version that
+    // keeps moving ahead.
     kafka_config(
         d,
         &brokers,
         topic,
-        "max_age = \"2s\"\nmax_buffer_bytes = \"1MiB\"",
+        "max_age = \"500ms\"\nmax_buffer_bytes = \"1MiB\"",
     );
     // Every pointer move runs the hook, with the move in its environment.
     let cfg = d.join("kappa-lake.toml");
@@ -103,29 +105,45 @@ fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::rng().random());
     for k in 0..kills {
         let log = format!("rebuild-{k}.log");
-        let mut rebuild = spawn_rebuild(d, &log, &[]);
+        // A run that catches up before its kill crashes where it would promote, which is a
+        // kill too (nothing moves `current`).
+        let mut rebuild = spawn_rebuild(
+            d,
+            &log,
+            &[],
+            &[("FAILPOINTS", "rebuild.before_promote=return")],
+        );
         // Replays run at anything from tens to hundreds of thousands of events per second
         // (a busy machine): kill each one shortly after its first commit, so every run makes
-        // some progress and is still in the middle of the topic.
+        // some progress and is, mostly, still in the middle of the topic.
         assert!(
             wait_for(Duration::from_secs(120), || log_of(d, &log)
                 .contains("kappa_lake::pipeline::ingest: commit")),
             "rebuild {k} committed nothing:\n{}",
             log_of(d, &log)
         );
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..200)));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
         if let Some(status) = rebuild.try_wait().unwrap() {
-            panic!(
+            assert!(
+                log_of(d, &log).contains("crash point `rebuild.before_promote` reached"),
                 "the rebuild ended before its kill ({status}):\n{}",
                 log_of(d, &log)
             );
+        } else {
+            rebuild.kill().unwrap();
+            rebuild.wait().unwrap();
         }
-        rebuild.kill().unwrap();
-        rebuild.wait().unwrap();
         assert_eq!(current(d), 1, "a killed rebuild promoted nothing");
     }
     if kills > 0 {
         // v2 exists but is behind: promoting it now is refused with the per-partition lag.
+        // (A run that crashed where it would promote had caught up: wait for v1 to move on.)
+        assert!(
+            wait_for(Duration::from_secs(30), || stored_total(d, 0)
+                > stored_total(d, 1)),
+            "v1 does not move ahead of v2:\n{}",
+            log_of(d, "run.log")
+        );
         let early = kappa(
             d,
             &[
