@@ -5,13 +5,11 @@
 //! | group              | one iteration |
 //! |--------------------|---------------|
 //! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~1.9 KB, 16–24 items) |
+//! | `decode_avro`      | `AvroDecoder::decode` of the same events as Avro datums, bare (`raw/…`) or in the Confluent wire format (`confluent/…`) |
 //! | `partition`        | `partition::field_times`, `partition::bucket` per row, `partition::split_by_bucket`, events over 48 hours |
 //! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::shape::with_metadata_columns`, public for this benchmark), the `filter_record_batch` that drops rows without an event time, and SQL transforms (`transform::Transform::apply`): `SELECT *`, the shipped `schemas/transforms/orders.sql`, and the same with one failing row |
 //! | `parquet_encode`   | zstd Parquet of 8192 orders with Kafka metadata: `ArrowWriter` into a `Vec` (the floor), `PartitionedWriter` and `DeltaFileWriter` into a local lake (and `PartitionedWriter` into a `memory://` one), `finish()`ed |
 //! | `commit`           | one commit of 4 files and one offset range: `CommitLog` (Parquet versions), `DeltaLog` (Delta versions), on a local lake |
-//!
-//! Not measured, because it does not exist yet: Avro payload decoding (Avro → Arrow is a later
-//! issue; only JSON payloads are decoded today).
 //!
 //! `cargo bench --bench stages` (quicker: `cargo bench --bench stages -- --warm-up-time 1
 //! --measurement-time 3`; one group: `cargo bench --bench stages -- commit`). See
@@ -21,6 +19,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use apache_avro::Schema as AvroSchema;
+use apache_avro::types::Value as AvroValue;
 use arrow::array::BooleanArray;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -31,6 +31,7 @@ use criterion::{
 };
 use deltalake::kernel::Add;
 use kappa_lake::config::{EpochUnit, Format, Granularity, Root, TimeSpec, WriterConfig};
+use kappa_lake::decode::avro::{AvroDecoder, CONFLUENT_MAGIC, Framing};
 use kappa_lake::decode::json::JsonDecoder;
 use kappa_lake::partition;
 use kappa_lake::pipeline::shape::{file_schema, with_metadata_columns};
@@ -39,7 +40,6 @@ use kappa_lake::source::{Origin, Record, SourceBatch};
 use kappa_lake::storage::Lake;
 use kappa_lake::table::version::{Definition, Partitioning};
 use kappa_lake::table::{TableLayout, VersionDefinition, VersionState};
-use kappa_lake::transform::Transform;
 use kappa_lake::write::commit::OffsetRange;
 use kappa_lake::write::delta::CreateSpec;
 use kappa_lake::write::parquet::writer_properties;
@@ -378,6 +378,125 @@ fn decode_json(c: &mut Criterion, inputs: &[&Events]) {
     group.finish();
 }
 
+/// One generated JSON event as an Avro value of `schema` (the shipped schemas' types only).
+fn avro_value(json: &serde_json::Value, schema: &AvroSchema) -> AvroValue {
+    use serde_json::Value as J;
+    match (schema, json) {
+        (AvroSchema::Record(r), J::Object(o)) => AvroValue::Record(
+            r.fields
+                .iter()
+                .map(|f| {
+                    let v = o.get(&f.name).unwrap_or(&J::Null);
+                    (f.name.clone(), avro_value(v, &f.schema))
+                })
+                .collect(),
+        ),
+        (AvroSchema::Union(u), _) => {
+            let i = u
+                .variants()
+                .iter()
+                .position(|v| (*v == AvroSchema::Null) == json.is_null())
+                .expect("a union variant for the value");
+            AvroValue::Union(i as u32, Box::new(avro_value(json, &u.variants()[i])))
+        }
+        (AvroSchema::Null, J::Null) => AvroValue::Null,
+        (AvroSchema::Enum(e), J::String(s)) => AvroValue::Enum(
+            e.symbols.iter().position(|x| x == s).expect("a symbol") as u32,
+            s.clone(),
+        ),
+        (AvroSchema::String | AvroSchema::Uuid, J::String(s)) => AvroValue::String(s.clone()),
+        (AvroSchema::Int, J::Number(n)) => AvroValue::Int(
+            n.as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .expect("an int"),
+        ),
+        (AvroSchema::Long, J::Number(n)) => AvroValue::Long(n.as_i64().expect("a long")),
+        (AvroSchema::Double, J::Number(n)) => AvroValue::Double(n.as_f64().expect("a double")),
+        (AvroSchema::TimestampMicros, J::String(s)) => AvroValue::TimestampMicros(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("RFC 3339")
+                .timestamp_micros(),
+        ),
+        (AvroSchema::TimestampMillis, J::String(s)) => AvroValue::TimestampMillis(
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("RFC 3339")
+                .timestamp_millis(),
+        ),
+        (AvroSchema::TimestampMillis, J::Number(n)) => {
+            AvroValue::TimestampMillis(n.as_i64().expect("epoch ms"))
+        }
+        (AvroSchema::Decimal(d), J::String(s)) => {
+            let (units, cents) = s.split_once('.').expect("a decimal with cents");
+            assert_eq!(d.scale, 2, "the generated decimals have two places");
+            let unscaled: i64 = format!("{units}{cents}").parse().expect("digits");
+            AvroValue::Decimal(unscaled.to_be_bytes().into())
+        }
+        (AvroSchema::Array(a), J::Array(items)) => {
+            AvroValue::Array(items.iter().map(|v| avro_value(v, &a.items)).collect())
+        }
+        (AvroSchema::Map(m), J::Object(o)) => AvroValue::Map(
+            o.iter()
+                .map(|(k, v)| (k.clone(), avro_value(v, &m.types)))
+                .collect(),
+        ),
+        (schema, json) => panic!("no Avro value of {schema:?} for {json}"),
+    }
+}
+
+/// The events of `events` as Avro datums, bare (`Framing::Raw`) or in the Confluent wire
+/// format with schema id 1.
+fn avro_records(events: &Events, avsc: &str, framing: Framing) -> Vec<Vec<u8>> {
+    let schema = AvroSchema::parse_str(avsc).expect("Avro schema");
+    events
+        .lines
+        .iter()
+        .map(|line| {
+            let json: serde_json::Value = serde_json::from_slice(line).expect("JSON");
+            let datum = apache_avro::to_avro_datum(&schema, avro_value(&json, &schema))
+                .expect("an Avro datum");
+            match framing {
+                Framing::Raw => datum,
+                Framing::Confluent => [&[CONFLUENT_MAGIC, 0, 0, 0, 1][..], &datum].concat(),
+            }
+        })
+        .collect()
+}
+
+fn decode_avro(c: &mut Criterion, inputs: &[(&Events, &str)]) {
+    let mut group = c.benchmark_group("decode_avro");
+    slow(&mut group);
+    for (events, avsc) in inputs {
+        for (framing, name) in [(Framing::Raw, "raw"), (Framing::Confluent, "confluent")] {
+            let lines = avro_records(events, avsc, framing);
+            let records: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            let mut decoder = AvroDecoder::new(avsc, events.schema.arrow.clone(), framing, 1 << 20)
+                .expect("Avro decoder");
+            if framing == Framing::Confluent {
+                decoder.add_writer_schema(1, Ok(avsc));
+            }
+            let bytes: usize = lines.iter().map(Vec::len).sum();
+            eprintln!(
+                "{} ({name} Avro): {} B on average",
+                events.name,
+                bytes / lines.len()
+            );
+            group.throughput(Throughput::Bytes(bytes as u64));
+            group.bench_function(format!("{name}/{}", events.name), |b| {
+                b.iter(|| {
+                    let decoded = decoder.decode(black_box(&records));
+                    assert!(
+                        decoded.rejected.is_empty(),
+                        "{:?}",
+                        decoded.rejected.first()
+                    );
+                    decoded.batches
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn partition_stage(c: &mut Criterion, page_views: &Events, orders: &Events) {
     let mut group = c.benchmark_group("partition");
     group.throughput(Throughput::Elements(EVENTS as u64));
@@ -446,19 +565,26 @@ fn transform(c: &mut Criterion, orders: &Events, kafka: &KafkaOrders) {
     group.bench_function("filter_one_bad_event_time", |b| {
         b.iter(|| arrow::compute::filter_record_batch(black_box(&batch), &keep))
     });
-    // SQL transforms over the orders with their Kafka metadata: `SELECT *` (passes batches
-    // through), the shipped `schemas/transforms/orders.sql` (casts, arithmetic on decimals,
-    // string functions, struct and map access, CASE, a filter), and the same with one row
-    // whose cast fails (isolated by bisection, then dead-lettered).
+    // SQL transforms (with the `sql` feature, a default one).
+    #[cfg(feature = "sql")]
+    sql_transforms(&mut group, &batch);
+    group.finish();
+}
+
+/// SQL transforms over the orders with their Kafka metadata: `SELECT *` (passes batches
+/// through), the shipped `schemas/transforms/orders.sql` (casts, arithmetic on decimals,
+/// string functions, struct and map access, CASE, a filter), and the same with one row whose
+/// cast fails (isolated by bisection, then dead-lettered).
+#[cfg(feature = "sql")]
+fn sql_transforms(group: &mut BenchmarkGroup<'_, WallTime>, batch: &RecordBatch) {
+    use kappa_lake::transform::Transform;
     let identity = Transform::compile("SELECT * FROM events", batch.schema()).expect("compiles");
     group.bench_function("sql_identity", |b| {
-        b.iter(|| identity.apply(black_box(&batch)))
+        b.iter(|| identity.apply(black_box(batch)))
     });
     let orders_sql = include_str!("../schemas/transforms/orders.sql");
     let typical = Transform::compile(orders_sql, batch.schema()).expect("compiles");
-    group.bench_function("sql_orders", |b| {
-        b.iter(|| typical.apply(black_box(&batch)))
-    });
+    group.bench_function("sql_orders", |b| b.iter(|| typical.apply(black_box(batch))));
     let failing = Transform::compile(
         &orders_sql.replace(
             "CAST(tags['discount_pct'] AS INT)",
@@ -469,12 +595,11 @@ fn transform(c: &mut Criterion, orders: &Events, kafka: &KafkaOrders) {
     .expect("compiles");
     group.bench_function("sql_orders_one_failing_row", |b| {
         b.iter(|| {
-            let out = failing.apply(black_box(&batch));
+            let out = failing.apply(black_box(batch));
             assert_eq!(out.failed.len(), 1);
             out
         })
     });
-    group.finish();
 }
 
 fn parquet_encode(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &KafkaOrders) {
@@ -669,6 +794,10 @@ fn stages(c: &mut Criterion) {
     let orders = Events::new("orders", ORDERS_SCHEMA, order_lines());
     let kafka = KafkaOrders::new(&orders);
     decode_json(c, &[&page_views, &orders]);
+    decode_avro(
+        c,
+        &[(&page_views, PAGE_VIEWS_SCHEMA), (&orders, ORDERS_SCHEMA)],
+    );
     partition_stage(c, &page_views, &orders);
     transform(c, &orders, &kafka);
     parquet_encode(c, &rt, &orders, &kafka);

@@ -350,16 +350,14 @@ def main():
                         args.kafka_events, size, m))
         print(markdown(rows[-1:]), flush=True)
 
-    # Memory: the page views' first 1, 4 and all 16 files, with a smaller buffer budget.
+    # Memory: page views at 1/16, 1/4 and all of the main set, each spread over the same 48
+    # hours with the same late fraction (so the same partitions are open at every size), with a
+    # smaller buffer budget.
     memory = []
-    d_all = data / f"page_views-{args.small_events}"
     for k in (1, 4, 16):
-        d = data / f"scale-{k}x"
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir(parents=True)
-        for f in sorted(d_all.glob("*.ndjson"))[:k]:
-            os.link(f, d / f.name)  # the files source reads regular files only
-        events = sum(1 for f in d.glob("*.ndjson") for _ in open(f, "rb"))
+        events = args.small_events * k // 16
+        d = data / f"page_views-{events}"
+        generate("page_views", events, k, args.late, d)
         m = run_kappa(args, out / "runs" / f"scale-{k}x", "page_views", d, "parquet",
                       'max_buffer_bytes = "64MiB"')
         memory.append(row(f"memory: files → parquet, {k}× the data, max_buffer_bytes 64MiB",
