@@ -443,8 +443,11 @@ fn avro_value(json: &serde_json::Value, schema: &AvroSchema) -> AvroValue {
     }
 }
 
+/// The schema id the Confluent-framed benchmark records carry.
+const WRITER_SCHEMA_ID: u32 = 1;
+
 /// The events of `events` as Avro datums, bare (`Framing::Raw`) or in the Confluent wire
-/// format with schema id 1.
+/// format with [`WRITER_SCHEMA_ID`].
 fn avro_records(events: &Events, avsc: &str, framing: Framing) -> Vec<Vec<u8>> {
     let schema = AvroSchema::parse_str(avsc).expect("Avro schema");
     events
@@ -456,7 +459,12 @@ fn avro_records(events: &Events, avsc: &str, framing: Framing) -> Vec<Vec<u8>> {
                 .expect("an Avro datum");
             match framing {
                 Framing::Raw => datum,
-                Framing::Confluent => [&[CONFLUENT_MAGIC, 0, 0, 0, 1][..], &datum].concat(),
+                Framing::Confluent => [
+                    &[CONFLUENT_MAGIC][..],
+                    &WRITER_SCHEMA_ID.to_be_bytes(),
+                    &datum,
+                ]
+                .concat(),
             }
         })
         .collect()
@@ -472,7 +480,7 @@ fn decode_avro(c: &mut Criterion, inputs: &[(&Events, &str)]) {
             let mut decoder = AvroDecoder::new(avsc, events.schema.arrow.clone(), framing, 1 << 20)
                 .expect("Avro decoder");
             if framing == Framing::Confluent {
-                decoder.add_writer_schema(1, Ok(avsc));
+                decoder.add_writer_schema(WRITER_SCHEMA_ID, Ok(avsc));
             }
             let bytes: usize = lines.iter().map(Vec::len).sum();
             eprintln!(
