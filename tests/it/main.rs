@@ -13,6 +13,7 @@ mod faults;
 mod gc;
 mod kafka;
 mod kafka_support;
+mod layering;
 mod ops;
 mod promote_race;
 mod rebuild;
