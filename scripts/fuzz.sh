@@ -8,9 +8,15 @@
 # a regression test, copy it to tests/fuzz/regressions/<target>/: every input there is run
 # first, each time.
 #
-#   scripts/fuzz.sh [SECONDS]
+#   scripts/fuzz.sh [SECONDS]     build, then fuzz each target for SECONDS (default 60)
+#   scripts/fuzz.sh --build       only build the targets (scripts/test.sh builds first, then
+#                                 fuzzes beside the test build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=false
+if [ "${1:-}" = "--build" ]; then
+  build_only=true
+fi
 seconds="${1:-60}"
 targets=(json_decoder avro_decoder confluent_wire)
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -18,6 +24,9 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 fuzz=(cargo fuzz run --fuzz-dir tests/fuzz --sanitizer none --release --target-dir target/fuzz)
 cargo fuzz build --fuzz-dir tests/fuzz --sanitizer none --release --target-dir target/fuzz
+if $build_only; then
+  exit 0
+fi
 for t in "${targets[@]}"; do
   regressions="tests/fuzz/regressions/$t"
   if compgen -G "$regressions/*" >/dev/null; then

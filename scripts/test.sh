@@ -6,8 +6,12 @@
 #     producer (confluent-kafka), Azurite, libfaketime (apt), see scripts/services.sh
 #   - root: the disk-full test mounts a small tmpfs; apt-get installs faketime
 #   - cargo fmt --check, cargo clippy --all-targets --features failpoints -D warnings
+#   - the fuzz targets (scripts/fuzz.sh, KAPPA_LAKE_FUZZ_SECONDS per target, default 30),
+#     fuzzing on one core while the test binaries build
 #   - one `cargo test --features failpoints` invocation (unit, integration and crash-point
 #     tests, one debug profile; the crash points are inert unless FAILPOINTS arms them)
+#   The long soaks run here at the length that proves their point; their long variants are
+#   scripts/soak.sh.
 # Every phase prints how long it took. Any missing component fails the run loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,12 +53,42 @@ phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
 phase "cargo clippy" cargo clippy --locked --all-targets --features failpoints -- -D warnings
 export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
+# The soaks at the length that proves their point (scripts/soak.sh runs the long variants):
+# two contending writers for 2 minutes (~12 forced freezes; 5 by default), the broker down for
+# 45 s (past the session timeout and several reconnect backoffs; 2 minutes by default), 20
+# rounds of the kill loop.
+export KAPPA_LAKE_TEST_CONTENTION_SECS="${KAPPA_LAKE_TEST_CONTENTION_SECS:-120}"
+export KAPPA_LAKE_TEST_OUTAGE_SECS="${KAPPA_LAKE_TEST_OUTAGE_SECS:-45}"
+export KAPPA_LAKE_CHAOS_ROUNDS="${KAPPA_LAKE_CHAOS_ROUNDS:-20}"
 # Every kappa-lake log and command output the tests produce is kept here, then searched for
 # the secrets the suite hands to kappa-lake (none may appear).
 export KAPPA_LAKE_TEST_LOG_ARCHIVE="$PWD/target/test-logs"
 rm -rf "$KAPPA_LAKE_TEST_LOG_ARCHIVE" && mkdir -p "$KAPPA_LAKE_TEST_LOG_ARCHIVE"
-# The decoders under libFuzzer (tests/fuzz; stable Rust, cargo-fuzz installed if missing).
-phase "fuzz (60 s per target)" bash scripts/fuzz.sh "${KAPPA_LAKE_FUZZ_SECONDS:-60}"
+# The decoders under libFuzzer (tests/fuzz; stable Rust, cargo-fuzz installed if missing):
+# built first, then fuzzed (one core) while the test binaries build beside it, since a build's
+# last steps (the crate itself, linking) leave a core idle.
+FUZZ_SECONDS="${KAPPA_LAKE_FUZZ_SECONDS:-30}"
+phase "fuzz build" bash scripts/fuzz.sh --build
+fuzz_in_background() {
+  local start; start=$(date +%s)
+  if bash scripts/fuzz.sh "$FUZZ_SECONDS" >target/fuzz.log 2>&1; then
+    echo "ok $(( $(date +%s) - start ))" >target/fuzz.status
+  else
+    echo "failed $(( $(date +%s) - start ))" >target/fuzz.status
+  fi
+}
+rm -f target/fuzz.status
+fuzz_in_background &
+FUZZ_PID=$!
+phase "cargo test build (beside fuzzing)" cargo test --locked --features failpoints --no-run
+fuzz_wait() {
+  wait "$FUZZ_PID" || true
+  cat target/fuzz.log
+  read -r outcome took <target/fuzz.status
+  echo "fuzzing (${FUZZ_SECONDS} s per target) took ${took}s, beside the test build"
+  [ "$outcome" = ok ] || { echo "fuzzing failed (log above)" >&2; return 1; }
+}
+phase "fuzz (${FUZZ_SECONDS} s per target): results" fuzz_wait
 phase "cargo test" cargo test --locked --features failpoints -- --test-threads 2
 no_secrets_in_logs() {
   local files
