@@ -202,10 +202,10 @@ impl Crate {
             .rev()
             .map(|n| path[..n].to_vec())
             .find(|m| self.files.contains_key(m))?;
-        if let Some(name) = path.get(found.len()) {
-            if let Some(child) = self.reexports.get(&(found.clone(), name.clone())) {
-                return Some(child.clone());
-            }
+        if let Some(name) = path.get(found.len())
+            && let Some(child) = self.reexports.get(&(found.clone(), name.clone()))
+        {
+            return Some(child.clone());
         }
         Some(found)
     }
@@ -267,7 +267,10 @@ fn find_cycle(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Option<Vec<Module>>
         match marks.get(m) {
             Some(Mark::Done) => return None,
             Some(Mark::Open) => {
-                let start = stack.iter().position(|s| s == m).expect("open is on the stack");
+                let start = stack
+                    .iter()
+                    .position(|s| s == m)
+                    .expect("open is on the stack");
                 let mut cycle = stack[start..].to_vec();
                 cycle.push(m.clone());
                 return Some(cycle);
@@ -304,7 +307,10 @@ fn every_module_has_a_layer_and_imports_none_above_it() {
             continue; // lib.rs declares the modules
         }
         let Some(own) = layer_of(&module) else {
-            problems.push(format!("`{}` has no layer: add it to LAYERS", name(&module)));
+            problems.push(format!(
+                "`{}` has no layer: add it to LAYERS",
+                name(&module)
+            ));
             continue;
         };
         for target in targets {
@@ -345,7 +351,8 @@ fn the_checker_sees_use_trees_super_paths_and_reexports() {
     );
     let names: Vec<_> = found.iter().map(name).collect();
     assert_eq!(names, ["x::a::B", "x::c::d::E", "x::c::F", "x::g"]);
-    let stripped = strip("use crate::a; // crate::b\n#[cfg(test)]\nmod tests { use crate::c; }\n\"crate::d\"");
+    let stripped =
+        strip("use crate::a; // crate::b\n#[cfg(test)]\nmod tests { use crate::c; }\n\"crate::d\"");
     assert!(stripped.contains("crate::a") && !stripped.contains("crate::b"));
     assert!(!stripped.contains("crate::c") && !stripped.contains("crate::d"));
     let cyclic: BTreeMap<Module, BTreeSet<Module>> = [
