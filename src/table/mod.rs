@@ -4,6 +4,7 @@
 pub mod layout;
 pub mod plan;
 pub mod pointer;
+pub mod schema_check;
 pub mod version;
 
 pub use layout::TableLayout;
