@@ -30,7 +30,9 @@ use criterion::{
     BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use deltalake::kernel::Add;
-use kappa_lake::config::{EpochUnit, Format, Granularity, Root, TimeSpec, WriterConfig};
+use kappa_lake::config::{
+    Encoding, EpochUnit, Format, Granularity, Root, SourceIdentity, TimeSpec, WriterConfig,
+};
 use kappa_lake::decode::avro::{AvroDecoder, CONFLUENT_MAGIC, Framing};
 use kappa_lake::decode::json::JsonDecoder;
 use kappa_lake::partition;
@@ -275,7 +277,7 @@ impl Events {
 }
 
 /// A version definition of the orders table reading `source` (metadata columns on).
-fn orders_definition(source: serde_json::Value) -> VersionDefinition {
+fn orders_definition(source: SourceIdentity) -> VersionDefinition {
     VersionDefinition {
         version: 1,
         table: TOPIC.into(),
@@ -312,9 +314,10 @@ struct KafkaOrders {
 
 impl KafkaOrders {
     fn new(orders: &Events) -> Self {
-        let def = orders_definition(
-            serde_json::json!({"kind": "kafka", "topic": TOPIC, "encoding": "json"}),
-        );
+        let def = orders_definition(SourceIdentity::Kafka {
+            topic: TOPIC.into(),
+            encoding: Some(Encoding::Json),
+        });
         KafkaOrders {
             schema: file_schema(&orders.schema.arrow, &def).expect("no transform"),
             source: orders.source_batch(
@@ -551,9 +554,10 @@ fn transform(c: &mut Criterion, orders: &Events, kafka: &KafkaOrders) {
             )
         })
     });
-    let files_def = orders_definition(
-        serde_json::json!({"kind": "files", "path": "events", "encoding": "json"}),
-    );
+    let files_def = orders_definition(SourceIdentity::Files {
+        path: "events".into(),
+        encoding: Some(Encoding::Json),
+    });
     let files_schema = file_schema(&orders.schema.arrow, &files_def).expect("no transform");
     let files_batch = orders.source_batch("orders-000.ndjson", Origin::File);
     group.bench_function("file_metadata_columns", |b| {

@@ -14,7 +14,9 @@
 
 use object_store::path::Path;
 
-pub use crate::config::ConfigError;
+mod config;
+
+pub use config::{ConfigError, printable};
 
 /// Result alias used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

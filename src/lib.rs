@@ -30,6 +30,7 @@
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod domain;
 pub mod error;
 pub mod failpoints;
 pub mod metrics;

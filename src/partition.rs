@@ -14,7 +14,7 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, Timelike};
 
-use crate::config::{EpochUnit, Granularity};
+use crate::domain::{EpochUnit, Granularity};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;

@@ -85,6 +85,7 @@
 //! canonical form although they map to different Arrow types.
 
 pub mod compat;
+pub mod rows;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

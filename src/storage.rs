@@ -27,7 +27,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 
-use crate::config::{ConfigError, Root};
+use crate::domain::Root;
+use crate::error::ConfigError;
 
 /// The clouds a root URL can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

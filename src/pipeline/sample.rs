@@ -18,7 +18,7 @@ use bytes::Bytes;
 use crate::config::{SourceConfig, TableConfig, TimeSpec};
 use crate::decode::{JsonDecoder, Stage};
 use crate::error::{Error, Result};
-use crate::pipeline::shape::{Metadata, Shaper};
+use crate::pipeline::shape::Shaper;
 use crate::source::{Origin, Record, SourceBatch, kafka_partition_key};
 use crate::table::Definition;
 use crate::write::SourcePosition;
@@ -93,7 +93,7 @@ pub fn run(table: &TableConfig, input: &Path) -> Result<Sample> {
     let def = Definition::from_config(table)?;
     let event = table.event_schema().arrow.clone();
     let shaper = Shaper::new(&event, &def)?;
-    let (partition, origin) = match (&table.source, Metadata::of_table(table)) {
+    let (partition, origin) = match (&table.source, table.metadata()) {
         (SourceConfig::Kafka(k), _) => (
             kafka_partition_key(&k.topic, 0),
             Origin::Kafka {

@@ -9,72 +9,29 @@ use arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMillisecondArray,
 };
 use arrow::compute::filter_record_batch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::config::{Granularity, SourceConfig, TableConfig, TimeSpec};
 use crate::decode::Stage;
+use crate::domain::{Granularity, TimeSpec};
 use crate::error::{Error, Result};
 use crate::partition;
 use crate::source::{Origin, SourceBatch};
 use crate::table::{Definition, VersionDefinition};
 use crate::transform::Transform;
 
-/// Metadata column: the source file of a row (files source).
-pub const SOURCE_FILE_COLUMN: &str = "_source_file";
-/// Metadata column: the 1-based line of a row in its source file (files source).
-pub const SOURCE_LINE_COLUMN: &str = "_source_line";
-/// Metadata column: the Kafka topic of a row.
-pub const KAFKA_TOPIC_COLUMN: &str = "_kafka_topic";
-/// Metadata column: the Kafka partition of a row.
-pub const KAFKA_PARTITION_COLUMN: &str = "_kafka_partition";
-/// Metadata column: the Kafka offset of a row.
-pub const KAFKA_OFFSET_COLUMN: &str = "_kafka_offset";
-/// Metadata column: the Kafka timestamp of a row.
-pub const KAFKA_TIMESTAMP_COLUMN: &str = "_kafka_timestamp";
-
-/// The source metadata columns a version's rows carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metadata {
-    /// None (`metadata_columns = false`).
-    None,
-    /// `_source_file`, `_source_line`.
-    File,
-    /// `_kafka_topic`, `_kafka_partition`, `_kafka_offset`, `_kafka_timestamp`.
-    Kafka,
-}
-
-impl Metadata {
-    /// The metadata columns of a version.
-    pub fn of(def: &Definition) -> Metadata {
-        if !def.metadata_columns {
-            Metadata::None
-        } else if def.source.get("kind").and_then(|k| k.as_str()) == Some("kafka") {
-            Metadata::Kafka
-        } else {
-            Metadata::File
-        }
-    }
-
-    /// The metadata columns a table's config asks for.
-    pub fn of_table(table: &TableConfig) -> Metadata {
-        if !table.metadata_columns {
-            Metadata::None
-        } else if matches!(table.source, SourceConfig::Kafka(_)) {
-            Metadata::Kafka
-        } else {
-            Metadata::File
-        }
-    }
-}
+pub use crate::schema::rows::{
+    KAFKA_OFFSET_COLUMN, KAFKA_PARTITION_COLUMN, KAFKA_TIMESTAMP_COLUMN, KAFKA_TOPIC_COLUMN,
+    Metadata, SOURCE_FILE_COLUMN, SOURCE_LINE_COLUMN, row_schema,
+};
 
 /// The schema of a version's data files: its transform's output when it has one, otherwise
 /// its [`row_schema`].
 pub fn file_schema(event: &SchemaRef, def: &VersionDefinition) -> Result<SchemaRef> {
     Ok(match transform_of(event, &def.definition)? {
         Some(t) => t.output_schema().clone(),
-        None => row_schema(event, Metadata::of(&def.definition)),
+        None => row_schema(event, def.definition.metadata()),
     })
 }
 
@@ -83,35 +40,10 @@ pub fn transform_of(event: &SchemaRef, def: &Definition) -> Result<Option<Transf
     let Some(sql) = &def.transform else {
         return Ok(None);
     };
-    let rows = row_schema(event, Metadata::of(def));
+    let rows = row_schema(event, def.metadata());
     Transform::compile(sql, rows)
         .map(Some)
         .map_err(|e| Error::Refused(format!("the transform does not compile: {e}")))
-}
-
-/// The decoded rows of a version: the event fields, then the metadata columns. This is what a
-/// transform reads as `events`, and what the files hold when there is no transform.
-pub fn row_schema(event: &SchemaRef, metadata: Metadata) -> SchemaRef {
-    let extra = match metadata {
-        Metadata::None => return event.clone(),
-        Metadata::File => vec![
-            Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, false),
-            Field::new(SOURCE_LINE_COLUMN, DataType::Int64, false),
-        ],
-        Metadata::Kafka => vec![
-            Field::new(KAFKA_TOPIC_COLUMN, DataType::Utf8, false),
-            Field::new(KAFKA_PARTITION_COLUMN, DataType::Int32, false),
-            Field::new(KAFKA_OFFSET_COLUMN, DataType::Int64, false),
-            Field::new(
-                KAFKA_TIMESTAMP_COLUMN,
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                true,
-            ),
-        ],
-    };
-    let mut fields: Vec<Arc<Field>> = event.fields().iter().cloned().collect();
-    fields.extend(extra.into_iter().map(Arc::new));
-    Arc::new(Schema::new(fields))
 }
 
 /// Rows of one decoded batch, ready for the writer.
@@ -143,7 +75,7 @@ impl Shaper {
 
     /// The shaper of definition `def`, whose events have schema `event`.
     pub fn new(event: &SchemaRef, def: &Definition) -> Result<Shaper> {
-        let metadata = Metadata::of(def);
+        let metadata = def.metadata();
         Ok(Shaper {
             metadata,
             rows: row_schema(event, metadata),
@@ -281,7 +213,7 @@ pub fn with_metadata_columns(
     batch: &SourceBatch,
     rows: &[usize],
 ) -> std::result::Result<Option<RecordBatch>, arrow::error::ArrowError> {
-    append_metadata(Metadata::of(&def.definition), schema, events, batch, rows)
+    append_metadata(def.definition.metadata(), schema, events, batch, rows)
 }
 
 fn append_metadata(
@@ -329,8 +261,8 @@ fn append_metadata(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EpochUnit, Format};
     use crate::decode::JsonDecoder;
+    use crate::domain::{EpochUnit, Format, SourceIdentity};
     use crate::source::Record;
     use crate::table::version::Partitioning;
     use crate::write::SourcePosition;
@@ -350,7 +282,10 @@ mod tests {
                 granularity: Granularity::Hour,
             },
             format: Format::Delta,
-            source: serde_json::json!({"kind": "kafka", "topic": "t"}),
+            source: SourceIdentity::Kafka {
+                topic: "t".into(),
+                encoding: None,
+            },
             metadata_columns: true,
         }
     }

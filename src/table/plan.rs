@@ -12,7 +12,7 @@
 use arrow::datatypes::{Field, Schema};
 use serde::Serialize;
 
-use crate::config::Format;
+use crate::domain::Format;
 use crate::error::Result;
 use crate::table::version::Definition;
 

@@ -202,7 +202,7 @@ fn swap_local(file: PathBuf, expected: Option<u32>, body: Vec<u8>) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Root;
+    use crate::domain::Root;
 
     fn pointer(v: u32) -> Pointer {
         Pointer {

@@ -13,10 +13,12 @@ use object_store::{ObjectStoreExt, PutMode, PutOptions};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Format, Granularity, TableConfig, TimeSpec};
+use crate::config::TableConfig;
+use crate::domain::{Format, Granularity, SourceIdentity, TimeSpec};
 use crate::error::{Error, Result};
 use crate::failpoints::crash_point;
 use crate::schema::EventSchema;
+use crate::schema::rows::Metadata;
 use crate::storage::Lake;
 use crate::table::TableLayout;
 
@@ -65,7 +67,7 @@ pub struct Definition {
     /// Output format.
     pub format: Format,
     /// Source identity (kind + topic/path + encoding).
-    pub source: serde_json::Value,
+    pub source: SourceIdentity,
     /// Whether source metadata columns are written.
     pub metadata_columns: bool,
 }
@@ -95,9 +97,12 @@ impl Definition {
 
     /// Whether the source's payloads are Avro (`avro` or `avro-confluent`).
     pub fn reads_avro(&self) -> bool {
-        self.source["encoding"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("avro"))
+        self.source.reads_avro()
+    }
+
+    /// The source metadata columns this version's rows carry.
+    pub fn metadata(&self) -> Metadata {
+        Metadata::new(self.metadata_columns, self.source.kind())
     }
 
     /// The parsed event schema of this definition.
@@ -320,7 +325,7 @@ pub async fn set_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EpochUnit;
+    use crate::domain::EpochUnit;
 
     fn definition(ts_logical_type: &str) -> Definition {
         let schema = format!(
@@ -340,7 +345,10 @@ mod tests {
                 granularity: Granularity::Day,
             },
             format: Format::Parquet,
-            source: serde_json::json!({"kind": "files", "path": "in"}),
+            source: SourceIdentity::Files {
+                path: "in".into(),
+                encoding: None,
+            },
             metadata_columns: true,
         }
     }
@@ -363,5 +371,64 @@ mod tests {
         let mut renamed = definition("timestamp-millis");
         renamed.schema_file = "elsewhere.avsc".into();
         assert_eq!(millis.hash().unwrap(), renamed.hash().unwrap());
+    }
+
+    /// A `vN.json` as written before the source identity was typed reads back and is written
+    /// again byte for byte (its `source` keys sorted, as an untyped JSON object wrote them).
+    #[test]
+    fn stored_definitions_round_trip_byte_for_byte() {
+        let files = r#"{
+  "version": 3,
+  "table": "orders",
+  "schema": {
+    "fields": [
+      {
+        "name": "id",
+        "type": "long"
+      }
+    ],
+    "name": "E",
+    "type": "record"
+  },
+  "schema_file": "e.avsc",
+  "transform": null,
+  "partitioning": {
+    "time": {
+      "field": {
+        "name": "ts",
+        "unit": "ms"
+      }
+    },
+    "granularity": "day"
+  },
+  "format": "parquet",
+  "source": {
+    "encoding": "json",
+    "kind": "files",
+    "path": "in"
+  },
+  "metadata_columns": true,
+  "definition_hash": "0123",
+  "created_at": "2026-11-28T10:00:00Z",
+  "state": "live"
+}"#;
+        let kafka = files
+            .replace("\"kind\": \"files\"", "\"kind\": \"kafka\"")
+            .replace("\"path\": \"in\"", "\"topic\": \"orders\"")
+            .replace("\"encoding\": \"json\"", "\"encoding\": \"avro-confluent\"");
+        let old = files.replace("    \"encoding\": \"json\",\n", "");
+        for text in [files, kafka.as_str(), old.as_str()] {
+            let def: VersionDefinition = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                String::from_utf8(serde_json::to_vec_pretty(&def).unwrap()).unwrap(),
+                text
+            );
+        }
+        let def: VersionDefinition = serde_json::from_str(&kafka).unwrap();
+        assert!(def.definition.reads_avro());
+        assert_eq!(def.definition.metadata(), Metadata::Kafka);
+        let def: VersionDefinition = serde_json::from_str(&old).unwrap();
+        assert!(!def.definition.reads_avro());
+        assert_eq!(def.definition.metadata(), Metadata::File);
     }
 }

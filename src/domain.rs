@@ -1,0 +1,287 @@
+//! Plain domain types shared by every layer: output format, partition granularity, event-time
+//! rule, payload encoding, table root, bad-record policy and the source identity frozen into a
+//! version definition.
+//!
+//! Invariant: this module imports nothing from the crate (rank 0). Types that are written to
+//! disk (`vN.json`) serialize exactly as they always have: changing a name or a field order
+//! here changes the on-disk format and the definition hash.
+
+use std::path::PathBuf;
+
+use serde::de::Error as _;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What happens to a record that cannot be decoded, given an event time or transformed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecords {
+    /// Into the version's dead-letter table, committed with the data (the default).
+    #[default]
+    DeadLetter,
+    /// Stop with the error and the record's coordinates; nothing from the uncommitted batch is
+    /// committed, so a restart meets the record again (until the definition or policy changes).
+    Fail,
+    /// Drop it: counted (`kappa_lake_bad_records_skipped_total`, the run's report) and
+    /// logged with its coordinates and reason.
+    Skip,
+}
+
+/// Output format of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Delta Lake table (transaction log with `txn` offsets).
+    Delta,
+    /// Plain hive-partitioned Parquet with kappa-lake's own commit log.
+    Parquet,
+}
+
+/// Granularity of time partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    /// `date=YYYY-MM-DD`
+    Day,
+    /// `date=YYYY-MM-DD/hour=HH`
+    Hour,
+}
+
+/// Unit of an integer event-time field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpochUnit {
+    /// Seconds since the Unix epoch.
+    S,
+    /// Milliseconds since the Unix epoch.
+    Ms,
+    /// Microseconds since the Unix epoch.
+    Us,
+}
+
+/// Kind of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A Kafka topic.
+    Kafka,
+    /// A directory of `.ndjson` / `.ndjson.gz` files, read as an immutable log.
+    Files,
+}
+
+/// Payload encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// One JSON object per record.
+    Json,
+    /// Raw Avro binary with the version's schema.
+    Avro,
+    /// Confluent wire format (magic byte + schema id).
+    AvroConfluent,
+}
+
+impl Encoding {
+    /// Whether payloads are Avro (`avro` or `avro-confluent`).
+    pub fn is_avro(self) -> bool {
+        matches!(self, Encoding::Avro | Encoding::AvroConfluent)
+    }
+}
+
+/// Where a table lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Root {
+    /// A local directory (absolute).
+    Local(PathBuf),
+    /// An object store URL (`memory://`, `s3://`, `az://`, `abfss://`, `gs://`).
+    Url(url::Url),
+}
+
+impl std::fmt::Display for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Root::Local(p) => write!(f, "{}", p.display()),
+            Root::Url(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// How a record's event time is found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSpec {
+    /// From an event field.
+    Field {
+        /// Field name.
+        name: String,
+        /// Unit when the field holds an epoch number.
+        unit: EpochUnit,
+    },
+    /// From the record's source timestamp (Kafka).
+    SourceTimestamp,
+}
+
+/// What identifies a version's source in its frozen definition: the kind, the topic or path
+/// as written, and the encoding; never hosts or credentials.
+///
+/// On disk it is a JSON object with its keys in sorted order, `encoding` first and absent in
+/// definitions written before the encoding was recorded:
+/// `{"encoding":"json","kind":"files","path":"events"}`,
+/// `{"encoding":"avro","kind":"kafka","topic":"orders"}`. Unknown keys are ignored when read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceIdentity {
+    /// A directory of files.
+    Files {
+        /// The directory as written in the config.
+        path: String,
+        /// Payload encoding (`None` in definitions older than the field).
+        encoding: Option<Encoding>,
+    },
+    /// A Kafka topic.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// Payload encoding (`None` in definitions older than the field).
+        encoding: Option<Encoding>,
+    },
+}
+
+impl SourceIdentity {
+    /// The kind of source.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceIdentity::Files { .. } => SourceKind::Files,
+            SourceIdentity::Kafka { .. } => SourceKind::Kafka,
+        }
+    }
+
+    /// The payload encoding, when recorded.
+    pub fn encoding(&self) -> Option<Encoding> {
+        match self {
+            SourceIdentity::Files { encoding, .. } | SourceIdentity::Kafka { encoding, .. } => {
+                *encoding
+            }
+        }
+    }
+
+    /// Whether the payloads are Avro (`avro` or `avro-confluent`).
+    pub fn reads_avro(&self) -> bool {
+        self.encoding().is_some_and(Encoding::is_avro)
+    }
+}
+
+impl Serialize for SourceIdentity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Keys in sorted order: the order a `serde_json::Value` object (a BTreeMap) wrote them.
+        let (kind, key, value) = match self {
+            SourceIdentity::Files { path, .. } => (SourceKind::Files, "path", path),
+            SourceIdentity::Kafka { topic, .. } => (SourceKind::Kafka, "topic", topic),
+        };
+        let encoding = self.encoding();
+        let mut map = serializer.serialize_map(Some(2 + usize::from(encoding.is_some())))?;
+        if let Some(encoding) = encoding {
+            map.serialize_entry("encoding", &encoding)?;
+        }
+        map.serialize_entry("kind", &kind)?;
+        map.serialize_entry(key, value)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SourceIdentity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            kind: SourceKind,
+            #[serde(default)]
+            path: Option<String>,
+            #[serde(default)]
+            topic: Option<String>,
+            #[serde(default)]
+            encoding: Option<Encoding>,
+        }
+        let w = Wire::deserialize(deserializer)?;
+        match w.kind {
+            SourceKind::Files => Ok(SourceIdentity::Files {
+                path: w.path.ok_or_else(|| D::Error::missing_field("path"))?,
+                encoding: w.encoding,
+            }),
+            SourceKind::Kafka => Ok(SourceIdentity::Kafka {
+                topic: w.topic.ok_or_else(|| D::Error::missing_field("topic"))?,
+                encoding: w.encoding,
+            }),
+        }
+    }
+}
+
+/// Compact JSON, as in messages (`the source changed from … to …`) and `validate`'s output.
+impl std::fmt::Display for SourceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The forms found in `vN.json` files today, byte for byte.
+    const STORED: [&str; 6] = [
+        r#"{"encoding":"json","kind":"files","path":"events"}"#,
+        r#"{"encoding":"json","kind":"kafka","topic":"orders"}"#,
+        r#"{"encoding":"avro","kind":"kafka","topic":"orders"}"#,
+        r#"{"encoding":"avro-confluent","kind":"kafka","topic":"t.v1"}"#,
+        r#"{"kind":"files","path":"in"}"#,
+        r#"{"kind":"kafka","topic":"t"}"#,
+    ];
+
+    #[test]
+    fn source_identity_round_trips_the_stored_forms() {
+        for text in STORED {
+            let id: SourceIdentity = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_string(&id).unwrap(), text);
+            assert_eq!(id.to_string(), text);
+            // The same bytes as the untyped value it replaces (a sorted map).
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::to_value(&id).unwrap(), value);
+            assert_eq!(value.to_string(), text);
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            assert_eq!(serde_json::to_string_pretty(&id).unwrap(), pretty);
+        }
+    }
+
+    #[test]
+    fn source_identity_matches_what_config_used_to_build() {
+        let files = SourceIdentity::Files {
+            path: "events".into(),
+            encoding: Some(Encoding::Json),
+        };
+        let old =
+            serde_json::json!({"kind": "files", "path": "events", "encoding": Encoding::Json});
+        assert_eq!(serde_json::to_string(&files).unwrap(), old.to_string());
+        let kafka = SourceIdentity::Kafka {
+            topic: "orders".into(),
+            encoding: Some(Encoding::AvroConfluent),
+        };
+        let old = serde_json::json!({"kind": "kafka", "topic": "orders", "encoding": Encoding::AvroConfluent});
+        assert_eq!(serde_json::to_string(&kafka).unwrap(), old.to_string());
+        assert!(kafka.reads_avro() && !files.reads_avro());
+        assert_eq!(kafka.kind(), SourceKind::Kafka);
+    }
+
+    #[test]
+    fn source_identity_reads_leniently_and_refuses_what_is_missing() {
+        let id: SourceIdentity =
+            serde_json::from_str(r#"{"kind":"kafka","topic":"t","extra":1}"#).unwrap();
+        assert_eq!(
+            id,
+            SourceIdentity::Kafka {
+                topic: "t".into(),
+                encoding: None
+            }
+        );
+        assert!(serde_json::from_str::<SourceIdentity>(r#"{"kind":"kafka"}"#).is_err());
+        assert!(serde_json::from_str::<SourceIdentity>(r#"{"kind":"mqtt","topic":"t"}"#).is_err());
+    }
+}
