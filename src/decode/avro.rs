@@ -27,7 +27,7 @@ use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
 use crate::decode::Stage;
-use crate::decode::json::{Decoded, RawRecord, Rejected};
+use crate::decode::record::{Decoded, RawRecord, Rejected};
 
 /// The Confluent wire format's magic byte.
 pub const CONFLUENT_MAGIC: u8 = 0;

@@ -3,17 +3,26 @@
 pub mod avro;
 pub mod dead_letter;
 pub mod json;
+pub mod record;
 pub mod stage;
 
 pub use avro::{AvroDecoder, Framing};
-pub use dead_letter::{DeadLetter, DeadLetterBuffer, Stage};
-pub use json::{Decoded, JsonDecoder, RawRecord};
+pub use dead_letter::{DeadLetter, DeadLetterBuffer, DeadLetterFile, Stage};
+pub use json::JsonDecoder;
+pub use record::{Decoded, RawRecord, Rejected};
+
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 
 use crate::config::{Encoding, SourceConfig};
 use crate::error::{Error, Result};
 use crate::registry::SchemaRegistry;
+
+/// Kafka record headers: name and value (`None` for a null value), in order. Kept with a
+/// record from the source through dead-lettering.
+pub type Headers = Arc<[(String, Option<Bytes>)]>;
 
 /// The decoder a source's encoding calls for.
 #[derive(Debug, Clone)]

@@ -55,7 +55,7 @@ pub struct KafkaMessage {
     /// Key, if any.
     pub key: Option<Bytes>,
     /// Headers, if any.
-    pub headers: Option<crate::source::Headers>,
+    pub headers: Option<crate::decode::Headers>,
 }
 
 /// Where an assigned partition starts.

@@ -48,11 +48,13 @@ use object_store::path::Path;
 use percent_encoding::percent_decode_str;
 
 use crate::config::{Granularity, WriterConfig};
+use crate::decode::DeadLetterFile;
 use crate::error::{Error, Result};
 use crate::failpoints::crash_point;
+use crate::source::SourcePosition;
 use crate::storage::Lake;
 use crate::table::TableLayout;
-use crate::write::commit::{DeadLetterFile, LogState, PendingCommit, SourcePosition};
+use crate::write::commit::{LogState, PendingCommit};
 use crate::write::{FileEntry, PartitionedWriter, lease, stats};
 
 /// Directory (inside the version) of the partition markers.
@@ -788,7 +790,7 @@ pub async fn offsets(
                 .get_app_id_version(&app_id(&table, version, &key), engine.as_ref())
                 .map_err(|e| delta_err(&dir, e))?;
             if let Some(offset) = stored.and_then(|v| u64::try_from(v).ok())
-                && super::commit::is_source_key(&key)
+                && crate::source::position::is_source_key(&key)
             {
                 offsets.insert(key, offset);
             }
@@ -825,7 +827,7 @@ async fn marked_partitions(lake: &Lake, marker_dir: &Path) -> Result<Vec<String>
 mod tests {
     use super::*;
     use crate::config::Root;
-    use crate::write::commit::OffsetRange;
+    use crate::source::OffsetRange;
     use arrow::array::{Int64Array, StringArray};
 
     fn lake() -> Lake {
