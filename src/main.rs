@@ -347,7 +347,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", kappa_lake::error::chain_text(e.chain()));
             let code = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<kappa_lake::Error>())

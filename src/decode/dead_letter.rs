@@ -214,7 +214,7 @@ impl DeadLetterBuffer {
             };
             serde_json::to_writer(&mut out, &line).map_err(|e| Error::Write {
                 path: layout.dead_letter_dir(version),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             out.push(b'\n');
         }

@@ -17,7 +17,7 @@ use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 
 use crate::config::{Encoding, SourceConfig};
-use crate::error::{Error, Result};
+use crate::error::{Result, Unusable};
 use crate::registry::SchemaRegistry;
 
 /// Kafka record headers: name and value (`None` for a null value), in order. Kept with a
@@ -45,7 +45,12 @@ impl RecordDecoder {
         };
         AvroDecoder::new(avsc, arrow, framing, max)
             .map(RecordDecoder::Avro)
-            .map_err(|reason| Error::Refused(format!("the version's Avro schema: {reason}")))
+            .map_err(|e| {
+                Unusable::AvroSchema {
+                    source: Box::new(e),
+                }
+                .into()
+            })
     }
 
     /// Looks up the writer schemas `records` use that are not known yet (Confluent framing).
@@ -58,8 +63,9 @@ impl RecordDecoder {
             return Ok(());
         };
         for id in avro.unknown_ids(records) {
+            // What the records using `id` are rejected with, when there is no schema.
             let found = match registry {
-                Some(r) => r.schema_by_id(id).await?,
+                Some(r) => r.schema_by_id(id).await?.map_err(|e| e.to_string()),
                 None => Err(format!("schema id {id}: no schema registry is configured")),
             };
             avro.add_writer_schema(id, found.as_deref().map_err(Clone::clone));

@@ -15,8 +15,8 @@ use arrow::record_batch::RecordBatch;
 
 use crate::config::{Granularity, SourceConfig, TableConfig, TimeSpec};
 use crate::decode::Stage;
-use crate::error::{Error, Result};
-use crate::partition;
+use crate::error::{Result, Unusable};
+use crate::partition::{self, EventTimeError};
 use crate::source::{Origin, SourceBatch};
 use crate::table::{Definition, VersionDefinition};
 use crate::transform::Transform;
@@ -84,9 +84,12 @@ pub fn transform_of(event: &SchemaRef, def: &Definition) -> Result<Option<Transf
         return Ok(None);
     };
     let rows = row_schema(event, Metadata::of(def));
-    Transform::compile(sql, rows)
-        .map(Some)
-        .map_err(|e| Error::Refused(format!("the transform does not compile: {e}")))
+    Transform::compile(sql, rows).map(Some).map_err(|e| {
+        Unusable::Transform {
+            source: Box::new(e),
+        }
+        .into()
+    })
 }
 
 /// The decoded rows of a version: the event fields, then the metadata columns. This is what a
@@ -217,14 +220,14 @@ impl Shaper {
             .into_iter()
             .enumerate()
         {
-            match t.and_then(|t| partition::bucket(t, self.granularity)) {
+            match t.and_then(|t| partition::bucket(t, self.granularity).map_err(Box::new)) {
                 Ok(b) => {
                     keep.push(true);
                     buckets.push(b);
                 }
                 Err(reason) => {
                     keep.push(false);
-                    dead(rows[i], Stage::EventTime, reason);
+                    dead(rows[i], Stage::EventTime, reason.to_string());
                 }
             }
         }
@@ -261,8 +264,8 @@ impl Shaper {
                 .map(|&i| match batch.records[i].timestamp_ms {
                     Some(ms) => ms
                         .checked_mul(1000)
-                        .ok_or_else(|| format!("record timestamp {ms} ms is out of range")),
-                    None => Err("the record has no source timestamp".to_string()),
+                        .ok_or_else(|| Box::new(EventTimeError::RecordTimestamp { ms })),
+                    None => Err(Box::new(EventTimeError::NoSourceTimestamp)),
                 })
                 .collect(),
         }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Format, Granularity, TableConfig, TimeSpec};
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Result};
 use crate::failpoints::crash_point;
 use crate::schema::EventSchema;
 use crate::storage::Lake;
@@ -77,7 +77,7 @@ impl Definition {
         let schema_json: serde_json::Value =
             serde_json::to_value(&schema.avro).map_err(|e| Error::Corrupt {
                 path: table.schema_file.as_str().into(),
-                reason: format!("schema does not serialize: {e}"),
+                source: ContextError::new("schema does not serialize", e).into(),
             })?;
         Ok(Definition {
             schema: schema_json,
@@ -104,7 +104,7 @@ impl Definition {
     pub fn event_schema(&self) -> Result<EventSchema> {
         EventSchema::parse(&self.schema.to_string()).map_err(|e| Error::Corrupt {
             path: self.schema_file.as_str().into(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 
@@ -187,7 +187,7 @@ pub async fn create(
     let path = layout.version_definition(version);
     let body = serde_json::to_vec_pretty(&def).map_err(|e| Error::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let opts = PutOptions::from(PutMode::Create);
     match lake.store.put_opts(&path, body.into(), opts).await {
@@ -216,7 +216,7 @@ pub async fn load(
         .map(Some)
         .map_err(|e| Error::Corrupt {
             path,
-            reason: e.to_string(),
+            source: e.into(),
         })
 }
 
@@ -272,7 +272,7 @@ async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Re
     let path = layout.version_definition(def.version);
     let body = serde_json::to_vec_pretty(def).map_err(|e| Error::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     lake.store
         .put(&path, body.into())

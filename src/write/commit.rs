@@ -204,7 +204,7 @@ impl CommitLog {
             .map(Some)
             .map_err(|e| Error::Corrupt {
                 path,
-                reason: e.to_string(),
+                source: e.into(),
             })
     }
 
@@ -252,7 +252,7 @@ impl CommitLog {
             let path = self.layout.commit_record(self.version, rec.seq);
             let body = serde_json::to_vec(&rec).map_err(|e| Error::Corrupt {
                 path: path.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             crash_point!("commit.before_write");
             match self
