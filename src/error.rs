@@ -229,3 +229,45 @@ pub fn chain_text<'a>(
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_refusals_print_as_before() {
+        let e = Error::from(Missing::Version {
+            table: "t".into(),
+            version: 7,
+        });
+        assert_eq!(e.to_string(), "refused: table `t` has no v7");
+        let e = Error::from(Refusal::NotSame {
+            table: "t".into(),
+            a: 1,
+            b: 2,
+            rows_a: 5,
+            rows_b: 5,
+        });
+        assert_eq!(
+            e.to_string(),
+            "refused: v2 does not hold the same records as v1 (up to the offsets both hold): v1 5 rows, v2 5 rows, different records; not promoting (see `kappa-lake diff --table t 1 2`)"
+        );
+    }
+
+    #[test]
+    fn a_chain_prints_each_cause_once() {
+        let io = std::io::Error::other("disk full");
+        let e = Error::Write {
+            path: Path::from("v1/part-0.parquet"),
+            source: ContextError::new("closing", io).into(),
+        };
+        assert!(std::error::Error::source(&e).is_some());
+        let chain = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+            e.source()
+        });
+        assert_eq!(
+            chain_text(chain),
+            "write failed for `v1/part-0.parquet`: closing: disk full"
+        );
+    }
+}
