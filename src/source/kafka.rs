@@ -91,7 +91,7 @@ pub enum Event {
     /// The consumer reached the end of a partition.
     PartitionEnd(i32),
     /// A client error (broker down, authentication, …); librdkafka keeps retrying.
-    Error(String),
+    Error(KafkaError),
 }
 
 struct Context {
@@ -569,7 +569,7 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
                     if ctx.should_log_error() {
                         tracing::warn!(topic = %ctx.topic, error = %e, "Kafka consumer error (retrying)");
                     }
-                    pending_event = Some(Event::Error(e.to_string()));
+                    pending_event = Some(Event::Error(e));
                     break;
                 }
             }
