@@ -4,7 +4,7 @@
 //! |---------------|-------------------------------------------------|------------------------------------|
 //! | `Config`      | the configuration or a file it names is wrong   | fix the config (exit code 2)       |
 //! | `Conflict`    | someone else changed the state we based on      | re-read and decide again           |
-//! | `NotFound`    | the operation names a version that is not there | name one that exists               |
+//! | `NotFound`    | a version (or Delta table) named is not there   | name one that exists               |
 //! | `Refused`     | a safety rule forbids the operation             | an operator decision (`--force`…)  |
 //! | `Unsupported` | the source or store cannot do this              | use one that can                   |
 //! | `Unusable`    | the version's definition cannot be used         | fix the definition                 |
@@ -14,6 +14,7 @@
 //! | `Source`      | reading the source failed                       | check the source                   |
 //! | `Kafka`       | the Kafka client failed                         | check brokers, topic, credentials  |
 //! | `Write`       | encoding Arrow/Parquet failed                   | a bug or resource problem: report  |
+//! | `Sample`      | Arrow failed on a `transform --input` sample    | a bug: report                      |
 //! | `Task`        | a background task panicked or was cancelled     | a bug: report                      |
 //!
 //! Messages name the object involved and, where another error caused this one, end with that
