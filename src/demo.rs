@@ -16,7 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::pipeline::rebuild::{self, RebuildOptions, RebuildReport};
 use crate::pipeline::{IngestOptions, IngestReport, TableHandle};
 use crate::shutdown::Shutdown;
@@ -205,10 +205,7 @@ pub async fn run(dir: &Path, events: usize, shutdown: Shutdown) -> Result<DemoRe
     let demo = lake.join("_demo");
     let table_dir = lake.join("orders");
     if table_dir.exists() && !demo.exists() {
-        return Err(Error::Refused(format!(
-            "{} exists and was not made by the demo; choose another --dir",
-            table_dir.display()
-        )));
+        return Err(Refusal::NotOurs { path: table_dir }.into());
     }
     for d in [&table_dir, &demo] {
         if d.exists() {
@@ -236,7 +233,7 @@ pub async fn run(dir: &Path, events: usize, shutdown: Shutdown) -> Result<DemoRe
         .await
         .map_err(|e| Error::Kafka {
             topic: TOPIC.into(),
-            reason: e.to_string(),
+            source: e.into(),
         })??;
 
     let write_config = |name: &str, granularity: &str| -> Result<Config> {

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", kappa_lake::error::chain_text(e.chain()));
             let code = e
                 .chain()
                 .find_map(|c| c.downcast_ref::<kappa_lake::Error>())

@@ -496,7 +496,7 @@ impl MetricsServer {
     pub fn start(addr: SocketAddr, metrics: &'static Metrics) -> Result<MetricsServer> {
         let server = tiny_http::Server::http(addr).map_err(|e| Error::Metrics {
             addr: addr.to_string(),
-            reason: e.to_string(),
+            source: e,
         })?;
         let bound = server.server_addr().to_ip().unwrap_or(addr);
         let server = Arc::new(server);
@@ -513,7 +513,7 @@ impl MetricsServer {
             })
             .map_err(|e| Error::Metrics {
                 addr: addr.to_string(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
         tracing::info!(addr = %bound, "serving /metrics, /health and /ready");
         Ok(MetricsServer {

@@ -22,13 +22,79 @@ const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 const MIN_MICROS: i64 = -62_167_219_200_000_000;
 const MAX_MICROS: i64 = 253_402_300_799_999_999;
 
-/// Event time of each row in µs since the epoch, or why it has none.
-pub type EventTimes = Vec<Result<i64, String>>;
+/// Why a row has no usable event time (the text its dead letter carries).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventTimeError {
+    /// The batch has no such column.
+    #[error("event time field `{field}` is missing")]
+    Missing {
+        /// The configured field.
+        field: String,
+    },
+    /// The row's value is null.
+    #[error("event time field `{field}` is null or missing")]
+    Null {
+        /// The configured field.
+        field: String,
+    },
+    /// The column's type cannot hold a time.
+    #[error("event time field `{field}` has type {data_type}")]
+    Type {
+        /// The configured field.
+        field: String,
+        /// The column's type.
+        data_type: DataType,
+    },
+    /// The value does not fit in µs since the epoch.
+    #[error("event time {value} overflows")]
+    Overflow {
+        /// The value, in the field's unit.
+        value: i64,
+    },
+    /// A string that is not an RFC 3339 time.
+    #[error("event time `{text}` is not RFC 3339: {source}")]
+    NotRfc3339 {
+        /// The string.
+        text: String,
+        /// chrono's reason.
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// `time = { source = … }` and the record has no timestamp.
+    #[error("the record has no source timestamp")]
+    NoSourceTimestamp,
+    /// A source timestamp that does not fit in µs since the epoch.
+    #[error("timestamp {ms} overflows")]
+    TimestampOverflow {
+        /// The timestamp, in ms.
+        ms: i64,
+    },
+    /// A record timestamp (ms) that does not fit in µs since the epoch.
+    #[error("record timestamp {ms} ms is out of range")]
+    RecordTimestamp {
+        /// The timestamp, in ms.
+        ms: i64,
+    },
+    /// A time outside the years a partition path can name.
+    #[error("event time {micros}µs is outside the years 0000–9999")]
+    OutOfRange {
+        /// The time, in µs since the epoch.
+        micros: i64,
+    },
+}
+
+/// Event time of each row in µs since the epoch, or why it has none (boxed: most rows have a
+/// time, and a row's slot stays 16 bytes).
+pub type EventTimes = Vec<Result<i64, Box<EventTimeError>>>;
 
 /// Reads the event time of every row from column `field`.
 pub fn field_times(batch: &RecordBatch, field: &str, unit: EpochUnit) -> EventTimes {
     let Some(col) = batch.column_by_name(field) else {
-        return vec![Err(format!("event time field `{field}` is missing")); batch.num_rows()];
+        let missing = EventTimeError::Missing {
+            field: field.to_string(),
+        };
+        return vec![Err(Box::new(missing)); batch.num_rows()];
     };
     let epoch_mult = match unit {
         EpochUnit::S => 1_000_000,
@@ -37,9 +103,13 @@ pub fn field_times(batch: &RecordBatch, field: &str, unit: EpochUnit) -> EventTi
     };
     let scaled = |v: i64, mult: i64| {
         v.checked_mul(mult)
-            .ok_or_else(|| format!("event time {v} overflows"))
+            .ok_or_else(|| Box::new(EventTimeError::Overflow { value: v }))
     };
-    let null = || Err(format!("event time field `{field}` is null or missing"));
+    let null = || {
+        Err(Box::new(EventTimeError::Null {
+            field: field.to_string(),
+        }))
+    };
     let rows = 0..col.len();
     let times: EventTimes = match col.data_type() {
         DataType::Timestamp(u, _) => {
@@ -99,12 +169,21 @@ pub fn field_times(batch: &RecordBatch, field: &str, unit: EpochUnit) -> EventTi
                 let s = strings.value(i);
                 DateTime::parse_from_rfc3339(s)
                     .map(|t| t.timestamp_micros())
-                    .map_err(|e| format!("event time `{s}` is not RFC 3339: {e}"))
+                    .map_err(|source| {
+                        Box::new(EventTimeError::NotRfc3339 {
+                            text: s.to_string(),
+                            source,
+                        })
+                    })
             })
             .collect()
         }
         other => {
-            vec![Err(format!("event time field `{field}` has type {other}")); batch.num_rows()]
+            let wrong = EventTimeError::Type {
+                field: field.to_string(),
+                data_type: other.clone(),
+            };
+            vec![Err(Box::new(wrong)); batch.num_rows()]
         }
     };
     times
@@ -115,21 +194,19 @@ pub fn source_times(timestamps_ms: &[Option<i64>]) -> EventTimes {
     timestamps_ms
         .iter()
         .map(|t| {
-            t.ok_or_else(|| "the record has no source timestamp".to_string())
+            t.ok_or_else(|| Box::new(EventTimeError::NoSourceTimestamp))
                 .and_then(|ms| {
                     ms.checked_mul(1_000)
-                        .ok_or_else(|| format!("timestamp {ms} overflows"))
+                        .ok_or_else(|| Box::new(EventTimeError::TimestampOverflow { ms }))
                 })
         })
         .collect()
 }
 
 /// Maps an event time to its partition bucket, rejecting years outside 0000–9999.
-pub fn bucket(micros: i64, granularity: Granularity) -> Result<i64, String> {
+pub fn bucket(micros: i64, granularity: Granularity) -> Result<i64, EventTimeError> {
     if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
-        return Err(format!(
-            "event time {micros}µs is outside the years 0000–9999"
-        ));
+        return Err(EventTimeError::OutOfRange { micros });
     }
     Ok(micros.div_euclid(width(granularity)))
 }

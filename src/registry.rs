@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::RegistryConfig;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, ContextError, Error, Result};
 
 /// Requests tried per lookup before giving up.
 const ATTEMPTS: u32 = 6;
@@ -33,6 +33,27 @@ pub struct SubjectSchema {
     /// `AVRO` (absent), `JSON` or `PROTOBUF`.
     #[serde(rename = "schemaType", default)]
     pub schema_type: Option<String>,
+}
+
+/// Why the registry has no usable Avro schema under an id (an answer, not a failure: the
+/// records that use the id become dead letters with this text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NoSchema {
+    /// The registry does not know the id (HTTP 404).
+    #[error("schema id {id} is not in the schema registry")]
+    Unknown {
+        /// The id.
+        id: u32,
+    },
+    /// The id names a schema of another type.
+    #[error("schema id {id} is a {kind} schema, not Avro")]
+    NotAvro {
+        /// The id.
+        id: u32,
+        /// `JSON` or `PROTOBUF`.
+        kind: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -64,17 +85,22 @@ impl SchemaRegistry {
         if let Some(ca) = &config.ca_file {
             let pem = std::fs::read(ca).map_err(|e| Error::Registry {
                 url: config.url.to_string(),
-                reason: format!("cannot read ca_file `{}`: {e}", ca.display()),
+                source: ContextError::new(format!("cannot read ca_file `{}`", ca.display()), e)
+                    .into(),
             })?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| Error::Registry {
                 url: config.url.to_string(),
-                reason: format!("ca_file `{}` is not a PEM certificate: {e}", ca.display()),
+                source: ContextError::new(
+                    format!("ca_file `{}` is not a PEM certificate", ca.display()),
+                    e,
+                )
+                .into(),
             })?;
             builder = builder.add_root_certificate(cert);
         }
         let client = builder.build().map_err(|e| Error::Registry {
             url: config.url.to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let mut base = config.url.clone();
         if !base.path().ends_with('/') {
@@ -94,17 +120,17 @@ impl SchemaRegistry {
         &self.base
     }
 
-    /// The Avro schema registered under `id`: `Ok(Err(reason))` when the registry does not
+    /// The Avro schema registered under `id`: `Ok(Err(why))` when the registry does not
     /// have it (or it is not Avro).
-    pub async fn schema_by_id(&self, id: u32) -> Result<std::result::Result<String, String>> {
+    pub async fn schema_by_id(&self, id: u32) -> Result<std::result::Result<String, NoSchema>> {
         if let Some(s) = self.cached(id) {
             return Ok(Ok(s));
         }
         let Some(found) = self.get::<ById>(&format!("schemas/ids/{id}")).await? else {
-            return Ok(Err(format!("schema id {id} is not in the schema registry")));
+            return Ok(Err(NoSchema::Unknown { id }));
         };
-        if let Some(t) = found.schema_type.filter(|t| t != "AVRO") {
-            return Ok(Err(format!("schema id {id} is a {t} schema, not Avro")));
+        if let Some(kind) = found.schema_type.filter(|t| t != "AVRO") {
+            return Ok(Err(NoSchema::NotAvro { id, kind }));
         }
         if let Ok(mut cache) = self.by_id.lock() {
             cache.insert(id, found.schema.clone());
@@ -125,12 +151,12 @@ impl SchemaRegistry {
             .await?;
         let found = found.ok_or_else(|| Error::Registry {
             url: self.base.to_string(),
-            reason: format!("subject `{subject}` has no schema in the registry"),
+            source: format!("subject `{subject}` has no schema in the registry").into(),
         })?;
         if let Some(t) = found.schema_type.as_deref().filter(|t| *t != "AVRO") {
             return Err(Error::Registry {
                 url: self.base.to_string(),
-                reason: format!("subject `{subject}`'s latest schema is {t}, not Avro"),
+                source: format!("subject `{subject}`'s latest schema is {t}, not Avro").into(),
             });
         }
         Ok(found)
@@ -140,11 +166,11 @@ impl SchemaRegistry {
     async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<Option<T>> {
         let url = self.base.join(path).map_err(|e| Error::Registry {
             url: self.base.to_string(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
-        let fail = |reason: String| Error::Registry {
+        let fail = |source: BoxError| Error::Registry {
             url: url.to_string(),
-            reason,
+            source,
         };
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
@@ -158,10 +184,10 @@ impl SchemaRegistry {
                 Ok(response) => {
                     let status = response.status();
                     if status.is_success() {
-                        let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+                        let body = response.bytes().await.map_err(|e| fail(e.into()))?;
                         return serde_json::from_slice(&body)
                             .map(Some)
-                            .map_err(|e| fail(format!("unexpected answer: {e}")));
+                            .map_err(|e| fail(ContextError::new("unexpected answer", e).into()));
                     }
                     if status == reqwest::StatusCode::NOT_FOUND {
                         return Ok(None);
@@ -171,26 +197,28 @@ impl SchemaRegistry {
                     {
                         return Err(fail(format!(
                             "{status}: check schema_registry.username and schema_registry.password"
-                        )));
+                        ).into()));
                     }
                     if !(status.is_server_error() || status.as_u16() == 429) {
-                        return Err(fail(status.to_string()));
+                        return Err(fail(status.to_string().into()));
                     }
                     status.to_string()
                 }
                 Err(e) => {
                     let reason = without_url(&e);
-                    if reason.contains("certificate") {
+                    if is_certificate_problem(&e) {
                         // Not transient: retrying cannot make the certificate trusted.
                         return Err(fail(format!(
                             "{reason}; set schema_registry.ca_file to the PEM of the CA that signed the registry's certificate"
-                        )));
+                        ).into()));
                     }
                     reason
                 }
             };
             if attempt >= ATTEMPTS {
-                return Err(fail(format!("{retry_reason} (after {attempt} attempts)")));
+                return Err(fail(
+                    format!("{retry_reason} (after {attempt} attempts)").into(),
+                ));
             }
             tracing::warn!(url = %url, attempt, reason = %retry_reason, "schema registry request failed; retrying");
             tokio::time::sleep(delay).await;
@@ -198,6 +226,32 @@ impl SchemaRegistry {
             attempt += 1;
         }
     }
+}
+
+/// Whether TLS failed on the server's certificate (unknown issuer, expired, wrong name…):
+/// rustls's error, found in `e`'s causes (an I/O error carries it inside, not as a source).
+fn is_certificate_problem(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+                    | rustls::Error::UnsupportedNameType
+                    | rustls::Error::InvalidCertRevocationList(_)
+            );
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && is_certificate_problem(inner)
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// A reqwest error's message without the URL (which the caller adds once).

@@ -22,12 +22,13 @@ use std::sync::Arc;
 
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 
 use crate::decode::Stage;
-use crate::decode::json::{Decoded, RawRecord, Rejected};
+use crate::decode::record::{Decoded, RawRecord, Rejected};
 
 /// The Confluent wire format's magic byte.
 pub const CONFLUENT_MAGIC: u8 = 0;
@@ -57,19 +58,94 @@ pub enum WriterSchema {
     Unusable(String),
 }
 
+/// Why an Avro schema or record cannot be used. Its text is what a rejected record's dead
+/// letter says. (`Display` by hand: the fuzz targets compile this file without `thiserror`.)
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AvroError {
+    /// A Confluent-framed record shorter than the wire-format header.
+    ShortRecord {
+        /// The record's length.
+        len: usize,
+    },
+    /// A Confluent-framed record that does not start with the magic byte.
+    WrongMagic {
+        /// The byte found.
+        byte: u8,
+    },
+    /// Schema text that does not parse as Avro.
+    NotAvro(apache_avro::Error),
+    /// A parsed schema that could not be written out again as JSON.
+    Json(serde_json::Error),
+    /// A writer schema the version's schema cannot read.
+    Unreadable {
+        /// The writer schema's id.
+        id: u32,
+        /// arrow-avro's reason.
+        source: ArrowError,
+    },
+    /// A decoded column that cannot be cast to the version's type.
+    Column {
+        /// The column.
+        name: String,
+        /// The cast's error.
+        source: ArrowError,
+    },
+    /// A record that ends inside a value.
+    Truncated,
+    /// arrow-avro's decoder failed.
+    Decode(arrow_avro::errors::AvroError),
+    /// arrow-avro failed otherwise.
+    Arrow(ArrowError),
+}
+
+impl std::fmt::Display for AvroError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AvroError::ShortRecord { len } => write!(
+                f,
+                "record of {len} bytes is shorter than the Confluent wire-format header ({CONFLUENT_HEADER_LEN} bytes)"
+            ),
+            AvroError::WrongMagic { byte } => write!(
+                f,
+                "wrong magic byte 0x{byte:02x} (the Confluent wire format starts with 0x00)"
+            ),
+            AvroError::NotAvro(e) => write!(f, "not an Avro schema: {e}"),
+            AvroError::Json(e) => write!(f, "{e}"),
+            AvroError::Unreadable { id, source } => write!(
+                f,
+                "writer schema {id} cannot be read as the version's schema: {source}"
+            ),
+            AvroError::Column { name, source } => write!(f, "column `{name}`: {source}"),
+            AvroError::Truncated => f.write_str("truncated Avro record: it ends inside a value"),
+            AvroError::Decode(e) => write!(f, "{e}"),
+            AvroError::Arrow(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for AvroError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AvroError::NotAvro(e) => Some(e),
+            AvroError::Json(e) => Some(e),
+            AvroError::Unreadable { source, .. } | AvroError::Column { source, .. } => Some(source),
+            AvroError::Decode(e) => Some(e),
+            AvroError::Arrow(e) => Some(e),
+            AvroError::ShortRecord { .. } | AvroError::WrongMagic { .. } | AvroError::Truncated => {
+                None
+            }
+        }
+    }
+}
+
 /// Parses the Confluent wire-format header: the schema id, or why the record has none.
-pub fn confluent_schema_id(bytes: &[u8]) -> Result<u32, String> {
+pub fn confluent_schema_id(bytes: &[u8]) -> Result<u32, AvroError> {
     if bytes.len() < CONFLUENT_HEADER_LEN {
-        return Err(format!(
-            "record of {} bytes is shorter than the Confluent wire-format header ({CONFLUENT_HEADER_LEN} bytes)",
-            bytes.len()
-        ));
+        return Err(AvroError::ShortRecord { len: bytes.len() });
     }
     if bytes[0] != CONFLUENT_MAGIC {
-        return Err(format!(
-            "wrong magic byte 0x{:02x} (the Confluent wire format starts with 0x00)",
-            bytes[0]
-        ));
+        return Err(AvroError::WrongMagic { byte: bytes[0] });
     }
     let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     Ok(id)
@@ -101,7 +177,7 @@ impl AvroDecoder {
         schema: SchemaRef,
         framing: Framing,
         max_record_bytes: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AvroError> {
         let reader = AvroSchema::new(for_arrow_avro(avsc)?);
         let mut decoder = AvroDecoder {
             schema,
@@ -111,10 +187,10 @@ impl AvroDecoder {
             writers: HashMap::new(),
         };
         if framing == Framing::Raw {
-            decoder.add_writer_schema(RAW_ID, Ok(avsc));
-            if let Some(WriterSchema::Unusable(reason)) = decoder.writers.get(&RAW_ID) {
-                return Err(reason.clone());
-            }
+            let writer = decoder.check_writer(RAW_ID, avsc)?;
+            decoder
+                .writers
+                .insert(RAW_ID, WriterSchema::Readable(Arc::new(writer)));
         }
         Ok(decoder)
     }
@@ -139,27 +215,31 @@ impl AvroDecoder {
     /// Records what a schema id stands for: its schema text, or why there is none. A schema
     /// that cannot be resolved against the version's schema is recorded as unusable, so its
     /// records are rejected with the reason.
+    ///
+    /// `schema` is the lookup's answer: the text, or why there is none (the reason the records
+    /// using `id` will be rejected with; a `String` because it is kept as that text).
     pub fn add_writer_schema(&mut self, id: u32, schema: Result<&str, String>) {
-        let entry = match schema.and_then(|text| self.check_writer(id, text)) {
-            Ok(s) => WriterSchema::Readable(Arc::new(s)),
+        let entry = match schema {
+            Ok(text) => match self.check_writer(id, text) {
+                Ok(s) => WriterSchema::Readable(Arc::new(s)),
+                Err(e) => WriterSchema::Unusable(e.to_string()),
+            },
             Err(reason) => WriterSchema::Unusable(reason),
         };
         self.writers.insert(id, entry);
     }
 
-    fn check_writer(&self, id: u32, text: &str) -> Result<AvroSchema, String> {
+    fn check_writer(&self, id: u32, text: &str) -> Result<AvroSchema, AvroError> {
         let writer = AvroSchema::new(for_arrow_avro(text)?);
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
         store
             .set(Fingerprint::Id(id), writer.clone())
-            .map_err(|e| e.to_string())?;
+            .map_err(AvroError::Arrow)?;
         ReaderBuilder::new()
             .with_reader_schema(self.reader.clone())
             .with_writer_schema_store(store)
             .build_decoder()
-            .map_err(|e| {
-                format!("writer schema {id} cannot be read as the version's schema: {e}")
-            })?;
+            .map_err(|source| AvroError::Unreadable { id, source })?;
         Ok(writer)
     }
 
@@ -205,7 +285,7 @@ impl AvroDecoder {
         if self.framing == Framing::Confluent {
             let id = match confluent_schema_id(bytes) {
                 Ok(id) => id,
-                Err(reason) => return Some((Stage::Decode, reason)),
+                Err(e) => return Some((Stage::Decode, e.to_string())),
             };
             match self.writers.get(&id) {
                 Some(WriterSchema::Readable(_)) => {}
@@ -249,7 +329,11 @@ impl AvroDecoder {
     }
 
     /// A decoder for the writer schemas `records[range]` use.
-    fn build<R: RawRecord>(&self, records: &[R], range: Range<usize>) -> Result<Decoder, String> {
+    fn build<R: RawRecord>(
+        &self,
+        records: &[R],
+        range: Range<usize>,
+    ) -> Result<Decoder, ArrowError> {
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
         let ids: BTreeSet<u32> = match self.framing {
             Framing::Raw => BTreeSet::from([RAW_ID]),
@@ -260,9 +344,7 @@ impl AvroDecoder {
         };
         for id in &ids {
             if let Some(WriterSchema::Readable(s)) = self.writers.get(id) {
-                store
-                    .set(Fingerprint::Id(*id), (**s).clone())
-                    .map_err(|e| e.to_string())?;
+                store.set(Fingerprint::Id(*id), (**s).clone())?;
             }
         }
         let first = ids.first().copied().unwrap_or(RAW_ID);
@@ -272,7 +354,6 @@ impl AvroDecoder {
             .with_writer_schema_store(store)
             .with_active_fingerprint(Fingerprint::Id(first))
             .build_decoder()
-            .map_err(|e| e.to_string())
     }
 
     fn try_decode<R: RawRecord>(
@@ -280,32 +361,29 @@ impl AvroDecoder {
         records: &[R],
         range: Range<usize>,
     ) -> Result<Vec<RecordBatch>, Failure> {
-        let mut decoder = self.build(records, range.clone()).map_err(Failure::Batch)?;
+        let mut decoder = self
+            .build(records, range.clone())
+            .map_err(|e| Failure::Batch(e.to_string()))?;
         let mut batches = Vec::new();
         let mut flushed = 0usize;
         for (n, i) in range.clone().enumerate() {
             let bytes = records[i].bytes();
             if self.framing == Framing::Raw {
                 feed(&mut decoder, &RAW_HEADER, &mut batches, &mut flushed)
-                    .map_err(|e| Failure::At(i, e))?;
+                    .map_err(|e| Failure::At(i, e.to_string()))?;
             }
             let fed = feed(&mut decoder, bytes, &mut batches, &mut flushed);
             let rows = flushed + decoder.batch_size() - decoder.capacity();
             match fed {
                 Ok(()) if rows == n + 1 => {}
-                Ok(()) => {
-                    return Err(Failure::At(
-                        i,
-                        "truncated Avro record: it ends inside a value".to_string(),
-                    ));
-                }
+                Ok(()) => return Err(Failure::At(i, AvroError::Truncated.to_string())),
                 Err(_) if rows == n + 1 => {
                     return Err(Failure::At(
                         i,
                         "trailing bytes after the Avro record".to_string(),
                     ));
                 }
-                Err(e) => return Err(Failure::At(i, e)),
+                Err(e) => return Err(Failure::At(i, e.to_string())),
             }
         }
         if let Some(batch) = decoder.flush().map_err(|e| Failure::Batch(e.to_string()))? {
@@ -313,7 +391,7 @@ impl AvroDecoder {
         }
         batches
             .into_iter()
-            .map(|b| conform(b, &self.schema).map_err(Failure::Batch))
+            .map(|b| conform(b, &self.schema).map_err(|e| Failure::Batch(e.to_string())))
             .collect()
     }
 }
@@ -324,18 +402,18 @@ fn feed(
     bytes: &[u8],
     batches: &mut Vec<RecordBatch>,
     flushed: &mut usize,
-) -> Result<(), String> {
+) -> Result<(), AvroError> {
     let mut consumed = 0;
     while consumed < bytes.len() {
         let n = decoder
             .decode(&bytes[consumed..])
-            .map_err(|e| e.to_string())?;
+            .map_err(AvroError::Decode)?;
         consumed += n;
         if consumed < bytes.len() {
             if !decoder.batch_is_full() {
-                return Err("truncated Avro record: it ends inside a value".to_string());
+                return Err(AvroError::Truncated);
             }
-            if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+            if let Some(batch) = decoder.flush().map_err(AvroError::Decode)? {
                 *flushed += batch.num_rows();
                 batches.push(batch);
             }
@@ -346,7 +424,7 @@ fn feed(
 
 /// Casts a decoded batch to the version's Arrow schema where arrow-avro's mapping differs
 /// from ours (an `enum` is a dictionary there and a string here; time zone spelling).
-fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String> {
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, AvroError> {
     let columns = batch
         .columns()
         .iter()
@@ -355,17 +433,19 @@ fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, String
             if column.data_type() == field.data_type() {
                 Ok(column.clone())
             } else {
-                cast(column, field.data_type())
-                    .map_err(|e| format!("column `{}`: {e}", field.name()))
+                cast(column, field.data_type()).map_err(|source| AvroError::Column {
+                    name: field.name().clone(),
+                    source,
+                })
             }
         })
-        .collect::<Result<Vec<_>, String>>()?;
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+        .collect::<Result<Vec<_>, AvroError>>()?;
+    RecordBatch::try_new(schema.clone(), columns).map_err(AvroError::Arrow)
 }
 
 /// The schema text as arrow-avro should see it: named types with explicit namespaces, and
 /// `uuid` a plain string (arrow-avro would make it 16 bytes).
-fn for_arrow_avro(avsc: &str) -> Result<String, String> {
+fn for_arrow_avro(avsc: &str) -> Result<String, AvroError> {
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(map) => {
@@ -380,9 +460,8 @@ fn for_arrow_avro(avsc: &str) -> Result<String, String> {
     }
     // Written out again by apache_avro, every named type carries its namespace: arrow-avro
     // compares a writer's and a reader's names without the namespace they inherit.
-    let parsed =
-        apache_avro::Schema::parse_str(avsc).map_err(|e| format!("not an Avro schema: {e}"))?;
-    let mut value = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
+    let parsed = apache_avro::Schema::parse_str(avsc).map_err(AvroError::NotAvro)?;
+    let mut value = serde_json::to_value(&parsed).map_err(AvroError::Json)?;
     strip(&mut value);
     Ok(value.to_string())
 }

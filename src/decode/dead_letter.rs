@@ -17,15 +17,23 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::Utc;
 use object_store::ObjectStoreExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::decode::Headers;
 use crate::error::{Error, Result};
-use crate::source::Headers;
 use crate::storage::Lake;
 use crate::table::TableLayout;
-use crate::write::commit::DeadLetterFile;
 
 pub use super::stage::Stage;
+
+/// One dead-letter file, as a commit lists it (the commit makes it visible).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterFile {
+    /// File name within `<table>/_dead_letters/vN/`.
+    pub path: String,
+    /// Dead letters in it.
+    pub records: u64,
+}
 
 /// Raw bytes kept per dead letter.
 pub const MAX_RAW_KEPT: usize = 64 * 1024;
@@ -206,7 +214,7 @@ impl DeadLetterBuffer {
             };
             serde_json::to_writer(&mut out, &line).map_err(|e| Error::Write {
                 path: layout.dead_letter_dir(version),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             out.push(b'\n');
         }

@@ -19,36 +19,7 @@ use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 
 use crate::decode::Stage;
-
-/// A record handed to the decoder.
-pub trait RawRecord {
-    /// The bytes (possibly only a prefix, when oversized).
-    fn bytes(&self) -> &[u8];
-    /// The full size when the record was larger than the source allowed.
-    fn oversized(&self) -> Option<u64>;
-}
-
-/// A record the decoder rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// Index of the record in the input.
-    pub index: usize,
-    /// Stage that rejected it.
-    pub stage: Stage,
-    /// Why.
-    pub reason: String,
-}
-
-/// The decoded part of a batch.
-#[derive(Debug)]
-pub struct Decoded {
-    /// Decoded rows (schema = the event schema), in input order.
-    pub batches: Vec<RecordBatch>,
-    /// For each decoded row, the index of its input record.
-    pub rows: Vec<usize>,
-    /// Rejected records.
-    pub rejected: Vec<Rejected>,
-}
+pub use crate::decode::record::{Decoded, RawRecord, Rejected};
 
 /// Decodes JSON records against an Arrow schema.
 #[derive(Debug, Clone)]
@@ -202,15 +173,6 @@ impl JsonDecoder {
             Ok(_) => Err(Failure::Batch("row count mismatch".into())),
             Err(e) => Err(Failure::Batch(e.to_string())),
         }
-    }
-}
-
-impl RawRecord for &[u8] {
-    fn bytes(&self) -> &[u8] {
-        self
-    }
-    fn oversized(&self) -> Option<u64> {
-        None
     }
 }
 

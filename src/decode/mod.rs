@@ -3,17 +3,26 @@
 pub mod avro;
 pub mod dead_letter;
 pub mod json;
+pub mod record;
 pub mod stage;
 
 pub use avro::{AvroDecoder, Framing};
-pub use dead_letter::{DeadLetter, DeadLetterBuffer, Stage};
-pub use json::{Decoded, JsonDecoder, RawRecord};
+pub use dead_letter::{DeadLetter, DeadLetterBuffer, DeadLetterFile, Stage};
+pub use json::JsonDecoder;
+pub use record::{Decoded, RawRecord, Rejected};
+
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 
 use crate::config::{Encoding, SourceConfig};
-use crate::error::{Error, Result};
+use crate::error::{Result, Unusable};
 use crate::registry::SchemaRegistry;
+
+/// Kafka record headers: name and value (`None` for a null value), in order. Kept with a
+/// record from the source through dead-lettering.
+pub type Headers = Arc<[(String, Option<Bytes>)]>;
 
 /// The decoder a source's encoding calls for.
 #[derive(Debug, Clone)]
@@ -36,7 +45,12 @@ impl RecordDecoder {
         };
         AvroDecoder::new(avsc, arrow, framing, max)
             .map(RecordDecoder::Avro)
-            .map_err(|reason| Error::Refused(format!("the version's Avro schema: {reason}")))
+            .map_err(|e| {
+                Unusable::AvroSchema {
+                    source: Box::new(e),
+                }
+                .into()
+            })
     }
 
     /// Looks up the writer schemas `records` use that are not known yet (Confluent framing).
@@ -49,8 +63,9 @@ impl RecordDecoder {
             return Ok(());
         };
         for id in avro.unknown_ids(records) {
+            // What the records using `id` are rejected with, when there is no schema.
             let found = match registry {
-                Some(r) => r.schema_by_id(id).await?,
+                Some(r) => r.schema_by_id(id).await?.map_err(|e| e.to_string()),
                 None => Err(format!("schema id {id}: no schema registry is configured")),
             };
             avro.add_writer_schema(id, found.as_deref().map_err(Clone::clone));

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Missing, Result};
 use crate::pipeline::TableHandle;
 use crate::table::version;
 use crate::write::VersionLog;
@@ -38,7 +38,10 @@ async fn committed(table: &TableHandle, version: u32) -> Result<(Vec<serde_json:
     let (lake, layout) = (&table.lake, &table.layout);
     let def = version::load(lake, layout, version)
         .await?
-        .ok_or_else(|| Error::Refused(format!("table `{}` has no v{version}", table.cfg.name)))?;
+        .ok_or_else(|| Missing::Version {
+            table: table.cfg.name.clone(),
+            version,
+        })?;
     let log = VersionLog::read(lake, layout, version, def.definition.format).await?;
     let mut files: Vec<&String> = log.state().dead_letter_files.iter().collect();
     files.sort();
@@ -51,7 +54,7 @@ async fn committed(table: &TableHandle, version: u32) -> Result<(Vec<serde_json:
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let letter = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
                 path: path.clone(),
-                reason: format!("not a dead-letter line: {e}"),
+                source: ContextError::new("not a dead-letter line", e).into(),
             })?;
             letters.push(letter);
         }
@@ -88,10 +91,11 @@ pub async fn summaries(table: &TableHandle, only: Option<u32>) -> Result<Vec<Sum
     if let Some(o) = only
         && out.is_empty()
     {
-        return Err(Error::Refused(format!(
-            "table `{}` has no v{o}",
-            table.cfg.name
-        )));
+        return Err(Missing::Version {
+            table: table.cfg.name.clone(),
+            version: o,
+        }
+        .into());
     }
     Ok(out)
 }

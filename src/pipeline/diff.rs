@@ -14,7 +14,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, ContextError, Error, Missing, Result, Unsupported};
 use crate::pipeline::TableHandle;
 use crate::pipeline::shape::{
     KAFKA_OFFSET_COLUMN, KAFKA_PARTITION_COLUMN, KAFKA_TOPIC_COLUMN, SOURCE_FILE_COLUMN,
@@ -97,15 +97,13 @@ async fn sides(
 ) -> Result<BTreeMap<String, Side>> {
     let (lake, layout) = (&table.lake, &table.layout);
     let def = version::load(lake, layout, version).await?.ok_or_else(|| {
-        Error::Refused(format!(
-            "table `{}` has no version v{version}",
-            table.cfg.name
-        ))
+        Error::from(Missing::TargetVersion {
+            table: table.cfg.name.clone(),
+            version,
+        })
     })?;
     if !def.definition.metadata_columns {
-        return Err(Error::Refused(format!(
-            "v{version} has no metadata columns (metadata_columns = false), so its rows cannot be traced to source records"
-        )));
+        return Err(Unsupported::NoMetadataColumns { version }.into());
     }
     let log = VersionLog::read(lake, layout, version, def.definition.format).await?;
     let dir = layout.version_dir(version);
@@ -204,10 +202,10 @@ async fn sides(
     Ok(out)
 }
 
-fn read_err(path: &object_store::path::Path, e: impl std::fmt::Display) -> Error {
+fn read_err(path: &object_store::path::Path, e: impl Into<BoxError>) -> Error {
     Error::Corrupt {
         path: path.clone(),
-        reason: format!("reading for diff: {e}"),
+        source: ContextError::new("reading for diff", e).into(),
     }
 }
 

@@ -27,7 +27,7 @@ use crate::config::Format;
 use crate::config::{BadRecords, KafkaSourceConfig, SourceConfig, TableConfig};
 use crate::decode::json::Decoded;
 use crate::decode::{DeadLetter, DeadLetterBuffer, RecordDecoder, Stage};
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Missing, Result, Unusable};
 use crate::failpoints::crash_point;
 use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
 use crate::pipeline::progress::Progress;
@@ -217,7 +217,10 @@ pub async fn replay_dead_letters(handle: &TableHandle, version: u32) -> Result<R
     let (lake, layout, table) = (&handle.lake, &handle.layout, &handle.cfg);
     let def = crate::table::version::load(lake, layout, version)
         .await?
-        .ok_or_else(|| Error::Refused(format!("table `{}` has no v{version}", table.name)))?;
+        .ok_or_else(|| Missing::Version {
+            table: table.name.clone(),
+            version,
+        })?;
     let mut ingest = Ingest::open(lake, layout, &def, table).await?;
     ingest.replay_failures = Some(BTreeMap::new());
     let mut report = ReplayReport {
@@ -253,7 +256,8 @@ impl Ingest<'_> {
                 let letter: StoredLetter =
                     serde_json::from_slice(line).map_err(|e| Error::Corrupt {
                         path: path.clone(),
-                        reason: format!("line {}: not a dead letter: {e}", i + 1),
+                        source: ContextError::new(format!("line {}: not a dead letter", i + 1), e)
+                            .into(),
                     })?;
                 report.letters += 1;
                 if let Some(b) = batch.take_if(|b| *b.partition != *letter.source) {
@@ -273,7 +277,8 @@ impl Ingest<'_> {
                             .decode(b64)
                             .map_err(|e| Error::Corrupt {
                                 path: path.clone(),
-                                reason: format!("line {}: raw_base64: {e}", i + 1),
+                                source: ContextError::new(format!("line {}: raw_base64", i + 1), e)
+                                    .into(),
                             })?
                             .into()
                     }
@@ -723,7 +728,7 @@ impl<'a> Ingest<'a> {
             .await
             .map_err(|e| Error::Kafka {
                 topic: cfg.topic.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })??;
         let positions = &self.log.state().positions;
         let ranges: BTreeMap<String, OffsetRange> = offsets
@@ -787,7 +792,7 @@ impl<'a> Ingest<'a> {
                     Some(e) => Some(e),
                     None => return Err(Error::Kafka {
                         topic: topic.to_string(),
-                        reason: "the consumer thread stopped".into(),
+                        source: "the consumer thread stopped".into(),
                     }),
                 },
             };
@@ -1236,10 +1241,9 @@ impl<'a> Ingest<'a> {
                 })
                 .map_err(|e| self.write_err(e))?
                 .ok_or_else(|| {
-                    Error::Refused(format!(
-                        "version v{} was defined for another source kind",
-                        self.def.version
-                    ))
+                    Error::from(Unusable::SourceKind {
+                        version: self.def.version,
+                    })
                 })?;
             for letter in rejected {
                 self.reject(letter)?;
@@ -1285,10 +1289,10 @@ impl<'a> Ingest<'a> {
         }
     }
 
-    fn write_err(&self, e: impl std::fmt::Display) -> Error {
+    fn write_err(&self, e: impl Into<crate::error::BoxError>) -> Error {
         Error::Write {
             path: self.layout.version_dir(self.version()),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 }
@@ -1345,7 +1349,10 @@ impl DecodeAhead {
                             (batch, decoded)
                         })
                         .await
-                        .map_err(|e| Error::Refused(format!("decoding a batch failed: {e}")))
+                        .map_err(|source| Error::Task {
+                            task: "decoding a batch",
+                            source,
+                        })
                     }
                     Err(e) => Err(e),
                 };

@@ -13,7 +13,7 @@ pub mod shape;
 pub mod views;
 
 use crate::config::{ConfigError, TableConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::storage::Lake;
 use crate::table::plan::{self, Plan};
@@ -85,15 +85,13 @@ impl TableHandle {
                     def,
                     rebuild: Some(reasons),
                 }),
-                Plan::Rebuild { reasons, .. } => Err(Error::Refused(format!(
-                    "table `{}`: the config's definition differs from live v{}: {}; \
-                     run `kappa-lake rebuild --config <file> --table {} --promote` to build it as v{next}, \
-                     or restore the previous definition",
-                    self.cfg.name,
-                    def.version,
-                    reasons.join("; "),
-                    self.cfg.name
-                ))),
+                Plan::Rebuild { reasons, .. } => Err(Refusal::DefinitionChanged {
+                    table: self.cfg.name.clone(),
+                    live: def.version,
+                    next,
+                    reasons,
+                }
+                .into()),
                 Plan::Nothing { .. } | Plan::Create => Ok(Live::of(def)),
             };
         }
@@ -172,10 +170,11 @@ impl TableHandle {
             .await?
             .ok_or_else(|| Error::Corrupt {
                 path: layout.version_definition(p.version),
-                reason: format!(
+                source: format!(
                     "current.json points at v{} but its definition is missing",
                     p.version
-                ),
+                )
+                .into(),
             })?;
         Ok(Some(def))
     }
@@ -262,9 +261,10 @@ impl TableHandle {
                     Ok(None) => {
                         break Err(Error::Corrupt {
                             path: layout.version_definition(to),
-                            reason: format!(
+                            source: format!(
                                 "current.json points at v{to} but its definition is missing"
-                            ),
+                            )
+                            .into(),
                         });
                     }
                     Err(e) => break Err(e),

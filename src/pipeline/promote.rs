@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::SourceConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::pipeline::TableHandle;
 use crate::pipeline::views;
 use crate::source::{kafka_partition_key, seek};
@@ -70,7 +70,7 @@ async fn high_watermarks(source: &SourceConfig) -> Result<Option<BTreeMap<String
         .await
         .map_err(|e| Error::Kafka {
             topic: cfg.topic.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })??;
     Ok(Some(
         high.into_iter()
@@ -81,15 +81,35 @@ async fn high_watermarks(source: &SourceConfig) -> Result<Option<BTreeMap<String
 
 /// Promotes a version (default: the newest that is not current).
 pub async fn promote(table: &TableHandle, req: MoveRequest) -> Result<MoveReport> {
-    move_pointer(table, req, "promote").await
+    move_pointer(table, req, Move::Promote).await
 }
 
 /// Moves the pointer back (default: to the previous version).
 pub async fn rollback(table: &TableHandle, req: MoveRequest) -> Result<MoveReport> {
-    move_pointer(table, req, "rollback").await
+    move_pointer(table, req, Move::Rollback).await
 }
 
-async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Result<MoveReport> {
+/// Which way a pointer move goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// To a newer (or a named) version.
+    Promote,
+    /// Back to the previous (or a named) version.
+    Rollback,
+}
+
+impl Move {
+    /// The word recorded in the pointer's `reason` and used in logs.
+    fn as_str(self) -> &'static str {
+        match self {
+            Move::Promote => "promote",
+            Move::Rollback => "rollback",
+        }
+    }
+}
+
+async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Result<MoveReport> {
+    let reason = kind.as_str();
     let (lake, layout) = (&table.lake, &table.layout);
     let name = &table.cfg.name;
     let current = pointer::read(lake, layout).await?;
@@ -105,27 +125,31 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, reason: &str) -> Re
             ),
         });
     }
-    let target = match (req.version, reason) {
+    let target = match (req.version, kind) {
         (Some(v), _) => v,
-        (None, "rollback") => current.as_ref().and_then(|p| p.previous).ok_or_else(|| {
-            Error::Refused(format!(
-                "table `{name}` has no previous version to roll back to"
-            ))
+        (None, Move::Rollback) => current.as_ref().and_then(|p| p.previous).ok_or_else(|| {
+            Error::from(Missing::PreviousVersion {
+                table: name.clone(),
+            })
         })?,
-        (None, _) => version::list(lake, layout)
+        (None, Move::Promote) => version::list(lake, layout)
             .await?
             .iter()
             .rev()
             .map(|v| v.version)
             .find(|v| Some(*v) != from)
             .ok_or_else(|| {
-                Error::Refused(format!("table `{name}` has no other version to promote"))
+                Error::from(Missing::OtherVersion {
+                    table: name.clone(),
+                })
             })?,
     };
     let Some(target_def) = version::load(lake, layout, target).await? else {
-        return Err(Error::Refused(format!(
-            "table `{name}` has no version v{target}"
-        )));
+        return Err(Missing::TargetVersion {
+            table: name.clone(),
+            version: target,
+        }
+        .into());
     };
     // Offsets only: no need to read the versions' commit histories.
     let candidate =

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Format, SourceConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, Refusal, Result, Unsupported};
 use crate::failpoints::crash_point;
 use crate::pipeline::promote::{self, MoveReport, MoveRequest};
 use crate::pipeline::{IngestReport, TableHandle, diff, ingest};
@@ -96,11 +96,12 @@ pub async fn rebuild(
     let versions = version::list(lake, layout).await?;
     let live = versions.iter().find(|v| Some(v.version) == current);
     if live.is_some_and(|l| l.definition_hash == hash) && !opts.force {
-        return Err(Error::Refused(format!(
-            "live v{} of `{}` already has this definition (hash {hash}); nothing to rebuild (use --force to replay anyway)",
-            current.unwrap_or_default(),
-            table.cfg.name
-        )));
+        return Err(Refusal::AlreadyLive {
+            table: table.cfg.name.clone(),
+            version: current.unwrap_or_default(),
+            hash,
+        }
+        .into());
     }
     let resumable = versions.iter().rev().find(|v| {
         v.definition_hash == hash && v.state == VersionState::Building && Some(v.version) != current
@@ -115,10 +116,10 @@ pub async fn rebuild(
     let start_from_ms = match opts.from {
         ReplayFrom::Earliest => None,
         ReplayFrom::Time(_) if !matches!(table.cfg.source, SourceConfig::Kafka(_)) => {
-            return Err(Error::Refused(format!(
-                "table `{}`: `--from <time>` needs a Kafka source (a files source has no event times to seek by); use `--from earliest`",
-                table.cfg.name
-            )));
+            return Err(Unsupported::SeekByTime {
+                table: table.cfg.name.clone(),
+            }
+            .into());
         }
         ReplayFrom::Time(t) => Some(t.timestamp_millis()),
     };
@@ -205,17 +206,14 @@ pub(crate) async fn try_promote(
             .collect();
         let d = diff::diff(table, a, b, Some(&limit)).await?;
         if !d.same() {
-            return Err(Error::Refused(format!(
-                "v{b} does not hold the same records as v{a} (up to the offsets both hold): v{a} {} rows, v{b} {} rows{}; not promoting (see `kappa-lake diff --table {} {a} {b}`)",
-                d.total.a.rows,
-                d.total.b.rows,
-                if d.total.a.rows == d.total.b.rows {
-                    ", different records"
-                } else {
-                    ""
-                },
-                table.cfg.name
-            )));
+            return Err(Refusal::NotSame {
+                table: table.cfg.name.clone(),
+                a,
+                b,
+                rows_a: d.total.a.rows,
+                rows_b: d.total.b.rows,
+            }
+            .into());
         }
         tracing::info!(table = %table.cfg.name, a, b, rows = d.total.a.rows, "same records in both versions");
     }

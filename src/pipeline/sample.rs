@@ -17,7 +17,7 @@ use bytes::Bytes;
 
 use crate::config::{SourceConfig, TableConfig, TimeSpec};
 use crate::decode::{JsonDecoder, Stage};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Unusable};
 use crate::pipeline::shape::Shaper;
 use crate::source::{Origin, Record, SourceBatch, kafka_partition_key};
 use crate::table::Definition;
@@ -145,14 +145,12 @@ pub fn run(table: &TableConfig, input: &Path) -> Result<Sample> {
                 reason,
             })
         };
-        let shaped_err = |e: arrow::error::ArrowError| Error::Refused(e.to_string());
+        let shaped_err = |source| Error::Sample { source };
         let Some((out, out_rows)) = shaper
             .transformed(events, &batch, these, &mut dead)
             .map_err(shaped_err)?
         else {
-            return Err(Error::Refused(
-                "the sample does not match the table's source kind".to_string(),
-            ));
+            return Err(Unusable::SampleSourceKind.into());
         };
         let out = match shaper.time() {
             TimeSpec::SourceTimestamp => out,
@@ -168,7 +166,7 @@ pub fn run(table: &TableConfig, input: &Path) -> Result<Sample> {
     }
     rejected.sort_by_key(|r| r.line);
     let rows = concat_batches(shaper.output_schema(), &parts)
-        .map_err(|e| Error::Refused(e.to_string()))?;
+        .map_err(|source| Error::Sample { source })?;
     let transformed_away = kept - rows.num_rows();
     let dropped_later = rejected
         .iter()

@@ -15,8 +15,8 @@ use arrow::record_batch::RecordBatch;
 
 use crate::decode::Stage;
 use crate::domain::{Granularity, TimeSpec};
-use crate::error::{Error, Result};
-use crate::partition;
+use crate::error::{Result, Unusable};
+use crate::partition::{self, EventTimeError};
 use crate::source::{Origin, SourceBatch};
 use crate::table::{Definition, VersionDefinition};
 use crate::transform::Transform;
@@ -41,9 +41,12 @@ pub fn transform_of(event: &SchemaRef, def: &Definition) -> Result<Option<Transf
         return Ok(None);
     };
     let rows = row_schema(event, def.metadata());
-    Transform::compile(sql, rows)
-        .map(Some)
-        .map_err(|e| Error::Refused(format!("the transform does not compile: {e}")))
+    Transform::compile(sql, rows).map(Some).map_err(|e| {
+        Unusable::Transform {
+            source: Box::new(e),
+        }
+        .into()
+    })
 }
 
 /// Rows of one decoded batch, ready for the writer.
@@ -149,14 +152,14 @@ impl Shaper {
             .into_iter()
             .enumerate()
         {
-            match t.and_then(|t| partition::bucket(t, self.granularity)) {
+            match t.and_then(|t| partition::bucket(t, self.granularity).map_err(Box::new)) {
                 Ok(b) => {
                     keep.push(true);
                     buckets.push(b);
                 }
                 Err(reason) => {
                     keep.push(false);
-                    dead(rows[i], Stage::EventTime, reason);
+                    dead(rows[i], Stage::EventTime, reason.to_string());
                 }
             }
         }
@@ -193,8 +196,8 @@ impl Shaper {
                 .map(|&i| match batch.records[i].timestamp_ms {
                     Some(ms) => ms
                         .checked_mul(1000)
-                        .ok_or_else(|| format!("record timestamp {ms} ms is out of range")),
-                    None => Err("the record has no source timestamp".to_string()),
+                        .ok_or_else(|| Box::new(EventTimeError::RecordTimestamp { ms })),
+                    None => Err(Box::new(EventTimeError::NoSourceTimestamp)),
                 })
                 .collect(),
         }

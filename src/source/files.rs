@@ -22,8 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::FilesSourceConfig;
 use crate::error::{Error, Result};
-use crate::source::{Origin, Record, SourceBatch};
-use crate::write::SourcePosition;
+use crate::source::{Origin, Record, SourceBatch, SourcePosition};
 
 /// Bytes of record data per batch, at most (besides the record-count limit).
 const MAX_BATCH_BYTES: usize = 4 << 20;

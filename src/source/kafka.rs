@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::KafkaSourceConfig;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, ContextError, Error, Result};
 
 /// How long a rebalance callback waits for the ingest loop (a commit may be in flight).
 const REBALANCE_REPLY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -55,7 +55,7 @@ pub struct KafkaMessage {
     /// Key, if any.
     pub key: Option<Bytes>,
     /// Headers, if any.
-    pub headers: Option<crate::source::Headers>,
+    pub headers: Option<crate::decode::Headers>,
 }
 
 /// Where an assigned partition starts.
@@ -91,7 +91,7 @@ pub enum Event {
     /// The consumer reached the end of a partition.
     PartitionEnd(i32),
     /// A client error (broker down, authentication, …); librdkafka keeps retrying.
-    Error(String),
+    Error(KafkaError),
 }
 
 struct Context {
@@ -348,17 +348,17 @@ impl KafkaSource {
             high_watermarks: high_watermarks.clone(),
             last_error_log: Mutex::new(None),
         };
-        let source_err = |reason: String| Error::Kafka {
+        let source_err = |source: BoxError| Error::Kafka {
             topic: topic.to_string(),
-            reason,
+            source,
         };
         let consumer: BaseConsumer<Context> = client
             .create_with_context(context)
-            .map_err(|e| source_err(format!("cannot create the consumer: {e}")))?;
+            .map_err(|e| source_err(ContextError::new("cannot create the consumer", e).into()))?;
         if membership == Membership::Group {
             consumer
                 .subscribe(&[&topic])
-                .map_err(|e| source_err(format!("cannot subscribe: {e}")))?;
+                .map_err(|e| source_err(ContextError::new("cannot subscribe", e).into()))?;
         }
         let consumer = Arc::new(consumer);
         let stop = Arc::new(AtomicBool::new(false));
@@ -375,7 +375,9 @@ impl KafkaSource {
                     poll_loop(&consumer, &stop, &count);
                 }
             })
-            .map_err(|e| source_err(format!("cannot start the consumer thread: {e}")))?;
+            .map_err(|e| {
+                source_err(ContextError::new("cannot start the consumer thread", e).into())
+            })?;
         match membership {
             Membership::Group => {
                 tracing::info!(topic = %topic, group = %group_id, brokers = %cfg.brokers, "consumer started");
@@ -567,7 +569,7 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
                     if ctx.should_log_error() {
                         tracing::warn!(topic = %ctx.topic, error = %e, "Kafka consumer error (retrying)");
                     }
-                    pending_event = Some(Event::Error(e.to_string()));
+                    pending_event = Some(Event::Error(e));
                     break;
                 }
             }

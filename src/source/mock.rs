@@ -14,12 +14,12 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
-use crate::error::{Error, Result};
+use crate::error::{BoxError, ContextError, Error, Result};
 
-fn kafka_err(topic: &str, reason: impl std::fmt::Display) -> Error {
+fn kafka_err(topic: &str, source: impl Into<BoxError>) -> Error {
     Error::Kafka {
         topic: topic.to_string(),
-        reason: reason.to_string(),
+        source: source.into(),
     }
 }
 
@@ -162,9 +162,12 @@ pub fn produce(
         sent += 1;
         producer.poll(Duration::ZERO);
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .map_err(|e| kafka_err(topic, format!("not every record was acknowledged: {e}")))?;
+    producer.flush(Duration::from_secs(60)).map_err(|e| {
+        kafka_err(
+            topic,
+            ContextError::new("not every record was acknowledged", e),
+        )
+    })?;
     let failed = producer.context().failed.load(Ordering::Relaxed);
     if failed > 0 {
         return Err(kafka_err(

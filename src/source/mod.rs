@@ -4,14 +4,16 @@
 pub mod files;
 pub mod kafka;
 pub mod mock;
+pub mod position;
 pub mod seek;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::decode::json::RawRecord;
-use crate::write::SourcePosition;
+pub use crate::decode::Headers;
+use crate::decode::RawRecord;
+pub use position::{OffsetRange, SourcePosition, kafka_partition_key};
 
 /// One raw record.
 #[derive(Debug, Clone)]
@@ -29,9 +31,6 @@ pub struct Record {
     /// The record's headers (Kafka), if it has any.
     pub headers: Option<Headers>,
 }
-
-/// Kafka record headers: name and value (`None` for a null value), in order.
-pub type Headers = Arc<[(String, Option<Bytes>)]>;
 
 impl RawRecord for Record {
     fn bytes(&self) -> &[u8] {
@@ -70,9 +69,4 @@ pub struct SourceBatch {
     pub records: Vec<Record>,
     /// Where the partition stands after this batch.
     pub position: SourcePosition,
-}
-
-/// The commit-log key of a Kafka partition.
-pub fn kafka_partition_key(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}")
 }

@@ -18,7 +18,7 @@ use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaSourceConfig;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, ContextError, Error, Result};
 use crate::source::kafka::client_config;
 
 /// How long one broker request (metadata, watermarks, offsets, one round of reads) may take.
@@ -39,22 +39,27 @@ pub fn high_watermarks(cfg: &KafkaSourceConfig) -> Result<BTreeMap<i32, u64>> {
 fn consumer(cfg: &KafkaSourceConfig) -> Result<BaseConsumer> {
     client_config(cfg, &format!("{}.seek", cfg.group_id))
         .create()
-        .map_err(|e| kafka_err(&cfg.topic, format!("cannot create a consumer: {e}")))
+        .map_err(|e| {
+            kafka_err(
+                &cfg.topic,
+                ContextError::new("cannot create a consumer", e).into(),
+            )
+        })
 }
 
-fn kafka_err(topic: &str, reason: String) -> Error {
+fn kafka_err(topic: &str, source: BoxError) -> Error {
     Error::Kafka {
         topic: topic.to_string(),
-        reason,
+        source,
     }
 }
 
 /// Per partition, its low and high watermarks.
 fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, (u64, u64)>> {
-    let err = |reason: String| kafka_err(topic, reason);
+    let err = |source: BoxError| kafka_err(topic, source);
     let metadata = consumer
         .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(|e| err(format!("cannot read the topic's metadata: {e}")))?;
+        .map_err(|e| err(ContextError::new("cannot read the topic's metadata", e).into()))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -66,9 +71,9 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, (u64
     }
     let mut bounds = BTreeMap::new();
     for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, TIMEOUT)
-            .map_err(|e| err(format!("cannot read partition {p}'s watermarks: {e}")))?;
+        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(|e| {
+            err(ContextError::new(format!("cannot read partition {p}'s watermarks"), e).into())
+        })?;
         let low = u64::try_from(low).unwrap_or(0);
         bounds.insert(p, (low, u64::try_from(high).unwrap_or(0).max(low)));
     }
@@ -216,7 +221,7 @@ impl Probe<'_> {
         &self,
         from: &BTreeMap<i32, u64>,
     ) -> Result<BTreeMap<i32, Option<(u64, Option<i64>)>>> {
-        let err = |reason: String| kafka_err(self.topic, reason);
+        let err = |source: BoxError| kafka_err(self.topic, source);
         let mut found = BTreeMap::new();
         if from.is_empty() {
             return Ok(found);
@@ -228,11 +233,13 @@ impl Probe<'_> {
                 p,
                 Offset::Offset(i64::try_from(o).unwrap_or(i64::MAX)),
             )
-            .map_err(|e| err(format!("cannot seek partition {p} to {o}: {e}")))?;
+            .map_err(|e| {
+                err(ContextError::new(format!("cannot seek partition {p} to {o}"), e).into())
+            })?;
         }
         self.consumer
             .assign(&tpl)
-            .map_err(|e| err(format!("cannot assign the partitions: {e}")))?;
+            .map_err(|e| err(ContextError::new("cannot assign the partitions", e).into()))?;
         let deadline = Instant::now() + TIMEOUT;
         while found.len() < from.len() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -243,7 +250,8 @@ impl Probe<'_> {
                     from.keys()
                         .filter(|p| !found.contains_key(*p))
                         .collect::<Vec<_>>()
-                )));
+                )
+                .into()));
             }
             match self.consumer.poll(left.min(Duration::from_millis(500))) {
                 Some(Ok(m)) => {

@@ -21,7 +21,7 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Result, Unsupported};
 use crate::failpoints::crash_point;
 use crate::storage::Lake;
 use crate::table::TableLayout;
@@ -67,7 +67,7 @@ async fn read_versioned(
 fn parse(path: &Path, bytes: &[u8]) -> Result<Pointer> {
     serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -109,7 +109,7 @@ async fn swap_once(
     let path = layout.pointer();
     let body = serde_json::to_vec_pretty(new).map_err(|e| Error::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     if let Some(dir) = &lake.local_dir {
         let file = dir.join(path.as_ref());
@@ -147,10 +147,13 @@ async fn swap_once(
             let found = read(lake, layout).await?.map(|p| p.version);
             Err(moved(path, expected, found))
         }
-        Err(e @ object_store::Error::NotImplemented { .. }) => Err(Error::Refused(format!(
-            "the store at {} has no conditional update, so the pointer cannot be swapped safely: {e}",
-            lake.display
-        ))),
+        Err(source @ object_store::Error::NotImplemented { .. }) => {
+            Err(Unsupported::ConditionalUpdate {
+                store: lake.display.to_string(),
+                source,
+            }
+            .into())
+        }
         Err(e) => Err(Error::storage(&path, e)),
     }
 }
@@ -163,7 +166,7 @@ enum SwapOutcome {
 fn local_io(path: &Path, e: std::io::Error) -> object_store::Error {
     object_store::Error::Generic {
         store: "LocalFileSystem",
-        source: format!("{path}: {e}").into(),
+        source: ContextError::new(path.to_string(), e).into(),
     }
 }
 

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::TableConfig;
 use crate::domain::{Format, Granularity, SourceIdentity, TimeSpec};
-use crate::error::{Error, Result};
+use crate::error::{ContextError, Error, Result};
 use crate::failpoints::crash_point;
 use crate::schema::EventSchema;
 use crate::schema::rows::Metadata;
@@ -79,7 +79,7 @@ impl Definition {
         let schema_json: serde_json::Value =
             serde_json::to_value(&schema.avro).map_err(|e| Error::Corrupt {
                 path: table.schema_file.as_str().into(),
-                reason: format!("schema does not serialize: {e}"),
+                source: ContextError::new("schema does not serialize", e).into(),
             })?;
         Ok(Definition {
             schema: schema_json,
@@ -109,7 +109,7 @@ impl Definition {
     pub fn event_schema(&self) -> Result<EventSchema> {
         EventSchema::parse(&self.schema.to_string()).map_err(|e| Error::Corrupt {
             path: self.schema_file.as_str().into(),
-            reason: e.to_string(),
+            source: e.into(),
         })
     }
 
@@ -192,7 +192,7 @@ pub async fn create(
     let path = layout.version_definition(version);
     let body = serde_json::to_vec_pretty(&def).map_err(|e| Error::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     let opts = PutOptions::from(PutMode::Create);
     match lake.store.put_opts(&path, body.into(), opts).await {
@@ -221,7 +221,7 @@ pub async fn load(
         .map(Some)
         .map_err(|e| Error::Corrupt {
             path,
-            reason: e.to_string(),
+            source: e.into(),
         })
 }
 
@@ -277,7 +277,7 @@ async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Re
     let path = layout.version_definition(def.version);
     let body = serde_json::to_vec_pretty(def).map_err(|e| Error::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        source: e.into(),
     })?;
     lake.store
         .put(&path, body.into())

@@ -142,7 +142,7 @@ impl Transform {
                 rows.extend(kept);
                 parts.push(out);
             }
-            Err(e) if range.len() == 1 => failed.push((range.start, e)),
+            Err(e) if range.len() == 1 => failed.push((range.start, e.to_string())),
             Err(_) => {
                 let mid = range.start + range.len() / 2;
                 self.apply_range(batch, range.start..mid, parts, rows, failed);
@@ -156,20 +156,19 @@ impl Transform {
         &self,
         mut batch: RecordBatch,
         mut rows: Vec<usize>,
-    ) -> Result<(RecordBatch, Vec<usize>), String> {
+    ) -> Result<(RecordBatch, Vec<usize>), RowError> {
         for step in &self.steps {
             match step {
                 Step::Filter(predicate) => {
                     let mask = evaluate(predicate, &batch)?;
                     let Some(mask) = mask.as_any().downcast_ref::<BooleanArray>() else {
-                        return Err(format!(
-                            "the WHERE condition is {}, not a boolean",
-                            mask.data_type()
-                        ));
+                        return Err(RowError::NotBoolean {
+                            data_type: mask.data_type().clone(),
+                        });
                     };
                     // A NULL condition drops the row, as in SQL.
                     let keep: BooleanArray = mask.iter().map(|v| Some(v == Some(true))).collect();
-                    batch = filter_record_batch(&batch, &keep).map_err(|e| e.to_string())?;
+                    batch = filter_record_batch(&batch, &keep)?;
                     rows = rows
                         .into_iter()
                         .zip(keep.values().iter())
@@ -182,8 +181,7 @@ impl Transform {
                         .map(|e| evaluate(e, &batch))
                         .collect::<Result<Vec<_>, _>>()?;
                     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                    batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)
-                        .map_err(|e| e.to_string())?;
+                    batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
                 }
             }
         }
@@ -197,21 +195,49 @@ impl Transform {
                 if c.data_type() == f.data_type() {
                     Ok(c.clone())
                 } else {
-                    cast(c, f.data_type()).map_err(|e| format!("column `{}`: {e}", f.name()))
+                    cast(c, f.data_type()).map_err(|source| RowError::Column {
+                        name: f.name().clone(),
+                        source,
+                    })
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-        let batch = RecordBatch::try_new_with_options(self.output.clone(), columns, &options)
-            .map_err(|e| e.to_string())?;
+        let batch = RecordBatch::try_new_with_options(self.output.clone(), columns, &options)?;
         Ok((batch, rows))
     }
 }
 
-fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef, String> {
+/// Why rows failed the transform (the text their dead letters carry).
+#[derive(Debug, thiserror::Error)]
+enum RowError {
+    /// Evaluating an expression failed (DataFusion's message, without a backtrace).
+    #[error("{}", .0.strip_backtrace())]
+    Eval(#[source] DataFusionError),
+    /// The `WHERE` condition evaluated to another type.
+    #[error("the WHERE condition is {data_type}, not a boolean")]
+    NotBoolean {
+        /// Its type.
+        data_type: DataType,
+    },
+    /// An output column does not cast to its stored type.
+    #[error("column `{name}`: {source}")]
+    Column {
+        /// The column.
+        name: String,
+        /// The cast's error.
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    /// Assembling the batch failed.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef, RowError> {
     expr.evaluate(batch)
         .and_then(|v| v.into_array(batch.num_rows()))
-        .map_err(|e| e.strip_backtrace())
+        .map_err(RowError::Eval)
 }
 
 fn is_identity(steps: &[Step], input: &SchemaRef, output: &SchemaRef) -> bool {

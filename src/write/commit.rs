@@ -34,6 +34,11 @@ use crate::storage::Lake;
 use crate::table::TableLayout;
 use crate::write::lease;
 
+// Owned by the stages that produce them (dead-letter files: `decode`; positions, ranges and
+// position keys: `source`); re-exported here because commit records are made of them.
+pub use crate::decode::dead_letter::DeadLetterFile;
+pub use crate::source::position::{OffsetRange, REPLAY_KEY_PREFIX, SourcePosition, is_source_key};
+
 /// One data file made visible by a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -45,41 +50,6 @@ pub struct FileEntry {
     pub rows: u64,
     /// Hive partition values, in path order.
     pub partition: Vec<(String, String)>,
-}
-
-/// One dead-letter file made visible by a commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetterFile {
-    /// File name within `<table>/_dead_letters/vN/`.
-    pub path: String,
-    /// Dead letters in it.
-    pub records: u64,
-}
-
-/// The range of one source partition covered by a commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OffsetRange {
-    /// First offset covered.
-    pub start: u64,
-    /// Next offset to read after this commit.
-    pub end: u64,
-    /// Files source: byte position of `end` in an uncompressed file (seek hint).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_byte: Option<u64>,
-    /// Files source: the file has been read to its end.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub eof: bool,
-}
-
-/// Where a source partition stands in a version.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourcePosition {
-    /// Next offset to read.
-    pub offset: u64,
-    /// Files source: byte position of `offset`, when known.
-    pub end_byte: Option<u64>,
-    /// Files source: fully read.
-    pub eof: bool,
 }
 
 /// A commit record as stored.
@@ -118,16 +88,6 @@ impl PendingCommit {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty() && self.dead_letters.is_empty() && self.ranges.is_empty()
     }
-}
-
-/// Position keys of `dead-letters replay` start with this: `_replay/v<N>/<dead-letter file>`
-/// counts the lines of that file replayed. A source partition never looks like that (Kafka
-/// keys are `topic/N`, files are named by the file, and neither starts with `_replay/`).
-pub const REPLAY_KEY_PREFIX: &str = "_replay/";
-
-/// Whether a position key is a source partition's (not a replay's).
-pub fn is_source_key(key: &str) -> bool {
-    !key.starts_with(REPLAY_KEY_PREFIX)
 }
 
 /// The folded state of a version's log.
@@ -244,7 +204,7 @@ impl CommitLog {
             .map(Some)
             .map_err(|e| Error::Corrupt {
                 path,
-                reason: e.to_string(),
+                source: e.into(),
             })
     }
 
@@ -292,7 +252,7 @@ impl CommitLog {
             let path = self.layout.commit_record(self.version, rec.seq);
             let body = serde_json::to_vec(&rec).map_err(|e| Error::Corrupt {
                 path: path.clone(),
-                reason: e.to_string(),
+                source: e.into(),
             })?;
             crash_point!("commit.before_write");
             match self

@@ -48,11 +48,13 @@ use object_store::path::Path;
 use percent_encoding::percent_decode_str;
 
 use crate::config::{Granularity, WriterConfig};
-use crate::error::{Error, Result};
+use crate::decode::DeadLetterFile;
+use crate::error::{BoxError, ContextError, Error, Missing, Result};
 use crate::failpoints::crash_point;
+use crate::source::SourcePosition;
 use crate::storage::Lake;
 use crate::table::TableLayout;
-use crate::write::commit::{DeadLetterFile, LogState, PendingCommit, SourcePosition};
+use crate::write::commit::{LogState, PendingCommit};
 use crate::write::{FileEntry, PartitionedWriter, lease, stats};
 
 /// Directory (inside the version) of the partition markers.
@@ -136,10 +138,10 @@ pub fn app_id(table: &str, version: u32, partition: &str) -> String {
     format!("kappa-lake/{table}/v{version}/{partition}")
 }
 
-fn delta_err(path: &Path, e: impl std::fmt::Display) -> Error {
+fn delta_err(path: &Path, e: impl Into<BoxError>) -> Error {
     Error::Write {
         path: path.clone(),
-        reason: format!("delta: {e}"),
+        source: ContextError::new("delta", e).into(),
     }
 }
 
@@ -257,7 +259,7 @@ impl DeltaLog {
                     .map_err(|e| delta_err(dir, e))?;
                 t.load()
                     .await
-                    .map_err(|e| delta_err(dir, format!("{first}; then: {e}")))?;
+                    .map_err(|e| delta_err(dir, ContextError::new(format!("{first}; then"), e)))?;
                 Ok(t)
             }
         }
@@ -380,7 +382,7 @@ impl DeltaLog {
                 let files: Vec<DeadLetterFile> =
                     serde_json::from_value(list.clone()).map_err(|e| Error::Corrupt {
                         path: dir.clone().join("_delta_log"),
-                        reason: format!("{DEAD_LETTERS_KEY}: {e}"),
+                        source: ContextError::new(DEAD_LETTERS_KEY, e).into(),
                     })?;
                 for f in files {
                     state.dead_letters += f.records;
@@ -437,10 +439,10 @@ impl DeltaLog {
     /// the Delta table version it became.
     pub async fn commit(&mut self, pending: PendingCommit) -> Result<u64> {
         if self.table.is_none() {
-            return Err(Error::Refused(format!(
-                "the Delta table of v{} does not exist",
-                self.version
-            )));
+            return Err(Missing::DeltaTable {
+                version: self.version,
+            }
+            .into());
         }
         self.check_ranges(&pending)?;
         for p in pending.ranges.keys() {
@@ -485,7 +487,11 @@ impl DeltaLog {
         loop {
             attempt += 1;
             let Some(table) = &mut self.table else {
-                return Err(Error::Refused("the Delta table went away".into()));
+                // Unreachable: checked above, and a table once opened is never dropped.
+                return Err(Missing::DeltaTable {
+                    version: self.version,
+                }
+                .into());
             };
             let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
             let read_version = snapshot.version();
@@ -641,7 +647,7 @@ impl DeltaFileWriter {
         let table = log
             .table
             .as_ref()
-            .ok_or_else(|| Error::Refused(format!("no Delta table at {dir}")))?;
+            .ok_or_else(|| Missing::DeltaTableAt { path: dir.clone() })?;
         let metadata = table.snapshot().map_err(|e| delta_err(&dir, e))?.metadata();
         let all: Schema = (&metadata.parse_schema().map_err(|e| delta_err(&dir, e))?)
             .try_into_arrow()
@@ -788,7 +794,7 @@ pub async fn offsets(
                 .get_app_id_version(&app_id(&table, version, &key), engine.as_ref())
                 .map_err(|e| delta_err(&dir, e))?;
             if let Some(offset) = stored.and_then(|v| u64::try_from(v).ok())
-                && super::commit::is_source_key(&key)
+                && crate::source::position::is_source_key(&key)
             {
                 offsets.insert(key, offset);
             }
@@ -825,7 +831,7 @@ async fn marked_partitions(lake: &Lake, marker_dir: &Path) -> Result<Vec<String>
 mod tests {
     use super::*;
     use crate::config::Root;
-    use crate::write::commit::OffsetRange;
+    use crate::source::OffsetRange;
     use arrow::array::{Int64Array, StringArray};
 
     fn lake() -> Lake {

@@ -133,7 +133,7 @@ impl WriterLease {
         let path = layout.writer_lease(version, &self.writer);
         let body = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
             path: path.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         lake.store
             .put(&path, body.into())

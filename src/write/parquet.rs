@@ -36,7 +36,7 @@ use rayon::prelude::*;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{Granularity, WriterConfig};
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::partition::{partition_path, partition_values, split_by_bucket};
 use crate::storage::Lake;
 use crate::write::FileEntry;
@@ -148,8 +148,10 @@ impl OpenFile {
 }
 
 /// Parquet writer settings of a table's `[table.writer]` section (both formats use them).
-pub fn writer_properties(cfg: &WriterConfig) -> std::result::Result<WriterProperties, String> {
-    let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| e.to_string())?;
+pub fn writer_properties(
+    cfg: &WriterConfig,
+) -> std::result::Result<WriterProperties, parquet::errors::ParquetError> {
+    let level = ZstdLevel::try_new(cfg.zstd_level)?;
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
@@ -195,9 +197,9 @@ impl PartitionedWriter {
         granularity: Granularity,
         writer_id: &str,
     ) -> Result<Self> {
-        let props = writer_properties(&cfg).map_err(|reason| Error::Write {
+        let props = writer_properties(&cfg).map_err(|e| Error::Write {
             path: dir.clone(),
-            reason,
+            source: e.into(),
         })?;
         Ok(PartitionedWriter {
             lake,
@@ -265,7 +267,7 @@ impl PartitionedWriter {
                 };
                 let leaves = leaves_of(&now).map_err(|e| Error::Write {
                     path: file.path.clone(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })?;
                 file.group_rows += now.num_rows();
                 file.rows += now.num_rows() as u64;
@@ -311,13 +313,15 @@ impl PartitionedWriter {
         let Some(file) = self.open.get_mut(&bucket) else {
             return Ok(());
         };
-        let write_err = |path: &Path, e: &dyn std::fmt::Display| Error::Write {
+        let write_err = |path: &Path, e: BoxError| Error::Write {
             path: path.clone(),
-            reason: e.to_string(),
+            source: e,
         };
         file.end_row_group(false)
-            .map_err(|e| write_err(&file.path, &e))?;
-        file.upload().await.map_err(|e| write_err(&file.path, &e))?;
+            .map_err(|e| write_err(&file.path, e.into()))?;
+        file.upload()
+            .await
+            .map_err(|e| write_err(&file.path, e.into()))?;
         if file.size() as u64 >= self.cfg.target_file_size {
             self.close(bucket).await?;
         }
@@ -335,11 +339,11 @@ impl PartitionedWriter {
         );
         let path = Path::parse(format!("{}/{rel}", self.dir)).map_err(|e| Error::Write {
             path: self.dir.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let err = |e: parquet::errors::ParquetError| Error::Write {
             path: path.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         };
         // Through `ArrowWriter`, so the file carries the Arrow schema and the same properties
         // as one `ArrowWriter` writes.
@@ -414,10 +418,10 @@ impl PartitionedWriter {
             .build()
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, e: impl Into<BoxError>) -> Error {
         Error::Write {
             path: self.dir.clone(),
-            reason: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -507,19 +511,19 @@ async fn close_files(mut files: Vec<OpenFile>) -> Result<Vec<WrittenFile>> {
                 .and_then(|()| f.file.finish())
                 .map_err(|e| Error::Write {
                     path: f.path.clone(),
-                    reason: e.to_string(),
+                    source: e.into(),
                 })
         })
         .collect::<Result<Vec<_>>>()?;
     let mut closed = Vec::with_capacity(files.len());
     for (mut f, metadata) in files.into_iter().zip(metadata) {
         let path = f.path.clone();
-        let err = |e: &dyn std::fmt::Display| Error::Write {
+        let err = |e: BoxError| Error::Write {
             path: path.clone(),
-            reason: e.to_string(),
+            source: e,
         };
-        f.upload().await.map_err(|e| err(&e))?;
-        f.upload.shutdown().await.map_err(|e| err(&e))?;
+        f.upload().await.map_err(|e| err(e.into()))?;
+        f.upload.shutdown().await.map_err(|e| err(e.into()))?;
         closed.push(WrittenFile {
             entry: FileEntry {
                 path: f.rel,

@@ -5,6 +5,8 @@
 pub mod avro;
 #[path = "../../../../src/decode/json.rs"]
 pub mod json;
+#[path = "../../../../src/decode/record.rs"]
+pub mod record;
 #[path = "../../../../src/decode/stage.rs"]
 pub mod stage;
 
