@@ -519,7 +519,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let shutdown = shutdown_on_signals_within(Some(arg.shutdown_timeout));
             let opts = IngestOptions {
                 stop_at_end: arg.stop_at_end,
-                ..Default::default()
             };
             // One task per table: a slow table holds up only its own consumer and buffers.
             // The first table to fail ends the process (exit 1); the others' data is safe.

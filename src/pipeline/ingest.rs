@@ -30,10 +30,10 @@ use crate::decode::{DeadLetter, DeadLetterBuffer, RecordDecoder, Stage};
 use crate::error::{Error, Result};
 use crate::failpoints::crash_point;
 use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
+use crate::pipeline::handle::TableHandle;
 use crate::pipeline::progress::Progress;
-use crate::pipeline::promote::MoveReport;
+use crate::pipeline::promote::{self, MoveReport, PromoteOutcome};
 use crate::pipeline::shape::Shaper;
-use crate::pipeline::{TableHandle, rebuild};
 use crate::registry::SchemaRegistry;
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
@@ -95,28 +95,92 @@ enum Stop {
     Moved(u32),
 }
 
-/// How a materialization reads and when it ends.
+/// What a materialization is for, and so how it reads Kafka and when it ends (a files source
+/// always reads its files to their end). Each mode carries exactly what it needs.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// The version `current` names, written by `run`: joins the version's consumer group,
+    /// stops when `current` names another version, and decides whether the table is ready.
+    Live {
+        /// Kafka: stop once every assigned partition has reached its end.
+        stop_at_end: bool,
+    },
+    /// A version `run` moved away from, kept writable for `versions.retain_previous`: its own
+    /// consumer group, without following `current`.
+    Retained {
+        /// Kafka: stop once every assigned partition has reached its end.
+        stop_at_end: bool,
+    },
+    /// A rebuild's replay: every partition by explicit assignment (no consumer group).
+    Rebuild(RebuildRead),
+}
+
+/// How a rebuild's replay reads and when it ends.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct IngestOptions {
-    /// Kafka: stop once every assigned partition has reached its end (files sources always
-    /// stop at their end).
-    pub stop_at_end: bool,
-    /// Kafka: join the version's consumer group, or assign every partition (rebuild).
-    pub membership: Membership,
-    /// Kafka: stop when `current` names another version (the service follows promotions
-    /// and rollbacks).
-    pub follow_pointer: bool,
-    /// Kafka: stop once every partition has reached the offsets stored in this (live)
-    /// version, re-read after every commit.
-    pub catch_up_with: Option<(u32, Format)>,
+pub struct RebuildRead {
+    /// Catch up with the live version; `None` (no live version): stop at the topic's end.
+    pub catch_up: Option<CatchUp>,
     /// Show progress: a bar on a terminal, plain lines otherwise.
     pub progress: bool,
-    /// Kafka, catching up: promote this version when caught up (and keep consuming if the
-    /// live version moved on meanwhile).
-    pub promote_on_catch_up: Option<PromoteOnCatchUp>,
-    /// Kafka: partitions without a stored offset start at the first message at or after this
-    /// time (ms since the epoch) instead of the earliest retained one (`rebuild --from`).
+    /// Partitions without a stored offset start at the first message at or after this time
+    /// (ms since the epoch) instead of the earliest retained one (`rebuild --from`).
     pub start_from_ms: Option<i64>,
+}
+
+/// A replay catching up with the live version.
+#[derive(Debug, Clone, Copy)]
+pub struct CatchUp {
+    /// The live version and its format: stop once every partition has reached the offsets
+    /// stored in it, re-read after every commit.
+    pub live: (u32, Format),
+    /// Promote this version when caught up (and keep consuming if the live version moved on
+    /// meanwhile); `None`: stop when caught up.
+    pub promote: Option<PromoteOnCatchUp>,
+}
+
+impl Mode {
+    /// Kafka: stop once every assigned partition has reached its end.
+    fn stop_at_end(&self) -> bool {
+        match self {
+            Mode::Live { stop_at_end } | Mode::Retained { stop_at_end } => *stop_at_end,
+            Mode::Rebuild(r) => r.catch_up.is_none(),
+        }
+    }
+
+    /// Kafka: join the version's consumer group, or assign every partition.
+    fn membership(&self) -> Membership {
+        match self {
+            Mode::Live { .. } | Mode::Retained { .. } => Membership::Group,
+            Mode::Rebuild(_) => Membership::Assign,
+        }
+    }
+
+    /// Kafka: stop when `current` names another version.
+    fn follows_pointer(&self) -> bool {
+        matches!(self, Mode::Live { .. })
+    }
+
+    fn catch_up(&self) -> Option<CatchUp> {
+        match self {
+            Mode::Rebuild(r) => r.catch_up,
+            _ => None,
+        }
+    }
+
+    fn catch_up_with(&self) -> Option<(u32, Format)> {
+        self.catch_up().map(|c| c.live)
+    }
+
+    fn progress(&self) -> bool {
+        matches!(self, Mode::Rebuild(r) if r.progress)
+    }
+
+    fn start_from_ms(&self) -> Option<i64> {
+        match self {
+            Mode::Rebuild(r) => r.start_from_ms,
+            _ => None,
+        }
+    }
 }
 
 /// How a rebuild promotes from inside its replay.
@@ -144,7 +208,7 @@ pub async fn materialize(
     def: &VersionDefinition,
     table: &TableConfig,
     mut shutdown: Shutdown,
-    opts: IngestOptions,
+    mode: Mode,
 ) -> Result<IngestReport> {
     let mut ingest = Ingest::open(lake, layout, def, table).await?;
     let outcome = match &table.source {
@@ -161,7 +225,7 @@ pub async fn materialize(
                     }
                 })
         }
-        SourceConfig::Kafka(cfg) => ingest.run_kafka(cfg, &mut shutdown, opts).await,
+        SourceConfig::Kafka(cfg) => ingest.run_kafka(cfg, &mut shutdown, mode).await,
     };
     ingest.finish(outcome).await
 }
@@ -336,9 +400,9 @@ async fn catch_up_targets(
     lake: &Lake,
     layout: &TableLayout,
     topic: &str,
-    opts: IngestOptions,
+    mode: Mode,
 ) -> Result<Option<BTreeMap<i32, u64>>> {
-    let Some((version, format)) = opts.catch_up_with else {
+    let Some((version, format)) = mode.catch_up_with() else {
         return Ok(None);
     };
     let offsets = VersionLog::offsets_of(lake, layout, version, format).await?;
@@ -682,14 +746,14 @@ impl<'a> Ingest<'a> {
         &mut self,
         cfg: &KafkaSourceConfig,
         shutdown: &mut Shutdown,
-        opts: IngestOptions,
+        mode: Mode,
     ) -> Result<Stop> {
-        if let Some(at_ms) = opts.start_from_ms {
+        if let Some(at_ms) = mode.start_from_ms() {
             self.seed_start(cfg, at_ms).await?;
         }
         loop {
-            let mut source = KafkaSource::start_with(cfg, self.version(), opts.membership)?;
-            let outcome = self.kafka_session(&mut source, shutdown, opts).await;
+            let mut source = KafkaSource::start_with(cfg, self.version(), mode.membership())?;
+            let outcome = self.kafka_session(&mut source, shutdown, mode).await;
             let outcome = match outcome {
                 Ok(stop) => match self.commit().await {
                     Ok(()) => {
@@ -760,21 +824,21 @@ impl<'a> Ingest<'a> {
         &mut self,
         source: &mut KafkaSource,
         shutdown: &mut Shutdown,
-        opts: IngestOptions,
+        mode: Mode,
     ) -> Result<Stop> {
         let topic = source.topic().clone();
         let max_age = self.table.writer.max_age;
         let mut assigned: BTreeMap<i32, Assigned> = BTreeMap::new();
         let mut deadline = Instant::now() + max_age;
-        let mut targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
+        let mut targets = catch_up_targets(self.lake, self.layout, &topic, mode).await?;
         let mut next_pointer_check = Instant::now() + POINTER_POLL;
-        let mut progress = opts.progress.then(|| ProgressView::new(self.version()));
+        let mut progress = mode.progress().then(|| ProgressView::new(self.version()));
         // The live version's writer (the one following `current`) says whether the table is
         // ready; a replay or a previous version written beside it does not.
-        self.metrics.decide_readiness(opts.follow_pointer);
+        self.metrics.decide_readiness(mode.follows_pointer());
         self.metrics.assigned(0);
         loop {
-            let wake = if opts.follow_pointer || progress.is_some() {
+            let wake = if mode.follows_pointer() || progress.is_some() {
                 deadline.min(next_pointer_check)
             } else {
                 deadline
@@ -832,14 +896,14 @@ impl<'a> Ingest<'a> {
                     // Caught up only when we hold every partition of the topic (a member
                     // that died may still hold some until its session expires).
                     let all = assigned.len() >= source.partition_count().max(1);
-                    if opts.stop_at_end && all && assigned.values().all(|a| a.at_end) {
+                    if mode.stop_at_end() && all && assigned.values().all(|a| a.at_end) {
                         return Ok(Stop::End);
                     }
                     if all && caught_up(&assigned, targets.as_ref()) {
-                        if self.on_caught_up(opts).await? {
+                        if self.on_caught_up(mode).await? {
                             return Ok(Stop::CaughtUp);
                         }
-                        targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
+                        targets = catch_up_targets(self.lake, self.layout, &topic, mode).await?;
                     }
                 }
                 Some(Event::Error(_)) => {}
@@ -864,14 +928,14 @@ impl<'a> Ingest<'a> {
                 self.heartbeat(Some(metrics)).await;
                 deadline = Instant::now() + max_age;
                 if targets.is_some() {
-                    targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
+                    targets = catch_up_targets(self.lake, self.layout, &topic, mode).await?;
                     if assigned.len() >= source.partition_count().max(1)
                         && caught_up(&assigned, targets.as_ref())
                     {
-                        if self.on_caught_up(opts).await? {
+                        if self.on_caught_up(mode).await? {
                             return Ok(Stop::CaughtUp);
                         }
-                        targets = catch_up_targets(self.lake, self.layout, &topic, opts).await?;
+                        targets = catch_up_targets(self.lake, self.layout, &topic, mode).await?;
                     }
                 }
             }
@@ -880,7 +944,7 @@ impl<'a> Ingest<'a> {
                 if let Some(view) = &mut progress {
                     view.tick();
                 }
-                if opts.follow_pointer
+                if mode.follows_pointer()
                     && let Some(p) = pointer::read(self.lake, self.layout).await?
                     && p.version != self.version()
                 {
@@ -894,8 +958,12 @@ impl<'a> Ingest<'a> {
     /// Caught up with the live version: stop, or, with a promotion to make, commit and try it
     /// here, with the consumer still open. Returns whether to stop (false: the live version
     /// moved on, keep consuming).
-    async fn on_caught_up(&mut self, opts: IngestOptions) -> Result<bool> {
-        let Some(p) = opts.promote_on_catch_up else {
+    async fn on_caught_up(&mut self, mode: Mode) -> Result<bool> {
+        let Some(CatchUp {
+            live,
+            promote: Some(p),
+        }) = mode.catch_up()
+        else {
             return Ok(true);
         };
         self.commit().await?;
@@ -909,18 +977,20 @@ impl<'a> Ingest<'a> {
         // would never finish while the live version keeps committing). What arrives later is
         // written by both from the same source events.
         let compare = p.require_same_rows && !self.same_rows_checked;
-        let promoted = rebuild::try_promote(
-            &table,
-            self.def,
-            opts.catch_up_with,
-            p.expect_current,
-            compare,
-        )
-        .await?;
+        let outcome =
+            promote::promote_caught_up(&table, self.def, Some(live), p.expect_current, compare)
+                .await?;
         self.same_rows_checked |= compare;
-        let stop = promoted.is_some();
-        self.report.promoted = promoted;
-        Ok(stop)
+        match outcome {
+            PromoteOutcome::Promoted(report) => {
+                self.report.promoted = Some(report);
+                Ok(true)
+            }
+            PromoteOutcome::Behind { .. } => {
+                self.report.promoted = None;
+                Ok(false)
+            }
+        }
     }
 
     /// Start positions for newly assigned partitions: the version's stored offsets; for a
