@@ -561,3 +561,36 @@ struct Assigned {
     /// Reached the partition's end with nothing after it yet.
     at_end: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(expected: Option<u64>) -> Assigned {
+        Assigned {
+            expected,
+            at_end: false,
+        }
+    }
+
+    #[test]
+    fn caught_up_needs_targets_and_every_partition_at_its_target() {
+        let assigned = BTreeMap::from([(0, at(Some(5))), (1, at(Some(2)))]);
+        assert!(
+            !caught_up(&assigned, None),
+            "no live version: never caught up"
+        );
+        assert!(!caught_up(&BTreeMap::new(), Some(&BTreeMap::new())));
+        let targets = BTreeMap::from([(0, 5), (1, 3)]);
+        assert!(
+            !caught_up(&assigned, Some(&targets)),
+            "partition 1 is behind"
+        );
+        let targets = BTreeMap::from([(0, 5), (1, 2)]);
+        assert!(caught_up(&assigned, Some(&targets)));
+        // A partition without a target, or with target 0, is caught up at any position.
+        let assigned = BTreeMap::from([(0, at(None)), (1, at(Some(9)))]);
+        assert!(caught_up(&assigned, Some(&BTreeMap::from([(0, 0)]))));
+        assert!(!caught_up(&assigned, Some(&BTreeMap::from([(0, 1)]))));
+    }
+}

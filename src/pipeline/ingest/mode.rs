@@ -103,3 +103,42 @@ pub struct PromoteOnCatchUp {
     /// Refuse if the versions' records differ.
     pub require_same_rows: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_live_version_follows_current_and_only_a_rebuild_assigns() {
+        let live = Mode::Live { stop_at_end: false };
+        let retained = Mode::Retained { stop_at_end: true };
+        let rebuild = Mode::Rebuild(RebuildRead::default());
+        assert!(live.follows_pointer());
+        assert!(!retained.follows_pointer() && !rebuild.follows_pointer());
+        assert_eq!(live.membership(), Membership::Group);
+        assert_eq!(retained.membership(), Membership::Group);
+        assert_eq!(rebuild.membership(), Membership::Assign);
+        assert!(!live.stop_at_end() && retained.stop_at_end());
+        assert!(live.catch_up().is_none() && live.start_from_ms().is_none() && !live.progress());
+    }
+
+    #[test]
+    fn a_rebuild_stops_at_the_end_only_without_a_live_version() {
+        let alone = Mode::Rebuild(RebuildRead {
+            catch_up: None,
+            progress: true,
+            start_from_ms: Some(7),
+        });
+        assert!(alone.stop_at_end() && alone.progress());
+        assert_eq!(alone.start_from_ms(), Some(7));
+        let beside = Mode::Rebuild(RebuildRead {
+            catch_up: Some(CatchUp {
+                live: (3, Format::Delta),
+                promote: None,
+            }),
+            ..RebuildRead::default()
+        });
+        assert!(!beside.stop_at_end());
+        assert_eq!(beside.catch_up_with(), Some((3, Format::Delta)));
+    }
+}
