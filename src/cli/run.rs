@@ -35,7 +35,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signals_within(Some(args.shutdown_timeout));
     let opts = IngestOptions {
         stop_at_end: args.stop_at_end,
-        ..Default::default()
     };
     // One task per table: a slow table holds up only its own consumer and buffers.
     // The first table to fail ends the process (exit 1); the others' data is safe.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::{ContextError, Error, Missing, Result};
-use crate::pipeline::TableHandle;
+use crate::pipeline::handle::TableHandle;
 use crate::table::version;
 use crate::write::VersionLog;
 

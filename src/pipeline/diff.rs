@@ -15,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use crate::error::{BoxError, ContextError, Error, Missing, Result, Unsupported};
-use crate::pipeline::TableHandle;
+use crate::pipeline::handle::TableHandle;
 use crate::pipeline::shape::{
     KAFKA_OFFSET_COLUMN, KAFKA_PARTITION_COLUMN, KAFKA_TOPIC_COLUMN, SOURCE_FILE_COLUMN,
     SOURCE_LINE_COLUMN,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::pipeline::TableHandle;
+use crate::pipeline::handle::TableHandle;
 use crate::table::pointer;
 use crate::table::version::{self, VersionState};
 

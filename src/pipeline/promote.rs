@@ -5,18 +5,25 @@
 //! writes L, at least the partition's high watermark minus N). Otherwise the move is refused with the
 //! per-partition numbers, unless forced (logged loudly). The move itself is a compare-and-swap
 //! on the pointer version that was read, so of two racing promoters exactly one wins.
+//!
+//! A candidate that has not caught up is not a failure here: moving the pointer returns
+//! [`PromoteOutcome::Behind`]; only the CLI-facing [`promote`] and [`rollback`] turn it into
+//! [`Error::Behind`] (its exit code and message). A rebuild promoting from inside its replay
+//! uses [`promote_caught_up`], for which "behind" means "keep consuming".
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::config::SourceConfig;
-use crate::error::{Error, Missing, Result};
-use crate::pipeline::TableHandle;
+use crate::config::{Format, SourceConfig};
+use crate::error::{Error, Missing, Refusal, Result};
+use crate::failpoints::crash_point;
+use crate::pipeline::diff;
+use crate::pipeline::handle::TableHandle;
 use crate::pipeline::views;
 use crate::source::{kafka_partition_key, seek};
 use crate::table::version;
-use crate::table::{Pointer, VersionState, pointer};
+use crate::table::{Pointer, VersionDefinition, VersionState, pointer};
 use crate::write::{VersionLog, lease};
 
 /// How to move the pointer.
@@ -45,6 +52,28 @@ pub struct MoveReport {
     pub to: u32,
     /// Offsets of the new current version at the move.
     pub offsets: BTreeMap<String, u64>,
+}
+
+/// What a pointer move came to: done, or refused because the target has not caught up.
+#[derive(Debug, Clone)]
+pub enum PromoteOutcome {
+    /// `current` moved (or already named the target).
+    Promoted(MoveReport),
+    /// The target is behind the live version on some partitions; nothing moved.
+    Behind {
+        /// Why, per partition, as the user reads it.
+        reason: String,
+    },
+}
+
+impl PromoteOutcome {
+    /// The move, or [`Error::Behind`] with the per-partition numbers.
+    pub fn into_result(self) -> Result<MoveReport> {
+        match self {
+            PromoteOutcome::Promoted(r) => Ok(r),
+            PromoteOutcome::Behind { reason } => Err(Error::Behind(reason)),
+        }
+    }
 }
 
 /// Partitions where `candidate` is behind `live`: `(partition, candidate, live)`.
@@ -79,14 +108,18 @@ async fn high_watermarks(source: &SourceConfig) -> Result<Option<BTreeMap<String
     ))
 }
 
-/// Promotes a version (default: the newest that is not current).
+/// Promotes a version (default: the newest that is not current). A target that has not
+/// caught up is [`Error::Behind`].
 pub async fn promote(table: &TableHandle, req: MoveRequest) -> Result<MoveReport> {
-    move_pointer(table, req, Move::Promote).await
+    move_pointer(table, req, Move::Promote).await?.into_result()
 }
 
-/// Moves the pointer back (default: to the previous version).
+/// Moves the pointer back (default: to the previous version). A target that has not caught
+/// up is [`Error::Behind`].
 pub async fn rollback(table: &TableHandle, req: MoveRequest) -> Result<MoveReport> {
-    move_pointer(table, req, Move::Rollback).await
+    move_pointer(table, req, Move::Rollback)
+        .await?
+        .into_result()
 }
 
 /// Which way a pointer move goes.
@@ -108,7 +141,54 @@ impl Move {
     }
 }
 
-async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Result<MoveReport> {
+/// A rebuild's promotion of `def` once it has caught up with `live` (and, with
+/// `require_same_rows`, holds the same records up to the offsets both hold). `current` is
+/// compared-and-swapped: only if it still names that version.
+pub async fn promote_caught_up(
+    table: &TableHandle,
+    def: &VersionDefinition,
+    live: Option<(u32, Format)>,
+    current: Option<u32>,
+    require_same_rows: bool,
+) -> Result<PromoteOutcome> {
+    crash_point!("rebuild.before_promote");
+    let (lake, layout) = (&table.lake, &table.layout);
+    if require_same_rows && let Some((a, live_format)) = live {
+        let b = def.version;
+        let live_offsets = VersionLog::offsets_of(lake, layout, a, live_format).await?;
+        let ours = VersionLog::offsets_of(lake, layout, b, def.definition.format).await?;
+        let limit: diff::Limit = live_offsets
+            .iter()
+            .map(|(k, o)| (k.clone(), (*o).min(ours.get(k).copied().unwrap_or(0))))
+            .collect();
+        let d = diff::diff(table, a, b, Some(&limit)).await?;
+        if !d.same() {
+            return Err(Refusal::NotSame {
+                table: table.cfg.name.clone(),
+                a,
+                b,
+                rows_a: d.total.a.rows,
+                rows_b: d.total.b.rows,
+            }
+            .into());
+        }
+        tracing::info!(table = %table.cfg.name, a, b, rows = d.total.a.rows, "same records in both versions");
+    }
+    let req = MoveRequest {
+        version: Some(def.version),
+        force: false,
+        expect_current: current,
+        max_lag: 0,
+    };
+    let outcome = move_pointer(table, req, Move::Promote).await?;
+    if let PromoteOutcome::Behind { reason } = &outcome {
+        tracing::info!(table = %table.cfg.name, version = def.version, %reason, "not caught up yet");
+    }
+    Ok(outcome)
+}
+
+/// Moves `current` to the request's target under the catch-up rule.
+async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Result<PromoteOutcome> {
     let reason = kind.as_str();
     let (lake, layout) = (&table.lake, &table.layout);
     let name = &table.cfg.name;
@@ -156,12 +236,12 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Resu
         VersionLog::offsets_of(lake, layout, target, target_def.definition.format).await?;
     if Some(target) == from {
         tracing::info!(table = %name, version = target, "already current");
-        return Ok(MoveReport {
+        return Ok(PromoteOutcome::Promoted(MoveReport {
             table: name.clone(),
             from,
             to: target,
             offsets: candidate,
-        });
+        }));
     }
     if let Some(live) = from {
         let live_format = version::load(lake, layout, live)
@@ -198,10 +278,12 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Resu
             if req.force {
                 tracing::warn!(table = %name, version = target, lagging = %detail.join("; "), "FORCED {reason} of a version that has not caught up");
             } else {
-                return Err(Error::Behind(format!(
-                    "v{target} has not caught up with v{live}: {}{why_no_allowance}; wait for it (or use --force)",
-                    detail.join("; ")
-                )));
+                return Ok(PromoteOutcome::Behind {
+                    reason: format!(
+                        "v{target} has not caught up with v{live}: {}{why_no_allowance}; wait for it (or use --force)",
+                        detail.join("; ")
+                    ),
+                });
             }
         }
     }
@@ -226,10 +308,10 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Resu
         }
     }
     views::on_promote(table, from, target).await;
-    Ok(MoveReport {
+    Ok(PromoteOutcome::Promoted(MoveReport {
         table: name.clone(),
         from,
         to: target,
         offsets: candidate,
-    })
+    }))
 }

@@ -7,17 +7,14 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Serialize;
 
-use crate::config::{Format, SourceConfig};
+use crate::config::SourceConfig;
 use crate::error::{Error, Refusal, Result, Unsupported};
-use crate::failpoints::crash_point;
-use crate::pipeline::promote::{self, MoveReport, MoveRequest};
-use crate::pipeline::{IngestReport, TableHandle, diff, ingest};
+use crate::pipeline::handle::TableHandle;
+use crate::pipeline::ingest::{self, CatchUp, IngestReport, Mode, PromoteOnCatchUp, RebuildRead};
+use crate::pipeline::promote::{self, MoveReport, PromoteOutcome};
 use crate::shutdown::Shutdown;
-use crate::source::kafka::Membership;
-use crate::table::VersionDefinition;
 use crate::table::pointer;
 use crate::table::version::{self, VersionState};
-use crate::write::VersionLog;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Serialize)]
@@ -126,21 +123,19 @@ pub async fn rebuild(
     tracing::info!(table = %table.cfg.name, version = def.version, resumed, "rebuilding");
     // Every partition by explicit assignment (no consumer group), until the live version's
     // stored offsets are reached (the topic's end when there is no live version).
-    let catch_up_with = live.map(|l| (l.version, l.definition.format));
-    let read = ingest::IngestOptions {
-        stop_at_end: catch_up_with.is_none(),
-        membership: Membership::Assign,
-        follow_pointer: false,
-        catch_up_with,
-        progress: opts.progress,
-        // Promote from inside the replay, with its consumer still open: a live version that
-        // commits again meanwhile is caught up with without restarting.
-        promote_on_catch_up: (opts.promote && live.is_some()).then_some(ingest::PromoteOnCatchUp {
-            expect_current: current,
-            require_same_rows: opts.require_same_rows,
+    let read = Mode::Rebuild(RebuildRead {
+        catch_up: live.map(|l| CatchUp {
+            live: (l.version, l.definition.format),
+            // Promote from inside the replay, with its consumer still open: a live version
+            // that commits again meanwhile is caught up with without restarting.
+            promote: opts.promote.then_some(PromoteOnCatchUp {
+                expect_current: current,
+                require_same_rows: opts.require_same_rows,
+            }),
         }),
+        progress: opts.progress,
         start_from_ms,
-    };
+    });
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -160,7 +155,7 @@ pub async fn rebuild(
                 promoted: None,
             });
         }
-        if let Some(p) = try_promote(
+        if let PromoteOutcome::Promoted(p) = promote::promote_caught_up(
             table,
             &def,
             live.map(|l| (l.version, l.definition.format)),
@@ -182,53 +177,5 @@ pub async fn rebuild(
             )));
         }
         tracing::info!(table = %table.cfg.name, version = def.version, "the live version moved on; catching up again");
-    }
-}
-
-/// Checks (optionally that both versions hold the same records) and promotes `def` if it has
-/// caught up with `live`; `Ok(None)` when the live version is ahead again.
-pub(crate) async fn try_promote(
-    table: &TableHandle,
-    def: &VersionDefinition,
-    live: Option<(u32, Format)>,
-    current: Option<u32>,
-    require_same_rows: bool,
-) -> Result<Option<MoveReport>> {
-    crash_point!("rebuild.before_promote");
-    let (lake, layout) = (&table.lake, &table.layout);
-    if require_same_rows && let Some((a, live_format)) = live {
-        let b = def.version;
-        let live_offsets = VersionLog::offsets_of(lake, layout, a, live_format).await?;
-        let ours = VersionLog::offsets_of(lake, layout, b, def.definition.format).await?;
-        let limit: diff::Limit = live_offsets
-            .iter()
-            .map(|(k, o)| (k.clone(), (*o).min(ours.get(k).copied().unwrap_or(0))))
-            .collect();
-        let d = diff::diff(table, a, b, Some(&limit)).await?;
-        if !d.same() {
-            return Err(Refusal::NotSame {
-                table: table.cfg.name.clone(),
-                a,
-                b,
-                rows_a: d.total.a.rows,
-                rows_b: d.total.b.rows,
-            }
-            .into());
-        }
-        tracing::info!(table = %table.cfg.name, a, b, rows = d.total.a.rows, "same records in both versions");
-    }
-    let req = MoveRequest {
-        version: Some(def.version),
-        force: false,
-        expect_current: current,
-        max_lag: 0,
-    };
-    match promote::promote(table, req).await {
-        Ok(p) => Ok(Some(p)),
-        Err(Error::Behind(reason)) => {
-            tracing::info!(table = %table.cfg.name, version = def.version, %reason, "not caught up yet");
-            Ok(None)
-        }
-        Err(e) => Err(e),
     }
 }

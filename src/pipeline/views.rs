@@ -3,7 +3,7 @@
 
 use crate::config::Format;
 use crate::error::Result;
-use crate::pipeline::TableHandle;
+use crate::pipeline::handle::TableHandle;
 use crate::table::{pointer, version};
 
 /// A SQL engine to write view definitions for.

@@ -1,0 +1,62 @@
+//! Materializing a source into one version: decode → transform → event time → partitioned
+//! Parquet → commit (files + dead letters + offsets) → advisory offset commit (Kafka). Also
+//! `dead-letters replay` ([`replay_dead_letters`]), which feeds a version's dead letters through
+//! the same path.
+//!
+//! ```text
+//!   files::run ─┐                      (one driver per source, each ends with a Stop)
+//!   kafka::run ─┼─▶ writer::VersionWriter ─▶ Parquet files + commit log (offsets, dead letters)
+//!   replay     ─┘        │
+//!                        └─▶ observe (progress view, lag, lease heartbeat)
+//! ```
+//!
+//! The [`writer`] resumes from the offsets stored in the version's commit log and commits
+//! atomically what it wrote with the offsets it covers; the drivers decide when (at least
+//! every `max_age`, when buffers reach `max_buffer_bytes`, before giving up Kafka partitions,
+//! at the end of the source and on shutdown). [`Mode`] says what the materialization is for.
+//!
+//! Invariant: this module never imports the jobs above it (`rebuild`, `run`): a rebuild
+//! promotes from inside its replay through [`crate::pipeline::promote`].
+
+mod files;
+mod kafka;
+pub mod mode;
+mod observe;
+mod replay;
+pub mod report;
+mod writer;
+
+pub use mode::{CatchUp, Mode, PromoteOnCatchUp, RebuildRead};
+pub use replay::{ReplayReport, replay_dead_letters};
+pub use report::IngestReport;
+
+use crate::config::{SourceConfig, TableConfig};
+use crate::error::Result;
+use crate::shutdown::Shutdown;
+use crate::source::files::FilesSource;
+use crate::storage::Lake;
+use crate::table::{TableLayout, VersionDefinition};
+
+/// Writes the records of `table`'s source into version `def`, until the source ends (files,
+/// or Kafka as `mode` says) or `shutdown` fires. Everything it logs carries the table and
+/// the version (its span's fields; not named `version`, which delta-rs's kernel records into
+/// whatever span is current).
+#[tracing::instrument(name = "writer", skip_all, fields(table = %table.name, table_version = def.version))]
+pub async fn materialize(
+    lake: &Lake,
+    layout: &TableLayout,
+    def: &VersionDefinition,
+    table: &TableConfig,
+    mut shutdown: Shutdown,
+    mode: Mode,
+) -> Result<IngestReport> {
+    let mut w = writer::VersionWriter::open(lake, layout, def, table).await?;
+    let outcome = match &table.source {
+        SourceConfig::Files(cfg) => {
+            let source = FilesSource::start(cfg, &w.log.state().positions)?;
+            files::run(&mut w, source, &mut shutdown).await
+        }
+        SourceConfig::Kafka(cfg) => kafka::run(&mut w, cfg, &mut shutdown, mode).await,
+    };
+    w.finish(outcome).await
+}

@@ -1,0 +1,605 @@
+//! The version writer: one job, for one version — decode → shape (transform, event time,
+//! partition) → write Parquet → commit the files with the offsets they cover and the dead
+//! letters, in one commit-log entry.
+//!
+//! It resumes from the offsets stored in the version's commit log: at open it deletes the
+//! files no commit lists whose writer is gone (see [`lease`]). Every commit closes the open
+//! files, so a commit's offsets cover exactly the rows in the files it lists. Invariant: a
+//! refused commit (another writer committed the same offsets first, or this writer's lease
+//! expired) deletes its files and returns [`Error::Conflict`]; nothing it wrote stays visible.
+
+use std::collections::BTreeMap;
+
+use tokio::time::Instant;
+
+use crate::config::{BadRecords, SourceConfig, TableConfig};
+use crate::decode::json::Decoded;
+use crate::decode::{DeadLetter, DeadLetterBuffer, RecordDecoder, Stage};
+use crate::error::{Error, Result, Unusable};
+use crate::failpoints::crash_point;
+use crate::metrics::{CommitFigures, Metrics, VersionMetrics};
+use crate::pipeline::ingest::report::{IngestReport, Stop};
+use crate::pipeline::shape::Shaper;
+use crate::registry::SchemaRegistry;
+use crate::source::SourceBatch;
+use crate::storage::Lake;
+use crate::table::{TableLayout, VersionDefinition};
+use crate::write::commit::OffsetRange;
+use crate::write::lease::{self, PartitionMetrics, WriterLease, WriterState};
+use crate::write::{self, FileWriter, PendingCommit, SourcePosition, VersionLog};
+
+/// Uncommitted offsets and dead letters (the rows are in the writer's files).
+#[derive(Default)]
+struct Pending {
+    ranges: BTreeMap<String, OffsetRange>,
+    dead_letters: DeadLetterBuffer,
+}
+
+/// One writer of one version: decodes, shapes and writes batches, and commits them with their
+/// offsets and dead letters. It does not read a source: the drivers hand it batches.
+pub(super) struct VersionWriter<'a> {
+    pub(super) lake: &'a Lake,
+    pub(super) layout: &'a TableLayout,
+    pub(super) def: &'a VersionDefinition,
+    pub(super) table: &'a TableConfig,
+    pub(super) log: VersionLog,
+    pub(super) writer: FileWriter,
+    pub(super) decoder: RecordDecoder,
+    /// Where Confluent-framed records' writer schemas are looked up.
+    pub(super) registry: Option<SchemaRegistry>,
+    pub(super) shaper: Shaper,
+    pending: Pending,
+    pub(super) report: IngestReport,
+    pub(super) lease: WriterLease,
+    /// `dead-letters replay`: records failing again are counted here (by `stage: reason`)
+    /// instead of becoming dead letters a second time.
+    pub(super) replay_failures: Option<BTreeMap<String, u64>>,
+    pub(super) metrics: VersionMetrics,
+}
+
+impl<'a> VersionWriter<'a> {
+    pub(super) async fn open(
+        lake: &'a Lake,
+        layout: &'a TableLayout,
+        def: &'a VersionDefinition,
+        table: &'a TableConfig,
+    ) -> Result<VersionWriter<'a>> {
+        let version = def.version;
+        let ttl = (table.writer.max_age.as_secs() * 3).max(30);
+        let mut lease = WriterLease::new(ttl);
+        let event_schema = def.definition.event_schema()?.arrow;
+        let decoder = RecordDecoder::for_source(
+            &table.source,
+            &def.definition.schema.to_string(),
+            event_schema.clone(),
+        )?;
+        let registry = match &table.source {
+            SourceConfig::Kafka(k) => k.registry.as_deref().map(SchemaRegistry::new).transpose()?,
+            SourceConfig::Files(_) => None,
+        };
+        let shaper = Shaper::new(&event_schema, &def.definition)?;
+        let (log, writer) = write::open_for_writing(
+            lake,
+            layout,
+            def,
+            shaper.output_schema(),
+            &table.writer,
+            &lease.writer,
+        )
+        .await?;
+        let live = lease::live_writers(lake, layout, version).await?;
+        let removed = log.remove_uncommitted(&live).await?;
+        if removed > 0 {
+            tracing::info!(table = %layout.table(), version, removed, "removed files no commit lists (their writer is gone)");
+        }
+        lease.refresh(lake, layout, version).await?;
+        lease::prune(lake, layout, version).await?;
+        tracing::info!(table = %layout.table(), version, writer = %lease.writer, "writer started");
+        Ok(VersionWriter {
+            lake,
+            layout,
+            def,
+            table,
+            log,
+            writer,
+            decoder,
+            registry,
+            shaper,
+            pending: Pending::default(),
+            report: IngestReport {
+                table: table.name.clone(),
+                version,
+                removed_uncommitted: removed,
+                ..Default::default()
+            },
+            lease,
+            replay_failures: None,
+            metrics: Metrics::global().version(&table.name, version),
+        })
+    }
+
+    pub(super) fn version(&self) -> u32 {
+        self.def.version
+    }
+
+    pub(super) fn over_budget(&self) -> bool {
+        let budget = self.table.writer.max_buffer_bytes as usize;
+        self.writer.buffered_bytes() > budget
+            || self.pending.dead_letters.buffered_bytes() > budget / 4
+    }
+
+    /// Memory held by what is not committed yet.
+    pub(super) fn buffered_bytes(&self) -> usize {
+        self.writer.buffered_bytes() + self.pending.dead_letters.buffered_bytes()
+    }
+
+    /// Records the end of the run in the lease; hands back the report.
+    pub(super) async fn finish(mut self, outcome: Result<Stop>) -> Result<IngestReport> {
+        self.lease.state = WriterState::Stopped;
+        self.sync_metrics(None);
+        if let Err(e) = self
+            .lease
+            .refresh(self.lake, self.layout, self.version())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the end of the run in the writer lease");
+        }
+        if outcome.is_err() {
+            self.remove_own_uncommitted().await;
+        }
+        match outcome? {
+            Stop::Interrupted => self.report.interrupted = true,
+            Stop::End => {}
+            Stop::CaughtUp => self.report.caught_up = true,
+            Stop::Moved(v) => self.report.moved_to = Some(v),
+        }
+        Ok(self.report)
+    }
+
+    /// Stopping on an error (e.g. a full disk): deletes the files this writer wrote but could
+    /// not commit, which a path glob would see until the next writer's start removes them. The
+    /// log is re-read first, so a commit whose outcome was unknown and that did land keeps its
+    /// files; other live writers' files are kept. Best effort: a failure is only logged.
+    async fn remove_own_uncommitted(&mut self) {
+        let result = async {
+            self.log.refresh().await?;
+            let mut others = lease::live_writers(self.lake, self.layout, self.version()).await?;
+            others.remove(&self.lease.writer);
+            self.log.remove_uncommitted(&others).await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(table = %self.table.name, version = self.version(), removed, "removed the files no commit lists");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove the files no commit lists; the next writer removes them at its start");
+            }
+        }
+    }
+
+    fn sync_metrics(&mut self, partitions: Option<BTreeMap<String, PartitionMetrics>>) {
+        let m = &mut self.lease.metrics;
+        m.events_in = self.report.records;
+        m.events_skipped = self.report.skipped;
+        m.rows_written = self.report.rows;
+        m.dead_lettered = self.report.dead_letters;
+        m.files = self.report.files;
+        m.commits = self.report.commits;
+        m.conflicts = self.report.conflicts;
+        if let Some(p) = partitions {
+            m.partitions = p;
+        }
+    }
+
+    /// Refreshes the lease, with the run's metrics. A failure is logged, not fatal: the next
+    /// commit checks the lease is still fresh.
+    pub(super) async fn heartbeat(
+        &mut self,
+        partitions: Option<BTreeMap<String, PartitionMetrics>>,
+    ) {
+        self.sync_metrics(partitions);
+        if let Err(e) = self
+            .lease
+            .refresh(self.lake, self.layout, self.version())
+            .await
+        {
+            tracing::warn!(error = %e, "could not refresh the writer lease");
+        }
+    }
+
+    /// Commits everything written since the last commit. A refused commit deletes its files
+    /// and returns the conflict.
+    pub(super) async fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let version = self.version();
+        let (files, adds) = self.writer.finish().await?;
+        let dead = self.pending.dead_letters.len() as u64;
+        let dead_by_stage = self.pending.dead_letters.by_stage();
+        let dead_letters = self
+            .pending
+            .dead_letters
+            .flush(self.lake, self.layout, version, &self.lease.writer)
+            .await?;
+        let commit = PendingCommit {
+            files,
+            dead_letters: dead_letters.into_iter().collect(),
+            ranges: std::mem::take(&mut self.pending.ranges),
+            adds,
+        };
+        if commit.is_empty() {
+            return Ok(());
+        }
+        crash_point!("ingest.after_files");
+        let result = if self.lease.may_commit(chrono::Utc::now()) {
+            self.log.commit(commit.clone()).await
+        } else {
+            Err(Error::Conflict {
+                path: self.layout.writer_lease(version, &self.lease.writer),
+                reason: "this writer's lease expired (was the process paused?); its files may have been removed".into(),
+            })
+        };
+        let seq = match result {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.metrics.buffered(self.buffered_bytes());
+                if matches!(e, Error::Conflict { .. }) {
+                    self.report.conflicts += 1;
+                    self.metrics.conflict();
+                    delete_files(self.lake, self.layout, version, &commit).await?;
+                }
+                return Err(e);
+            }
+        };
+        let rows: u64 = commit.files.iter().map(|f| f.rows).sum();
+        let files = commit.files.len() as u64;
+        self.metrics.committed(
+            &CommitFigures {
+                rows,
+                bytes: commit.files.iter().map(|f| f.size).sum(),
+                files,
+                dead_letters: dead_by_stage,
+            },
+            started.elapsed(),
+        );
+        self.metrics.buffered(self.buffered_bytes());
+        self.metrics.committing();
+        self.report.commits += 1;
+        self.report.rows += rows;
+        self.report.files += files;
+        self.report.dead_letters += dead;
+        tracing::info!(table = %self.layout.table(), version, seq, rows, files, dead_letters = dead, "commit");
+        crash_point!("ingest.after_commit");
+        Ok(())
+    }
+
+    pub(super) async fn write(&mut self, batch: &SourceBatch) -> Result<()> {
+        self.decoder
+            .resolve(&batch.records, self.registry.as_ref())
+            .await?;
+        let decoded = self.decoder.decode(&batch.records);
+        self.write_decoded(batch, decoded, &batch.partition).await
+    }
+
+    /// [`VersionWriter::write`] of a batch already decoded; `key` is the position the batch advances
+    /// (its source partition, or a replayed dead-letter file's key).
+    pub(super) async fn write_decoded(
+        &mut self,
+        batch: &SourceBatch,
+        decoded: Decoded,
+        key: &str,
+    ) -> Result<()> {
+        self.metrics.consumed(batch.records.len() as u64, 0);
+        let range = self
+            .pending
+            .ranges
+            .entry(key.to_string())
+            .or_insert_with(|| OffsetRange {
+                start: batch.start,
+                end: batch.start,
+                end_byte: None,
+                eof: false,
+            });
+        let SourcePosition {
+            offset,
+            end_byte,
+            eof,
+        } = batch.position;
+        range.end = offset;
+        range.end_byte = end_byte;
+        range.eof = eof;
+
+        let dead = |index: usize, stage: Stage, reason: String| {
+            let rec = &batch.records[index];
+            DeadLetter {
+                stage,
+                reason,
+                source: batch.partition.clone(),
+                offset: rec.offset,
+                raw: rec.bytes.clone(),
+                raw_len: rec.oversized.unwrap_or(rec.bytes.len() as u64),
+                timestamp_ms: rec.timestamp_ms,
+                key: rec.key.clone(),
+                headers: rec.headers.clone(),
+            }
+        };
+        for r in decoded.rejected {
+            self.reject(dead(r.index, r.stage, r.reason))?;
+        }
+        let mut rows = decoded.rows.as_slice();
+        for events in decoded.batches {
+            let (these, rest) = rows.split_at(events.num_rows());
+            rows = rest;
+            let mut rejected = Vec::new();
+            let shaped = self
+                .shaper
+                .shape(events, batch, these, &mut |i, stage, reason| {
+                    rejected.push(dead(i, stage, reason))
+                })
+                .map_err(|e| self.write_err(e))?
+                .ok_or_else(|| {
+                    Error::from(Unusable::SourceKind {
+                        version: self.def.version,
+                    })
+                })?;
+            for letter in rejected {
+                self.reject(letter)?;
+            }
+            self.writer.write(&shaped.batch, &shaped.buckets).await?;
+        }
+        self.metrics.buffered(self.buffered_bytes());
+        Ok(())
+    }
+
+    /// A record that cannot be materialized, handled as the table's `bad_records` says.
+    pub(super) fn reject(&mut self, letter: DeadLetter) -> Result<()> {
+        if let Some(failures) = &mut self.replay_failures {
+            let reason = format!("{}: {}", letter.stage.as_str(), letter.reason);
+            *failures.entry(reason).or_default() += 1;
+            return Ok(());
+        }
+        match self.table.bad_records {
+            BadRecords::DeadLetter => {
+                self.pending.dead_letters.push(letter);
+                Ok(())
+            }
+            BadRecords::Skip => {
+                tracing::warn!(
+                    table = %self.table.name,
+                    version = self.version(),
+                    source = %letter.source,
+                    offset = letter.offset,
+                    stage = letter.stage.as_str(),
+                    reason = %letter.reason,
+                    "bad record skipped"
+                );
+                self.metrics.skipped_bad_record(letter.stage);
+                self.report.bad_records_skipped += 1;
+                Ok(())
+            }
+            BadRecords::Fail => Err(Error::BadRecord {
+                source_partition: letter.source.to_string(),
+                offset: letter.offset,
+                stage: letter.stage.as_str(),
+                reason: letter.reason,
+            }),
+        }
+    }
+
+    fn write_err(&self, e: impl Into<crate::error::BoxError>) -> Error {
+        Error::Write {
+            path: self.layout.version_dir(self.version()),
+            source: e.into(),
+        }
+    }
+}
+
+/// Deletes the files of a commit that was refused.
+async fn delete_files(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+    commit: &PendingCommit,
+) -> Result<()> {
+    let data = commit
+        .files
+        .iter()
+        .map(|f| layout.version_dir(version).join_rel(&f.path));
+    let dead = commit
+        .dead_letters
+        .iter()
+        .map(|f| layout.dead_letter_dir(version).join_rel(&f.path));
+    for path in data.chain(dead) {
+        lake.delete_if_exists(&path).await?;
+    }
+    Ok(())
+}
+
+/// Joins a relative path (with `/`) under a directory.
+trait JoinRel {
+    fn join_rel(&self, rel: &str) -> object_store::path::Path;
+}
+
+impl JoinRel for object_store::path::Path {
+    fn join_rel(&self, rel: &str) -> object_store::path::Path {
+        rel.split('/').fold(self.clone(), |p, part| p.join(part))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::pipeline::handle::TableHandle;
+    use crate::source::{Origin, Record};
+
+    /// A table on its own `memory://` root with a files source, and its first version.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        handle: TableHandle,
+        def: VersionDefinition,
+    }
+
+    async fn fixture(bad_records: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("events.avsc"),
+            r#"{"type":"record","name":"E","fields":[{"name":"ts","type":"long"},{"name":"n","type":"long"}]}"#,
+        )
+        .unwrap();
+        let path = dir.path().join("kappa-lake.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[[table]]\nname = \"t\"\nroot = \"memory://writer-{}\"\nschema = \"events.avsc\"\n\
+                 bad_records = \"{bad_records}\"\n\
+                 time = {{ field = \"ts\", granularity = \"day\" }}\n\
+                 [table.source]\nkind = \"files\"\npath = \"in\"\n",
+                uuid::Uuid::new_v4()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let handle = TableHandle::open(&config.tables[0]).unwrap();
+        let def = handle.live_version().await.unwrap().def;
+        Fixture {
+            _dir: dir,
+            handle,
+            def,
+        }
+    }
+
+    impl Fixture {
+        async fn writer(&self) -> VersionWriter<'_> {
+            VersionWriter::open(
+                &self.handle.lake,
+                &self.handle.layout,
+                &self.def,
+                &self.handle.cfg,
+            )
+            .await
+            .unwrap()
+        }
+    }
+
+    /// Lines `start..` of file `a.ndjson`, as the files source would hand them over.
+    fn batch(start: u64, lines: &[&str]) -> SourceBatch {
+        SourceBatch {
+            partition: "a.ndjson".into(),
+            origin: Origin::File,
+            start,
+            records: lines
+                .iter()
+                .zip(start..)
+                .map(|(line, offset)| Record {
+                    bytes: Bytes::copy_from_slice(line.as_bytes()),
+                    oversized: None,
+                    offset,
+                    timestamp_ms: None,
+                    key: None,
+                    headers: None,
+                })
+                .collect(),
+            position: SourcePosition {
+                offset: start + lines.len() as u64,
+                end_byte: None,
+                eof: false,
+            },
+        }
+    }
+
+    const GOOD: &str = r#"{"ts": 1700000000000, "n": 1}"#;
+
+    fn stored_offset(w: &VersionWriter<'_>) -> Option<u64> {
+        w.log.state().positions.get("a.ndjson").map(|p| p.offset)
+    }
+
+    #[tokio::test]
+    async fn writes_then_commits_rows_with_their_offsets() {
+        let f = fixture("dead_letter").await;
+        let mut w = f.writer().await;
+        w.write(&batch(0, &[GOOD, GOOD, GOOD])).await.unwrap();
+        assert_eq!(
+            stored_offset(&w),
+            None,
+            "nothing is visible before the commit"
+        );
+        w.commit().await.unwrap();
+        assert_eq!(stored_offset(&w), Some(3));
+        let report = w.finish(Ok(Stop::End)).await.unwrap();
+        assert_eq!((report.rows, report.commits), (3, 1));
+        assert!(report.files >= 1);
+        assert_eq!(report.dead_letters, 0);
+    }
+
+    #[tokio::test]
+    async fn a_commit_with_nothing_written_is_no_commit() {
+        let f = fixture("dead_letter").await;
+        let mut w = f.writer().await;
+        w.commit().await.unwrap();
+        let report = w.finish(Ok(Stop::Interrupted)).await.unwrap();
+        assert_eq!(report.commits, 0);
+        assert!(report.interrupted);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_writer_resumes_after_the_committed_offsets() {
+        let f = fixture("dead_letter").await;
+        let mut w = f.writer().await;
+        w.write(&batch(0, &[GOOD, GOOD])).await.unwrap();
+        w.commit().await.unwrap();
+        w.finish(Ok(Stop::End)).await.unwrap();
+
+        let mut w = f.writer().await;
+        assert_eq!(
+            stored_offset(&w),
+            Some(2),
+            "resumes where the last commit ended"
+        );
+        w.write(&batch(2, &[GOOD])).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(stored_offset(&w), Some(3));
+        let report = w.finish(Ok(Stop::End)).await.unwrap();
+        assert_eq!((report.rows, report.commits), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_bad_record_becomes_a_dead_letter_committed_with_the_rows() {
+        let f = fixture("dead_letter").await;
+        let mut w = f.writer().await;
+        w.write(&batch(0, &[GOOD, "not json", GOOD])).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(
+            stored_offset(&w),
+            Some(3),
+            "the dead letter's offset is covered"
+        );
+        assert_eq!(w.log.state().dead_letter_files.len(), 1);
+        let report = w.finish(Ok(Stop::End)).await.unwrap();
+        assert_eq!((report.rows, report.dead_letters), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_bad_record_stops_the_writer_when_bad_records_is_fail() {
+        let f = fixture("fail").await;
+        let mut w = f.writer().await;
+        let e = w.write(&batch(0, &[GOOD, "not json"])).await.unwrap_err();
+        assert!(matches!(e, Error::BadRecord { offset: 1, .. }), "{e}");
+        let e = w.finish(Err(e)).await.unwrap_err();
+        assert!(matches!(e, Error::BadRecord { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_skipped_bad_record_is_counted_not_kept() {
+        let f = fixture("skip").await;
+        let mut w = f.writer().await;
+        w.write(&batch(0, &[GOOD, "not json"])).await.unwrap();
+        w.commit().await.unwrap();
+        assert!(w.log.state().dead_letter_files.is_empty());
+        let report = w.finish(Ok(Stop::End)).await.unwrap();
+        assert_eq!((report.rows, report.bad_records_skipped), (1, 1));
+    }
+}
