@@ -14,9 +14,18 @@
 //!   → commit (files + offsets)      write/commit.rs    atomic, exactly once per version
 //!   → advisory group offset commit  source/kafka.rs    for lag tools; the commit is the truth
 //! ```
-//! `pipeline/ingest.rs` drives it: one loop per table and version, fed by the source's events
-//! (Kafka rebalances included), with writer leases (`write/lease.rs`) letting several
-//! processes share a version.
+//! `pipeline/ingest/` drives it: the version writer (`writer.rs`: decode → shape → write →
+//! commit, one job) fed by one driver per source (`kafka.rs`, a state machine over the
+//! consumer's events, rebalances included; `files.rs`; `replay.rs` for dead letters), in a
+//! [`pipeline::ingest::Mode`] (live, retained after a promotion, rebuild), with progress and
+//! metrics as observers (`observe.rs`) and writer leases (`write/lease.rs`) letting several
+//! processes share a version. `pipeline/run.rs` follows the `current` pointer; only
+//! `pipeline/promote.rs` moves it.
+//!
+//! Modules are layered (`domain` → `error` → `schema` → `transform`, `storage` → `config` →
+//! `registry`, `partition`, `table` → `decode` → `source` → `write` → `metrics` → `pipeline` →
+//! `status`, `demo`): a module imports only its own layer or below, and nothing imports in a
+//! cycle (checked by `tests/it/layering.rs`).
 //! ## The invariants we promise
 //! - Every commit to a version records the source offsets it covers, atomically with the files
 //!   it makes visible; a restarted writer resumes exactly after them. Killing the process at any
