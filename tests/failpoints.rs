@@ -20,8 +20,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
 
-use fixture::cli::events_args;
-use fixture::{Cli, TableConfig, World, mock_kafka};
+use fixture::{Cli, TableConfig, World, events_args, mock_kafka};
 use kafka_support::{
     assert_exactly_once, events, group_of, group_offsets, log_of, sigterm, spawn_run, stored_total,
     wait_for,

@@ -218,3 +218,23 @@ pub fn signal(child: &Child, signal: &str) {
         .unwrap();
     assert!(status.success(), "kill -{signal}");
 }
+
+/// Waits until the stored offsets of the `index`-th version in `status --json` cover `total`
+/// records; fails with `what (N of total)` and the spawned run's `log`, if named.
+pub fn wait_stored(
+    d: &Path,
+    index: usize,
+    total: u64,
+    timeout: Duration,
+    what: &str,
+    log: Option<&str>,
+) {
+    if wait_for(timeout, || stored_total(d, index) == total) {
+        return;
+    }
+    let stored = stored_total(d, index);
+    match log {
+        Some(log) => panic!("{what} ({stored} of {total}):\n{}", log_of(d, log)),
+        None => panic!("{what} ({stored} of {total})"),
+    }
+}
