@@ -12,21 +12,22 @@ mod support;
 #[path = "it/kafka_support.rs"]
 mod kafka_support;
 
+#[allow(dead_code, unused_imports)]
+#[path = "it/fixture/mod.rs"]
+mod fixture;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fixture::{Cli, TableConfig, World, events_args, mock_kafka};
 use kafka_support::{
-    Running, assert_exactly_once, events, group_of, group_offsets, kafka_config_with_session,
-    log_of, sigterm, spawn_run, stored_total, wait_for,
+    assert_exactly_once, events, group_of, group_offsets, log_of, sigterm, spawn_run, stored_total,
+    wait_for,
 };
-use kappa_lake::source::mock::{MockKafka, produce};
+use kappa_lake::source::mock::produce;
 
-use support::{
-    BIN, EVENT_SCHEMA, Workdir, archive_output, current, duckdb, kappa_ok, scan, status_json,
-    switch_to_daily,
-};
+use support::{current, duckdb, kappa_ok, scan, status_json, switch_to_daily};
 
 const FILES: i64 = 3;
 const PER_FILE: i64 = 10000;
@@ -34,17 +35,14 @@ const EVENTS: i64 = FILES * PER_FILE;
 
 /// A files-source table `events` in `format`, committing every 50 ms or ~1 MiB buffered (so a
 /// run makes several commits), with versions that gc may delete at once.
-fn setup(d: &Path, format: &str, granularity: &str) {
-    support::write_config_with(
-        d,
-        EVENT_SCHEMA,
-        &format!(r#"{{ field = "ts", granularity = "{granularity}" }}"#),
-        support::Keys {
-            table: &format!("format = \"{format}\""),
-            source: "batch_size = 500",
-            writer: "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
-            after: "[table.versions]\nretain_previous = \"0s\"\ngc_grace = \"0s\"",
-        },
+fn setup(format: &str, granularity: &str) -> World {
+    let w = World::with(
+        &TableConfig::files()
+            .granularity(granularity)
+            .format(format)
+            .source_keys("batch_size = 500")
+            .writer("max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"")
+            .after("[table.versions]\nretain_previous = \"0s\"\ngc_grace = \"0s\""),
     );
     // ~150 B per event, 4.5 MB in all: a run makes several commits.
     let pad = "x".repeat(100);
@@ -57,22 +55,24 @@ fn setup(d: &Path, format: &str, granularity: &str) {
                 )
             })
             .collect();
-        std::fs::write(d.join(format!("input/part-{f}.ndjson")), lines).unwrap();
+        w.input(&format!("part-{f}.ndjson"), &lines);
     }
+    w
+}
+
+/// A lake whose v1 holds every event, with a new definition (daily partitions) that needs v2.
+fn v1_then_a_daily_definition() -> World {
+    let w = setup("delta", "hour");
+    run(w.path());
+    switch_to_daily(w.path());
+    w
 }
 
 /// Runs `kappa-lake args` with `crash_point` armed (`FAILPOINTS` syntax) and checks that it
 /// aborted there.
 fn crash(d: &Path, args: &[&str], failpoints: &str) {
     let name = failpoints.split('=').next().unwrap();
-    let out = Command::new(BIN)
-        .current_dir(d)
-        .args(args)
-        .env("KAPPA_LAKE_LOG", "warn")
-        .env("FAILPOINTS", failpoints)
-        .output()
-        .unwrap();
-    archive_output(&format!("{failpoints} {}", args.join(" ")), &out);
+    let out = Cli::new(d).env("FAILPOINTS", failpoints).output(args);
     aborted_at(name, out.status, &String::from_utf8_lossy(&out.stderr));
 }
 
@@ -90,7 +90,7 @@ fn aborted_at(name: &str, status: std::process::ExitStatus, stderr: &str) {
 }
 
 fn run(d: &Path) {
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
 }
 
 /// Rows of version `v`: (count, distinct ids, min id, max id).
@@ -135,9 +135,8 @@ fn a_crash_at_any_step_of_a_commit_loses_and_duplicates_nothing() {
             "commit.after_write",
             "ingest.after_commit",
         ] {
-            let dir = Workdir::new();
-            let d = dir.path();
-            setup(d, format, "hour");
+            let w = setup(format, "hour");
+            let d = w.path();
             crash(
                 d,
                 &["run", "--config", "kappa-lake.toml"],
@@ -162,20 +161,9 @@ fn a_crash_at_any_step_of_a_commit_loses_and_duplicates_nothing() {
 /// leaves `current` on one valid version; finishing the move afterwards works.
 #[test]
 fn a_crash_around_the_pointer_swap_leaves_a_valid_pointer() {
-    let dir = Workdir::new();
-    let d = dir.path();
-    setup(d, "delta", "hour");
-    run(d);
-    // A new definition (daily partitions) needs v2.
-    switch_to_daily(d);
-    let rebuild = [
-        "rebuild",
-        "--config",
-        "kappa-lake.toml",
-        "--table",
-        "events",
-        "--promote",
-    ];
+    let w = v1_then_a_daily_definition();
+    let d = w.path();
+    let rebuild = events_args("rebuild", &["--promote"]);
     crash(d, &rebuild, "rebuild.before_promote=return");
     assert_eq!(current(d), 1);
     crash(d, &rebuild, "pointer.before_swap=return");
@@ -193,30 +181,12 @@ fn a_crash_around_the_pointer_swap_leaves_a_valid_pointer() {
     assert_eq!(current(d), 2);
     exactly_once(d, 2, "delta");
 
-    let rollback = [
-        "rollback",
-        "--config",
-        "kappa-lake.toml",
-        "--table",
-        "events",
-    ];
+    let rollback = events_args("rollback", &[]);
     crash(d, &rollback, "pointer.before_swap=return");
     assert_eq!(current(d), 2);
     crash(d, &rollback, "pointer.after_swap=return");
     assert_eq!(current(d), 1);
-    kappa_ok(
-        d,
-        &[
-            "promote",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--version",
-            "2",
-        ],
-        &[],
-    );
+    Cli::new(d).table_ok("promote", &["--version", "2"]);
     assert_eq!(current(d), 2);
     exactly_once(d, 1, "delta");
     exactly_once(d, 2, "delta");
@@ -226,32 +196,10 @@ fn a_crash_around_the_pointer_swap_leaves_a_valid_pointer() {
 /// finishes the job, and the current version is untouched.
 #[test]
 fn a_crash_in_the_middle_of_gc_is_finished_by_the_next_gc() {
-    let dir = Workdir::new();
-    let d = dir.path();
-    setup(d, "delta", "hour");
-    run(d);
-    switch_to_daily(d);
-    kappa_ok(
-        d,
-        &[
-            "rebuild",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--promote",
-        ],
-        &[],
-    );
-    let gc = [
-        "gc",
-        "--config",
-        "kappa-lake.toml",
-        "--table",
-        "events",
-        "--keep",
-        "0",
-    ];
+    let w = v1_then_a_daily_definition();
+    let d = w.path();
+    Cli::new(d).rebuild_ok(&["--promote"]);
+    let gc = events_args("gc", &["--keep", "0"]);
     crash(d, &gc, "gc.mid_delete=2*off->return");
     assert_eq!(current(d), 2);
     exactly_once(d, 2, "delta");
@@ -289,17 +237,13 @@ fn group_total(brokers: &str, topic: &str, partitions: i32) -> u64 {
 #[test]
 fn kafka_crash_between_the_commit_and_the_group_offset_commit_rereads_nothing() {
     let (topic, partitions, n) = ("fp-after-commit", 3, 40_000);
-    let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config_with_session(
-        d,
-        &brokers,
-        topic,
-        "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
-        3000,
+    let (_kafka, brokers) = mock_kafka(&[(topic, partitions)]);
+    let w = World::with(
+        &TableConfig::kafka(&brokers, topic)
+            .session_ms(3000)
+            .writer("max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\""),
     );
+    let d = w.path();
     produce(&brokers, topic, events(0..n, partitions)).unwrap();
     crash(
         d,
@@ -312,11 +256,7 @@ fn kafka_crash_between_the_commit_and_the_group_offset_commit_rereads_nothing() 
         stored > 0 && group < stored,
         "the lake holds {stored} records, the group committed {group}"
     );
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    Cli::new(d).run_ok(&["--stop-at-end"]);
     assert_exactly_once(d, 1, n as u64);
     assert_eq!(group_total(&brokers, topic, partitions), n as u64);
 }
@@ -328,24 +268,17 @@ fn kafka_crash_between_the_commit_and_the_group_offset_commit_rereads_nothing() 
 #[test]
 fn kafka_crash_while_handing_partitions_over_in_a_rebalance_is_exactly_once() {
     let (topic, partitions) = ("fp-revoke", 4);
-    let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config_with_session(d, &brokers, topic, "max_age = \"200ms\"", 3000);
-    produce(&brokers, topic, events(0..10_000, partitions)).unwrap();
-    let first = std::fs::File::create(d.join("first.log")).unwrap();
-    let mut first = Running(
-        Command::new(BIN)
-            .current_dir(d)
-            .args(["run", "--config", "kappa-lake.toml"])
-            .env("KAPPA_LAKE_LOG", "info")
-            .env("FAILPOINTS", "kafka.revoke=return")
-            .stdout(Stdio::null())
-            .stderr(first)
-            .spawn()
-            .unwrap(),
+    let (_kafka, brokers) = mock_kafka(&[(topic, partitions)]);
+    let w = World::with(
+        &TableConfig::kafka(&brokers, topic)
+            .session_ms(3000)
+            .writer("max_age = \"200ms\""),
     );
+    let d = w.path();
+    produce(&brokers, topic, events(0..10_000, partitions)).unwrap();
+    let mut first = Cli::new(d)
+        .env("FAILPOINTS", "kafka.revoke=return")
+        .spawn_run(&[], "first.log");
     assert!(
         wait_for(Duration::from_secs(60), || stored_total(d, 0) == 10_000),
         "the first member did not commit the first events:\n{}",
@@ -367,10 +300,7 @@ fn kafka_crash_while_handing_partitions_over_in_a_rebalance_is_exactly_once() {
     };
     let mut second = spawn_run(d, &[], "second.log");
     assert!(
-        wait_for(Duration::from_secs(60), || first
-            .try_wait()
-            .unwrap()
-            .is_some()),
+        wait_for(Duration::from_secs(60), || first.exited()),
         "the first member was not asked to give partitions up:\n{}",
         log_of(d, "first.log")
     );
@@ -398,24 +328,15 @@ fn kafka_crash_while_handing_partitions_over_in_a_rebalance_is_exactly_once() {
 #[test]
 fn a_crashed_dead_letter_replay_resumes_and_lands_each_letter_once() {
     let (topic, partitions, n) = ("fp-replay", 2, 6000i64);
-    let kafka = MockKafka::start(&[(topic, partitions)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config_with_session(
-        d,
-        &brokers,
-        topic,
-        "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
-        3000,
-    );
-    let config = d.join("kappa-lake.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replacen(
-        "[table.source.kafka]",
-        "max_record_bytes = \"1KiB\"\n\n[table.source.kafka]",
-        1,
-    );
-    std::fs::write(&config, &text).unwrap();
+    let (_kafka, brokers) = mock_kafka(&[(topic, partitions)]);
+    let config = |max_record_bytes: &str| {
+        TableConfig::kafka(&brokers, topic)
+            .session_ms(3000)
+            .source_keys(&format!("max_record_bytes = \"{max_record_bytes}\""))
+            .writer("max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"")
+    };
+    let w = World::with(&config("1KiB"));
+    let d = w.path();
     // Every tenth event is over max_record_bytes. Three runs over three parts of the topic
     // make (at least) three dead-letter files: the replay commits once per file.
     for part in 0..3 {
@@ -434,11 +355,7 @@ fn a_crashed_dead_letter_replay_resumes_and_lands_each_letter_once() {
             r
         });
         produce(&brokers, topic, records).unwrap();
-        kappa_ok(
-            d,
-            &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-            &[],
-        );
+        Cli::new(d).run_ok(&["--stop-at-end"]);
     }
     let status = status_json(d);
     let v = &status["tables"][0]["versions"][0];
@@ -456,16 +373,8 @@ fn a_crashed_dead_letter_replay_resumes_and_lands_each_letter_once() {
     );
 
     // The fix: a larger max_record_bytes (not part of the definition).
-    std::fs::write(&config, text.replace("\"1KiB\"", "\"4KiB\"")).unwrap();
-    let replay = [
-        "dead-letters",
-        "replay",
-        "--config",
-        "kappa-lake.toml",
-        "--table",
-        "events",
-        "--json",
-    ];
+    w.config(&config("4KiB"));
+    let replay = events_args("dead-letters replay", &["--json"]);
     crash(d, &replay, "ingest.after_commit=1*off->return");
     crash(d, &replay, "ingest.after_files=return");
     let report: serde_json::Value = serde_json::from_str(&kappa_ok(d, &replay, &[])).unwrap();

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::broker::{BROKER, brokers, create_topic, unique_topic};
+use crate::broker::{brokers, exclusive_topic};
+use crate::fixture::{Cli, TableConfig, World, events_args, mock_kafka};
 use crate::kafka_support::{
     Running, kafka_config, sigterm, spawn_run_with, stored_total, wait_for,
 };
-use crate::support::{Workdir, duckdb, kappa, kappa_ok, python, scan};
+use crate::support::{Workdir, duckdb, kappa, kappa_ok, python, scan, tool_ok};
 
 /// The version's schema: `status` and `amount` were added with defaults, `name` became
 /// optional, `id` was widened from `int`.
@@ -95,29 +96,26 @@ pub fn produce_avro(
 ) -> Produced {
     std::fs::write(dir.join("schemas/old.avsc"), OLD_ORDER_SCHEMA).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/produce_avro.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args([
-            "--brokers",
-            &brokers(),
-            "--topic",
-            topic,
-            "--registry",
-            &registry.url,
-        ])
-        .args(["--user", user])
-        .arg("--schema")
-        .arg(dir.join("schemas/events.avsc"))
-        .arg("--old-schema")
-        .arg(dir.join("schemas/old.avsc"))
-        .args(["--old", &old.to_string(), "--new", &new.to_string()])
-        .args(["--poison", "--poison-every", "500", "--huge-bytes", "4096"])
-        .output()
-        .expect("start produce_avro.py");
-    assert!(
-        out.status.success(),
-        "produce_avro.py: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = tool_ok(
+        Command::new(python())
+            .arg(script)
+            .args([
+                "--brokers",
+                &brokers(),
+                "--topic",
+                topic,
+                "--registry",
+                &registry.url,
+            ])
+            .args(["--user", user])
+            .arg("--schema")
+            .arg(dir.join("schemas/events.avsc"))
+            .arg("--old-schema")
+            .arg(dir.join("schemas/old.avsc"))
+            .args(["--old", &old.to_string(), "--new", &new.to_string()])
+            .args(["--poison", "--poison-every", "500", "--huge-bytes", "4096"]),
+        "start produce_avro.py",
+        "produce_avro.py: ",
     );
     serde_json::from_slice(&out.stdout).expect("produce_avro.py prints JSON")
 }
@@ -125,20 +123,41 @@ pub fn produce_avro(
 /// An `avro-confluent` config for table `events` over `topic`; the registry password comes
 /// from the environment (see `registry_env`).
 pub fn avro_config(dir: &Path, topic: &str, registry: &Registry) {
-    kafka_config(dir, &brokers(), topic, "max_age = \"300ms\"");
-    std::fs::write(dir.join("schemas/events.avsc"), ORDER_SCHEMA).unwrap();
-    let path = dir.join("kappa-lake.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[table.source.kafka]",
-        &format!(
+    TableConfig::kafka(&brokers(), topic)
+        .schema(ORDER_SCHEMA)
+        .writer("max_age = \"300ms\"")
+        .source_keys(&format!(
             "encoding = \"avro-confluent\"\nmax_record_bytes = \"2KiB\"\n\n\
-             [table.source.schema_registry]\nurl = \"{}\"\nusername = \"tester\"\n\n\
-             [table.source.kafka]",
+             [table.source.schema_registry]\nurl = \"{}\"\nusername = \"tester\"",
             registry.url
-        ),
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+        ))
+        .write_to(dir);
+}
+
+/// The real broker held with a topic of its own, a registry with basic auth (`user`), and a
+/// world reading the topic as Confluent-framed Avro.
+struct AvroTopic {
+    // Dropped in this order: the registry stops, the work dir goes, the broker is released.
+    registry: Registry,
+    w: World,
+    topic: String,
+    user: String,
+    _broker: std::sync::MutexGuard<'static, ()>,
+}
+
+fn avro_topic(prefix: &str) -> AvroTopic {
+    let (_broker, topic) = exclusive_topic(prefix);
+    let w = World::new();
+    let user = format!("tester:{PASSWORD}");
+    let registry = Registry::start(Some(&user), &w.path().join("registry.log"));
+    avro_config(w.path(), &topic, &registry);
+    AvroTopic {
+        registry,
+        w,
+        topic,
+        user,
+        _broker,
+    }
 }
 
 const PASSWORD: &str = "registry-pw-7d1e2a";
@@ -181,15 +200,9 @@ pub fn dead_letters(dir: &Path, topic: &str, v: u32) -> BTreeMap<(i64, i64), (St
 
 #[test]
 fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
-    let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Workdir::new();
-    let d = dir.path();
-    let user = format!("tester:{PASSWORD}");
-    let registry = Registry::start(Some(&user), &d.join("registry.log"));
-    let topic = unique_topic("avro");
-    create_topic(&topic);
-    avro_config(d, &topic, &registry);
-    let produced = produce_avro(d, &topic, &registry, &user, 1500, 1500);
+    let t = avro_topic("avro");
+    let (d, registry, topic, user) = (t.w.path(), &t.registry, &t.topic, &t.user);
+    let produced = produce_avro(d, topic, registry, user, 1500, 1500);
     assert_eq!(produced.good.len(), 3000);
     assert_eq!(produced.poison.len(), 30);
     let total = (produced.good.len() + produced.poison.len()) as u64;
@@ -214,7 +227,7 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
     assert_eq!(rows[0], [3000, 3000, 1500, 1500, 3000], "rows as produced");
 
     // Every poison record dead-lettered once, at the right stage, with the reason.
-    let letters = dead_letters(d, &topic, 1);
+    let letters = dead_letters(d, topic, 1);
     assert_eq!(letters.len(), produced.poison.len(), "{letters:?}");
     for (partition, offset, kind) in &produced.poison {
         let (stage, reason) = letters
@@ -242,8 +255,8 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
     // The fixes: the schema the unknown id stands for is registered (imported with that id),
     // and max_record_bytes is raised. Replay lands those letters, once, at their coordinates.
     register(
-        &registry,
-        &user,
+        registry,
+        user,
         &format!("{topic}-value"),
         &ORDER_SCHEMA.replacen(
             r#""namespace":"test","#,
@@ -255,15 +268,7 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
     let mut env = registry_env().to_vec();
     env.push(("KAPPA_LAKE_TABLE__EVENTS__SOURCE__MAX_RECORD_BYTES", "8KiB"));
     let replay = |env: &[(&str, &str)]| -> serde_json::Value {
-        let args = [
-            "dead-letters",
-            "replay",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--json",
-        ];
+        let args = events_args("dead-letters replay", &["--json"]);
         serde_json::from_str(&kappa_ok(d, &args, env)).unwrap()
     };
     let report = replay(&env);
@@ -328,7 +333,7 @@ fn avro_confluent_topic_from_an_independent_producer_old_schemas_and_poison() {
     );
     assert_eq!(stored_total(d, 0), total);
 
-    drop(registry);
+    drop(t);
 }
 
 fn tail(text: &str) -> String {
@@ -383,29 +388,14 @@ fn register(registry: &Registry, user: &str, subject: &str, schema: &str, id: Op
 /// a schema that could not read older events.
 #[test]
 fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
-    let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = Workdir::new();
-    let d = dir.path();
-    let user = format!("tester:{PASSWORD}");
-    let registry = Registry::start(Some(&user), &d.join("registry.log"));
-    let topic = unique_topic("avrocheck");
-    create_topic(&topic);
-    avro_config(d, &topic, &registry);
-    let produced = produce_avro(d, &topic, &registry, &user, 0, 100);
+    let t = avro_topic("avrocheck");
+    let (d, registry, topic, user) = (t.w.path(), &t.registry, &t.topic, &t.user);
+    let produced = produce_avro(d, topic, registry, user, 0, 100);
     materialize(d, (produced.good.len() + produced.poison.len()) as u64);
     let subject = format!("{topic}-value");
     let env = registry_env();
     let check = |level: &str| {
-        let args = [
-            "schema",
-            "check",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--level",
-            level,
-        ];
+        let args = events_args("schema check", &["--level", level]);
         let out = kappa(d, &args, &env);
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
@@ -426,13 +416,13 @@ fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
         r#"{"name":"amount","type":"double","default":0.0}"#,
         r#"{"name":"amount","type":"double","default":0.0},{"name":"coupon","type":["null","string"]}"#,
     );
-    register(&registry, &user, &subject, &no_default, None);
+    register(registry, user, &subject, &no_default, None);
     let (code, text) = check("backward");
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FORWARD"), "{text}");
     assert!(text.contains("not BACKWARD: field `coupon`"), "{text}");
     std::fs::write(d.join("schemas/events.avsc"), &no_default).unwrap();
-    let plan = kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &env);
+    let plan = Cli::new(d).envs(&env).cmd_ok("plan", &[]);
     assert!(plan.contains("rebuild into v2"), "{plan}");
     assert!(plan.contains("not BACKWARD compatible"), "{plan}");
     assert!(plan.contains("`coupon`"), "{plan}");
@@ -442,11 +432,11 @@ fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
         r#"{"name":"coupon","type":["null","string"]}"#,
         r#"{"name":"coupon","type":["null","string"],"default":null}"#,
     );
-    register(&registry, &user, &subject, &with_default, None);
+    register(registry, user, &subject, &with_default, None);
     let (code, text) = check("full");
     assert_eq!(code, Some(0), "{text}");
     std::fs::write(d.join("schemas/events.avsc"), &with_default).unwrap();
-    let plan = kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &env);
+    let plan = Cli::new(d).envs(&env).cmd_ok("plan", &[]);
     assert!(plan.contains("evolve in place"), "{plan}");
 }
 
@@ -455,7 +445,7 @@ fn schema_check_and_plan_judge_the_registry_subject_by_avro_rules() {
 #[test]
 fn raw_avro_records_materialize_and_a_dead_letter_keeps_key_and_timestamp() {
     use apache_avro::types::Value;
-    use kappa_lake::source::mock::{MockKafka, OutRecord, produce};
+    use kappa_lake::source::mock::{OutRecord, produce};
 
     let (topic, partitions, n) = ("raw-avro", 3, 3000i64);
     let schema = apache_avro::Schema::parse_str(ORDER_SCHEMA).unwrap();
@@ -492,26 +482,17 @@ fn raw_avro_records_materialize_and_a_dead_letter_keeps_key_and_timestamp() {
             timestamp_ms: Some(day + id),
         }
     });
-    let kafka = MockKafka::start(&[(topic, partitions as i32)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
+    let (_kafka, brokers) = mock_kafka(&[(topic, partitions as i32)]);
     assert_eq!(produce(&brokers, topic, records).unwrap(), n as u64);
 
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, topic, "max_age = \"200ms\"");
-    std::fs::write(d.join("schemas/events.avsc"), ORDER_SCHEMA).unwrap();
-    let path = d.join("kappa-lake.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[table.source.kafka]",
-        "encoding = \"avro\"\n\n[table.source.kafka]",
-        1,
+    let w = World::with(
+        &TableConfig::kafka(&brokers, topic)
+            .schema(ORDER_SCHEMA)
+            .source_keys("encoding = \"avro\"")
+            .writer("max_age = \"200ms\""),
     );
-    std::fs::write(&path, text).unwrap();
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    let d = w.path();
+    Cli::new(d).run_ok(&["--stop-at-end"]);
 
     let bad = (0..n).filter(|id| poison(*id)).count() as i64;
     let rows = duckdb(&format!(
@@ -522,20 +503,7 @@ fn raw_avro_records_materialize_and_a_dead_letter_keeps_key_and_timestamp() {
         scan(&d.join("lake"), "events", 1, "delta")
     ));
     assert_eq!(rows[0], [n - bad, n - bad, n - bad], "rows as produced");
-    let out = kappa_ok(
-        d,
-        &[
-            "dead-letters",
-            "show",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--limit",
-            "1000",
-        ],
-        &[],
-    );
+    let out = Cli::new(d).table_ok("dead-letters show", &["--limit", "1000"]);
     let letters: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -564,7 +532,7 @@ fn raw_avro_records_materialize_and_a_dead_letter_keeps_key_and_timestamp() {
 /// nothing.
 #[test]
 fn a_registry_over_tls_is_trusted_through_ca_file() {
-    use kappa_lake::source::mock::{MockKafka, OutRecord, produce};
+    use kappa_lake::source::mock::{OutRecord, produce};
 
     let dir = Workdir::new();
     let d = dir.path();
@@ -575,15 +543,10 @@ fn a_registry_over_tls_is_trusted_through_ca_file() {
         "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout registry-key.pem -out registry.csr",
         "x509 -req -in registry.csr -CA registry-ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile san.ext -out registry-cert.pem",
     ] {
-        let out = Command::new("openssl")
-            .current_dir(d)
-            .args(args.split(' '))
-            .output()
-            .expect("openssl is needed to make the test certificates");
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        tool_ok(
+            Command::new("openssl").current_dir(d).args(args.split(' ')),
+            "openssl is needed to make the test certificates",
+            &format!("openssl {args}: "),
         );
     }
     let (topic, n) = ("tls-avro", 500i64);
@@ -633,8 +596,7 @@ fn a_registry_over_tls_is_trusted_through_ca_file() {
             timestamp_ms: None,
         }
     });
-    let kafka = MockKafka::start(&[(topic, 1)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
+    let (_kafka, brokers) = mock_kafka(&[(topic, 1)]);
     produce(&brokers, topic, records).unwrap();
     kafka_config(d, &brokers, topic, "max_age = \"200ms\"");
     std::fs::write(d.join("schemas/events.avsc"), ORDER_SCHEMA).unwrap();

@@ -1,9 +1,10 @@
 //! Bad config fails before any work, with a message naming the key.
 
-use crate::support::{EVENT_SCHEMA, kappa, write_config};
+use crate::fixture::Cli;
+use crate::support::{EVENT_SCHEMA, write_config};
 
 fn fails_naming(dir: &std::path::Path, expect: &[&str]) {
-    let out = kappa(dir, &["run", "--config", "kappa-lake.toml"], &[]);
+    let out = Cli::new(dir).cmd("run", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "bad config exits 2: {stderr}");
     for e in expect {
@@ -95,14 +96,12 @@ fn bad_configs_fail_before_work_naming_the_key() {
 
     // Environment overrides are checked the same way.
     write_config(d, EVENT_SCHEMA, time, "");
-    let out = kappa(
-        d,
-        &["validate", "--config", "kappa-lake.toml"],
-        &[("KAPPA_LAKE_TABLE__EVENTS__WRITER__MAX_AGE", "soon")],
-    );
+    let out = Cli::new(d)
+        .env("KAPPA_LAKE_TABLE__EVENTS__WRITER__MAX_AGE", "soon")
+        .cmd("validate", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("table[events].writer.max_age"));
-    let out = kappa(d, &["validate", "--config", "kappa-lake.toml"], &[]);
+    let out = Cli::new(d).cmd("validate", &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -8,10 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::fixture::{Cli, TableConfig, World};
 use crate::kafka_support::{
-    assert_exactly_once, kafka_config, log_of, sigterm, spawn_run, stored_total, wait_for,
+    assert_exactly_once, log_of, sigterm, spawn_run, stored_total, wait_for, wait_stored,
 };
-use crate::support::{kappa_ok, python};
+use crate::support::{python, tool_ok};
 
 pub const PARTITIONS: i32 = 6;
 pub static BROKER: Mutex<()> = Mutex::new(());
@@ -29,6 +30,17 @@ pub fn brokers() -> String {
     env("KAPPA_LAKE_TEST_BROKERS")
 }
 
+/// Holds the real broker for one test (tests that restart or load it must not overlap) and
+/// creates a topic of its own, named after `prefix`.
+pub fn exclusive_topic(prefix: &str) -> (std::sync::MutexGuard<'static, ()>, String) {
+    let guard = BROKER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let topic = unique_topic(prefix);
+    create_topic(&topic);
+    (guard, topic)
+}
+
 /// A topic name unique to this test run (the broker outlives single tests).
 pub fn unique_topic(prefix: &str) -> String {
     format!(
@@ -38,16 +50,13 @@ pub fn unique_topic(prefix: &str) -> String {
 }
 
 pub fn create_topic(topic: &str) {
-    let out = Command::new(env("KAPPA_LAKE_TEST_TANSU"))
-        .args(["topic", "create", "--broker"])
-        .arg(format!("tcp://{}", brokers()))
-        .args(["--partitions", &PARTITIONS.to_string(), topic])
-        .output()
-        .expect("run tansu topic create");
-    assert!(
-        out.status.success(),
-        "tansu topic create {topic}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    tool_ok(
+        Command::new(env("KAPPA_LAKE_TEST_TANSU"))
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", brokers()))
+            .args(["--partitions", &PARTITIONS.to_string(), topic]),
+        "run tansu topic create",
+        &format!("tansu topic create {topic}: "),
     );
 }
 
@@ -81,11 +90,7 @@ pub fn wait_ok(mut child: Child, what: &str) {
 
 #[test]
 fn real_broker_sigkill_at_random_moments_gives_exactly_once() {
-    let _broker = BROKER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let topic = unique_topic("crash");
-    create_topic(&topic);
+    let (_broker, topic) = exclusive_topic("crash");
     let total = 60_000i64;
     let producer = spawn_producer(&topic, 0, total, Some(800));
     crate::kafka::crash_while_producing(&brokers(), &topic, total, 20, 3000, move || {
@@ -101,14 +106,9 @@ fn broker_down_for_minutes_then_back_loses_and_duplicates_nothing() {
         s.parse()
             .expect("KAPPA_LAKE_TEST_OUTAGE_SECS is a number of seconds")
     });
-    let _broker = BROKER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let topic = unique_topic("outage");
-    create_topic(&topic);
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers(), &topic, "max_age = \"500ms\"");
+    let (_broker, topic) = exclusive_topic("outage");
+    let w = World::with(&TableConfig::kafka(&brokers(), &topic).writer("max_age = \"500ms\""));
+    let d = w.path();
     let first = 20_000i64;
     wait_ok(
         spawn_producer(&topic, 0, first, None),
@@ -167,12 +167,13 @@ fn broker_down_for_minutes_then_back_loses_and_duplicates_nothing() {
         "produce after the outage",
     );
     let total = first + second;
-    assert!(
-        wait_for(Duration::from_secs(120), || stored_total(d, 0)
-            == total as u64),
-        "not caught up after the outage ({} of {total}):\n{}",
-        stored_total(d, 0),
-        log_of(d, "run.log")
+    wait_stored(
+        d,
+        0,
+        total as u64,
+        Duration::from_secs(120),
+        "not caught up after the outage",
+        Some("run.log"),
     );
     assert!(run.try_wait().unwrap().is_none(), "run restarted or died");
     sigterm(&run);
@@ -184,11 +185,7 @@ fn broker_down_for_minutes_then_back_loses_and_duplicates_nothing() {
     );
     assert_exactly_once(d, 1, total as u64);
     // A restart finds nothing new to do.
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    Cli::new(d).run_ok(&["--stop-at-end"]);
     assert_eq!(stored_total(d, 0), total as u64);
 }
 
@@ -224,14 +221,9 @@ fn broker_pid() -> Option<u32> {
 /// follows the pointer; v2 ends with every event exactly once (DuckDB and delta-rs).
 #[test]
 fn real_broker_rebuild_while_live_then_the_service_follows_the_promotion() {
-    let _broker = BROKER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let topic = unique_topic("rebuild");
-    create_topic(&topic);
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers(), &topic, "max_age = \"500ms\"");
+    let (_broker, topic) = exclusive_topic("rebuild");
+    let w = World::with(&TableConfig::kafka(&brokers(), &topic).writer("max_age = \"500ms\""));
+    let d = w.path();
     let total = 40_000i64;
     let producer = spawn_producer(&topic, 0, total, Some(800));
     let mut live = spawn_run(d, &[], "run.log");
@@ -241,18 +233,7 @@ fn real_broker_rebuild_while_live_then_the_service_follows_the_promotion() {
         log_of(d, "run.log")
     );
     crate::support::switch_to_daily(d);
-    let out = crate::support::kappa(
-        d,
-        &[
-            "rebuild",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--promote",
-        ],
-        &[],
-    );
+    let out = Cli::new(d).rebuild(&["--promote"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -262,8 +243,8 @@ fn real_broker_rebuild_while_live_then_the_service_follows_the_promotion() {
     assert!(stdout.contains("promoted: current v1 → v2"), "{stdout}");
     assert_eq!(crate::support::current(d), 2);
     assert!(
-        wait_for(Duration::from_secs(60), || log_of(d, "run.log")
-            .contains("now writing v2")),
+        wait_for(Duration::from_secs(60), || Cli::new(d)
+            .is_writing(2, live.id())),
         "the service did not follow the pointer:\n{}",
         log_of(d, "run.log")
     );

@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use crate::broker::{BROKER, brokers, create_topic, spawn_producer, unique_topic, wait_ok};
-use crate::kafka_support::{
-    Running, kafka_config_with_session, log_of, sigterm, spawn_run, stored_total, wait_for,
-};
+use crate::fixture::{TableConfig, World};
+use crate::kafka_support::{Running, log_of, sigterm, spawn_run, stored_total, wait_for};
 use crate::rebuild::spawn_rebuild;
-use crate::support::{Workdir, current, read_lake, seed, status_json};
+use crate::support::{current, read_lake, seed, status_json};
 
 fn rounds() -> usize {
     std::env::var("KAPPA_LAKE_CHAOS_ROUNDS").map_or(20, |r| {
@@ -67,18 +66,15 @@ fn kill_loop_over_run_and_rebuild_promote_gives_exactly_once() {
     let started = Instant::now();
     let topic = unique_topic("chaos");
     create_topic(&topic);
-    let dir = Workdir::new();
-    let d = dir.path();
     let brokers = brokers();
     // Small files and frequent commits, and a short session so that a killed member's
     // partitions move on quickly.
-    kafka_config_with_session(
-        d,
-        &brokers,
-        &topic,
-        "target_file_size = \"1MiB\"\nmax_age = \"300ms\"",
-        3000,
+    let w = World::with(
+        &TableConfig::kafka(&brokers, &topic)
+            .session_ms(3000)
+            .writer("target_file_size = \"1MiB\"\nmax_age = \"300ms\""),
     );
+    let d = w.path();
     let stop = Arc::new(AtomicBool::new(false));
     let producer = keep_producing(topic.clone(), stop.clone());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());

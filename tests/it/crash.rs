@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::support::{BIN, Workdir, duckdb, kappa_ok, scan, status_json};
+use crate::fixture::Cli;
+use crate::support::{BIN, Workdir, duckdb, scan, status_json};
 
 // Enough that 20 kills land before a fast machine consumes it all (at ~60k events/s, 400k
 // events once ran out after 19 kills with delays up to 700 ms).
@@ -82,7 +83,7 @@ max_age = "150ms"
     );
     assert_eq!(finished_early, 0);
     // Final run to completion.
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
 
     let status = status_json(d);
     let version = &status["tables"][0]["versions"][0];

@@ -3,19 +3,13 @@
 
 use std::io::{BufRead, BufReader};
 
-use crate::support::{EVENT_SCHEMA, duckdb, kappa_ok, scan, status_json, write_config};
+use crate::fixture::{Cli, TableConfig, World, mock_kafka};
+use crate::support::{duckdb, kappa_ok, scan, status_json};
 
 #[test]
 fn malformed_lines_are_dead_lettered_and_counts_add_up() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    write_config(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        "",
-    );
-    std::fs::create_dir_all(d.join("input")).unwrap();
+    let w = World::with(&TableConfig::files());
+    let d = w.path();
     let ts = 1_764_115_200_000i64;
     let mut data: Vec<u8> = Vec::new();
     let mut expected_bad: Vec<(u64, &str)> = Vec::new(); // (line index, stage)
@@ -60,7 +54,7 @@ fn malformed_lines_are_dead_lettered_and_counts_add_up() {
         }
     }
     std::fs::write(d.join("input/events.ndjson"), &data).unwrap();
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
 
     let status = status_json(d);
     let v = &status["tables"][0]["versions"][0];
@@ -109,7 +103,7 @@ fn malformed_lines_are_dead_lettered_and_counts_add_up() {
 /// exactly once: as a row, or as a dead letter at its own coordinates with the right stage.
 #[test]
 fn a_mixed_stream_at_volume_adds_up_exactly() {
-    use kappa_lake::source::mock::{MockKafka, OutRecord, produce};
+    use kappa_lake::source::mock::{OutRecord, produce};
     use rand::{Rng, SeedableRng};
 
     const TS: i64 = 1_795_651_200_000;
@@ -185,25 +179,16 @@ fn a_mixed_stream_at_volume_adds_up_exactly() {
             timestamp_ms: Some(TS + i),
         });
     }
-    let kafka = MockKafka::start(&[(topic, partitions as i32)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
+    let (_kafka, brokers) = mock_kafka(&[(topic, partitions as i32)]);
     assert_eq!(produce(&brokers, topic, records).unwrap(), n as u64);
 
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    crate::kafka_support::kafka_config(d, &brokers, topic, "max_age = \"200ms\"");
-    let path = d.join("kappa-lake.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
-        "[table.source.kafka]",
-        "max_record_bytes = \"4KiB\"\n\n[table.source.kafka]",
-        1,
+    let w = World::with(
+        &TableConfig::kafka(&brokers, topic)
+            .source_keys("max_record_bytes = \"4KiB\"")
+            .writer("max_age = \"200ms\""),
     );
-    std::fs::write(&path, text).unwrap();
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    let d = w.path();
+    Cli::new(d).run_ok(&["--stop-at-end"]);
 
     let status = status_json(d);
     let v = &status["tables"][0]["versions"][0];
@@ -260,15 +245,9 @@ fn bad_records_fail_stops_with_coordinates_and_skip_drops_them_logged() {
     let dir = crate::support::Workdir::new();
     let d = dir.path();
     let config = |policy: &str| {
-        crate::support::write_config_with(
-            d,
-            EVENT_SCHEMA,
-            r#"{ field = "ts", granularity = "hour" }"#,
-            crate::support::Keys {
-                table: &format!("bad_records = \"{policy}\""),
-                ..Default::default()
-            },
-        );
+        TableConfig::files()
+            .table_keys(&format!("bad_records = \"{policy}\""))
+            .write_to(d);
     };
     config("fail");
     let ts = 1_795_651_200_000i64;
@@ -279,7 +258,7 @@ fn bad_records_fail_stops_with_coordinates_and_skip_drops_them_logged() {
     lines[700] = format!(r#"{{"id": 700, "ts": {ts}"#); // truncated
     std::fs::write(d.join("input/events.ndjson"), lines.join("\n") + "\n").unwrap();
 
-    let out = crate::support::kappa(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    let out = Cli::new(d).cmd("run", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -295,7 +274,7 @@ fn bad_records_fail_stops_with_coordinates_and_skip_drops_them_logged() {
     assert!(rows(d) < 250, "rows after the bad record were committed");
 
     config("skip");
-    let out = crate::support::kappa(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    let out = Cli::new(d).cmd("run", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.matches("bad record skipped").count(), 2, "{stderr}");
@@ -321,14 +300,8 @@ fn bad_records_fail_stops_with_coordinates_and_skip_drops_them_logged() {
 /// lists (a crashed writer's) is not shown.
 #[test]
 fn dead_letters_list_and_show_what_the_version_committed() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    write_config(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        "",
-    );
+    let w = World::with(&TableConfig::files());
+    let d = w.path();
     let ts = 1_795_651_200_000i64;
     let mut lines: Vec<String> = (0..20)
         .map(|i| format!(r#"{{"id":{i},"ts":{},"name":"n{i}"}}"#, ts + i * 1000))
@@ -337,7 +310,7 @@ fn dead_letters_list_and_show_what_the_version_committed() {
     lines[9] = "[9]".into();
     lines[15] = r#"{"id": 15, "ts": 999999999999999999}"#.into();
     std::fs::write(d.join("input/events.ndjson"), lines.join("\n") + "\n").unwrap();
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
     // A stray file, as a writer that crashed before its commit leaves behind.
     let dl_dir = d.join("lake/events/_dead_letters/v1");
     let committed = std::fs::read_dir(&dl_dir)

@@ -17,6 +17,7 @@ use kappa_lake::write::commit::OffsetRange;
 use kappa_lake::write::delta::CreateSpec;
 use kappa_lake::write::{DeltaFileWriter, DeltaLog, PendingCommit};
 
+use crate::fixture::{Cli, TableConfig, World};
 use crate::support::{duckdb, read_lake, sql_path};
 
 const COMMITS: i64 = 500;
@@ -192,16 +193,8 @@ async fn five_hundred_commits_read_alike_and_removed_files_stay_invisible() {
 /// PySpark, DuckDB and pyarrow.
 #[test]
 fn a_parquet_version_reads_alike_in_pyspark_duckdb_and_pyarrow() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    crate::support::write_config(
-        d,
-        crate::support::EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        "",
-    );
-    crate::kafka_support::set_format(d, "parquet");
-    std::fs::create_dir_all(d.join("input")).unwrap();
+    let w = World::with(&TableConfig::files().format("parquet"));
+    let d = w.path();
     let n = 5000i64;
     let lines: String = (0..n)
         .map(|id| {
@@ -213,7 +206,7 @@ fn a_parquet_version_reads_alike_in_pyspark_duckdb_and_pyarrow() {
         })
         .collect();
     std::fs::write(d.join("input/events.ndjson"), lines).unwrap();
-    crate::support::kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
     assert_eq!(crate::support::version_format(d, 1), "parquet");
     let seen = read_lake(
         d,

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use crate::support::{
-    EVENT_SCHEMA, duckdb, kappa, kappa_ok, read_lake, scan, status_json, write_config,
-};
+use crate::fixture::{Cli, TableConfig, World};
+use crate::support::{duckdb, kappa, read_lake, scan, status_json};
 
 const WITH_COUPON: &str = r#"{"type":"record","name":"Event","namespace":"test","fields":[
   {"name":"id","type":"long"},
@@ -44,7 +43,7 @@ fn input(d: &Path, file: &str, ids: std::ops::Range<i64>, coupon: bool) {
 }
 
 fn plan(d: &Path) -> String {
-    kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &[])
+    Cli::new(d).cmd_ok("plan", &[])
 }
 
 fn set_schema(d: &Path, schema: &str) {
@@ -53,17 +52,11 @@ fn set_schema(d: &Path, schema: &str) {
 
 #[test]
 fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    write_config(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        "",
-    );
+    let w = World::with(&TableConfig::files());
+    let d = w.path();
     assert!(plan(d).contains("events: create v1"), "{}", plan(d));
     input(d, "a.ndjson", 0..100, false);
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
     assert!(plan(d).contains("events: nothing to do"), "{}", plan(d));
     // Partition columns are typed (date, int) and agree with the event time.
     let parts = duckdb(&format!(
@@ -84,12 +77,8 @@ fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
         p.contains("events: evolve in place: v1") && p.contains("`coupon`"),
         "{p}"
     );
-    let json: serde_json::Value = serde_json::from_str(&kappa_ok(
-        d,
-        &["plan", "--config", "kappa-lake.toml", "--json"],
-        &[],
-    ))
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&Cli::new(d).cmd_ok("plan", &["--json"])).unwrap();
     assert_eq!(json["tables"][0]["plan"]["action"], "evolve");
     assert_eq!(json["tables"][0]["plan"]["added"][0], "coupon");
     let check = kappa(
@@ -101,7 +90,7 @@ fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
 
     // The next run applies it to v1 and writes the new field.
     input(d, "b.ndjson", 100..200, true);
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
     assert!(
         plan(d).contains("events: nothing to do: live v1"),
         "{}",
@@ -139,7 +128,7 @@ fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
         );
         assert_eq!(check.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&check.stdout).contains(reason));
-        let run = kappa(d, &["run", "--config", "kappa-lake.toml"], &[]);
+        let run = Cli::new(d).cmd("run", &[]);
         assert!(!run.status.success());
         assert!(
             String::from_utf8_lossy(&run.stderr).contains(reason),
@@ -154,16 +143,10 @@ fn additive_change_evolves_in_place_and_anything_else_needs_a_rebuild() {
 /// schema registry judges compatibility, naming the offending fields.
 #[test]
 fn schema_check_against_a_version_reports_avro_compatibility_naming_fields() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    write_config(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        "",
-    );
+    let w = World::with(&TableConfig::files());
+    let d = w.path();
     input(d, "a.ndjson", 0..10, false);
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
     let without_id = WITHOUT_NAME
         .replace(r#"{"name":"id","type":"long"},"#, "")
         .replace(
@@ -179,22 +162,7 @@ fn schema_check_against_a_version_reports_avro_compatibility_naming_fields() {
         std::fs::write(d.join(file), text).unwrap();
     }
     let check = |against: &str, level: &str| {
-        let out = kappa(
-            d,
-            &[
-                "schema",
-                "check",
-                "--config",
-                "kappa-lake.toml",
-                "--table",
-                "events",
-                "--against",
-                against,
-                "--level",
-                level,
-            ],
-            &[],
-        );
+        let out = Cli::new(d).table("schema check", &["--against", against, "--level", level]);
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -228,19 +196,7 @@ fn schema_check_against_a_version_reports_avro_compatibility_naming_fields() {
     );
     assert!(text.contains("not FORWARD: field `id`"), "{text}");
     // Without --against: the config's schema file; JSON.
-    let out = kappa_ok(
-        d,
-        &[
-            "schema",
-            "check",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--json",
-        ],
-        &[],
-    );
+    let out = Cli::new(d).table_ok("schema check", &["--json"]);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["level"], "FULL", "{json}");
     assert_eq!(json["evolve_in_place"], true, "{json}");

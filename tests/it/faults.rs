@@ -3,15 +3,14 @@
 //! a faulty store and a proxy: `stores.rs`.)
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kappa_lake::source::mock::{MockKafka, produce};
+use kappa_lake::source::mock::produce;
 
-use crate::kafka_support::{
-    Running, assert_exactly_once, events, kafka_config, log_of, sigterm, stored_total, wait_for,
-};
-use crate::support::{BIN, EVENT_SCHEMA, Workdir, archive, duckdb, scan, status_json};
+use crate::fixture::{Cli, TableConfig, World, mock_kafka};
+use crate::kafka_support::{assert_exactly_once, events, log_of, sigterm, stored_total, wait_for};
+use crate::support::{archive, duckdb, scan, status_json, tool_ok};
 
 /// A tmpfs of a given size mounted on a directory (the lake root), unmounted when dropped.
 /// Mounting needs root, as scripts/test.sh has on CI; without it the test fails, loudly.
@@ -20,15 +19,12 @@ struct SmallDisk(PathBuf);
 impl SmallDisk {
     fn mount(path: &Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "the disk-full test mounts a small tmpfs on the lake root and needs root for it: {}",
-            String::from_utf8_lossy(&out.stderr)
+        tool_ok(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(path),
+            "run mount",
+            "the disk-full test mounts a small tmpfs on the lake root and needs root for it: ",
         );
         SmallDisk(path.to_path_buf())
     }
@@ -53,22 +49,11 @@ impl Drop for SmallDisk {
 /// Runs `kappa-lake run` to its end (files source) and returns (success, stderr); fails the
 /// test if it does not end within two minutes.
 fn run_to_end(d: &Path) -> (bool, String) {
-    let log = std::fs::File::create(d.join("run.log")).unwrap();
-    let mut child = Running(
-        Command::new(BIN)
-            .current_dir(d)
-            .args(["run", "--config", "kappa-lake.toml"])
-            .env("KAPPA_LAKE_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = Cli::new(d)
+        .env("KAPPA_LAKE_LOG", "warn")
+        .spawn_run(&[], "run.log");
     assert!(
-        wait_for(Duration::from_secs(120), || child
-            .try_wait()
-            .unwrap()
-            .is_some()),
+        wait_for(Duration::from_secs(120), || child.exited()),
         "run did not end:\n{}",
         log_of(d, "run.log")
     );
@@ -87,15 +72,12 @@ fn a_full_disk_stops_the_run_cleanly_and_a_restart_after_freeing_space_is_exact(
     const PER_FILE: i64 = 30_000;
     const EVENTS: i64 = FILES * PER_FILE;
     for format in ["delta", "parquet"] {
-        let dir = Workdir::new();
-        let d = dir.path();
-        crate::support::write_config(
-            d,
-            EVENT_SCHEMA,
-            r#"{ field = "ts", granularity = "hour" }"#,
-            "max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"",
+        let w = World::with(
+            &TableConfig::files()
+                .writer("max_buffer_bytes = \"1MiB\"\nmax_age = \"50ms\"")
+                .format(format),
         );
-        crate::kafka_support::set_format(d, format);
+        let d = w.path();
         // Names that do not compress: ~4 MB of Parquet in all, on a 2 MiB disk.
         for f in 0..FILES {
             let lines: String = (f * PER_FILE..(f + 1) * PER_FILE)
@@ -162,28 +144,20 @@ fn wall_clock_jumps_do_not_stop_age_based_flushes_or_break_exactly_once() {
              libfaketime"
         )
     });
-    let kafka = MockKafka::start(&[("clock", 2)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, "clock", "max_age = \"500ms\"");
+    let (_kafka, brokers) = mock_kafka(&[("clock", 2)]);
+    let w = World::with(&TableConfig::kafka(&brokers, "clock").writer("max_age = \"500ms\""));
+    let d = w.path();
     let clock = d.join("clock");
     std::fs::write(&clock, "+0\n").unwrap();
-    let log = std::fs::File::create(d.join("run.log")).unwrap();
-    let mut run = Running(
-        Command::new(BIN)
-            .current_dir(d)
-            .args(["run", "--config", "kappa-lake.toml"])
-            .env("KAPPA_LAKE_LOG", "info")
-            .env("LD_PRELOAD", &lib)
-            .env("FAKETIME_TIMESTAMP_FILE", &clock)
-            .env("FAKETIME_NO_CACHE", "1")
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let mut run = Cli::new(d)
+        .env("LD_PRELOAD", &lib)
+        .env(
+            "FAKETIME_TIMESTAMP_FILE",
+            clock.to_str().expect("a UTF-8 path"),
+        )
+        .env("FAKETIME_NO_CACHE", "1")
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .spawn_run(&[], "run.log");
     let jumps = ["+0", "-3h", "+26h", "-2d", "+400d", "+0"];
     for (i, jump) in jumps.iter().enumerate() {
         std::fs::write(&clock, format!("{jump}\n")).unwrap();

@@ -3,14 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use kappa_lake::source::mock::{MockKafka, produce};
+use kappa_lake::source::mock::produce;
 use rand::{Rng, SeedableRng};
 
+use crate::fixture::{Cli, TableConfig, World, mock_kafka};
 use crate::kafka_support::{
-    assert_exactly_once, events, group_of, group_offsets, kafka_config, kafka_config_with_session,
-    log_of, produce_paced, set_format, signal, sigterm, spawn_run, stored_total, wait_for,
+    assert_exactly_once, events, group_of, group_offsets, log_of, produce_paced, set_format,
+    signal, sigterm, spawn_run, stored_total, wait_for, wait_stored,
 };
-use crate::support::{Workdir, kappa_ok, seed, status_json};
+use crate::support::{seed, status_json};
 
 const PARTITIONS: i32 = 6;
 
@@ -24,16 +25,13 @@ pub fn crash_while_producing(
     session_ms: u32,
     produce: impl FnOnce() + Send + 'static,
 ) {
-    let dir = Workdir::new();
-    let d = dir.path();
     // A short session: a SIGKILLed member's partitions move on quickly.
-    kafka_config_with_session(
-        d,
-        brokers,
-        topic,
-        "target_file_size = \"1MiB\"\nmax_age = \"300ms\"",
-        session_ms,
+    let w = World::with(
+        &TableConfig::kafka(brokers, topic)
+            .session_ms(session_ms)
+            .writer("target_file_size = \"1MiB\"\nmax_age = \"300ms\""),
     );
+    let d = w.path();
     let producer = std::thread::spawn(produce);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed());
     // Half the kills land at a random moment after start (often while joining the group),
@@ -43,7 +41,7 @@ pub fn crash_while_producing(
         let mut child = spawn_run(d, &[], &log);
         if k % 2 == 1 {
             let assigned = wait_for(Duration::from_secs(60), || {
-                log_of(d, &log).contains("partitions assigned")
+                Cli::new(d).partitions_held(1, child.id()) > 0
                     || child.try_wait().ok().flatten().is_some()
             });
             assert!(
@@ -65,11 +63,7 @@ pub fn crash_while_producing(
     let before_final = stored_total(d, 0);
     eprintln!("{kills} kills; {before_final} of {total} committed before the final run");
     assert!(before_final > 0, "no commit landed between the kills");
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    Cli::new(d).run_ok(&["--stop-at-end"]);
     assert_eq!(
         stored_total(d, 0),
         total as u64,
@@ -84,8 +78,7 @@ pub fn crash_while_producing(
 
 #[test]
 fn sigkill_at_random_moments_while_producing_gives_exactly_once() {
-    let kafka = MockKafka::start(&[("crash", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
+    let (_kafka, brokers) = mock_kafka(&[("crash", PARTITIONS)]);
     let total = 120_000;
     let produce = {
         let brokers = brokers.clone();
@@ -105,11 +98,9 @@ fn sigkill_at_random_moments_while_producing_gives_exactly_once() {
 
 #[test]
 fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
-    let kafka = MockKafka::start(&[("term", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, "term", "max_age = \"500ms\"");
+    let (_kafka, brokers) = mock_kafka(&[("term", PARTITIONS)]);
+    let w = World::with(&TableConfig::kafka(&brokers, "term").writer("max_age = \"500ms\""));
+    let d = w.path();
     // A third of the events first, the rest paced over ~10 s while `run` works, so that the
     // SIGTERM lands mid-ingest however fast this machine is.
     let (first, total) = (100_000i64, 300_000i64);
@@ -176,11 +167,7 @@ fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
     producer.join().expect("producer");
 
     // The restart fetches from exactly there: nothing committed is received again.
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    Cli::new(d).run_ok(&["--stop-at-end"]);
     let status = status_json(d);
     let writers = status["tables"][0]["versions"][0]["writers"]
         .as_array()
@@ -197,11 +184,9 @@ fn sigterm_mid_ingest_commits_and_restart_rereads_nothing() {
 
 #[test]
 fn two_writers_split_partitions_and_the_survivor_takes_over() {
-    let kafka = MockKafka::start(&[("pair", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, "pair", "max_age = \"300ms\"");
+    let (_kafka, brokers) = mock_kafka(&[("pair", PARTITIONS)]);
+    let w = World::with(&TableConfig::kafka(&brokers, "pair").writer("max_age = \"300ms\""));
+    let d = w.path();
     // Delta versions get the same treatment in the contention test below; this one keeps
     // Parquet mode's writer leases covered.
     set_format(d, "parquet");
@@ -257,12 +242,13 @@ fn two_writers_split_partitions_and_the_survivor_takes_over() {
     a.kill().unwrap(); // SIGKILL: its session expires, B gets its partitions
     a.wait().unwrap();
     producer.join().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(90), || stored_total(d, 0)
-            == total as u64),
-        "the survivor did not finish the topic ({} of {total}):\n{}",
-        stored_total(d, 0),
-        log_of(d, "b.log")
+    wait_stored(
+        d,
+        0,
+        total as u64,
+        Duration::from_secs(90),
+        "the survivor did not finish the topic",
+        Some("b.log"),
     );
     let w = running_with_partitions(d);
     assert_eq!(
@@ -277,11 +263,9 @@ fn two_writers_split_partitions_and_the_survivor_takes_over() {
 
 #[test]
 fn idle_flush_makes_a_lone_event_visible_within_max_age() {
-    let kafka = MockKafka::start(&[("idle", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, "idle", "max_age = \"1s\"");
+    let (_kafka, brokers) = mock_kafka(&[("idle", PARTITIONS)]);
+    let w = World::with(&TableConfig::kafka(&brokers, "idle").writer("max_age = \"1s\""));
+    let d = w.path();
     let mut child = spawn_run(d, &[], "run.log");
     // Assigned: the lease lists the partitions (written at the first max_age tick).
     assert!(
@@ -321,38 +305,21 @@ fn idle_flush_makes_a_lone_event_visible_within_max_age() {
 
 #[test]
 fn one_process_runs_several_tables_each_with_its_own_version_and_offsets() {
-    let kafka = MockKafka::start(&[("left", PARTITIONS), ("right", 2)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, "left", "max_age = \"500ms\"");
-    // A second table on another topic, partitioned by the Kafka timestamp.
-    let mut text = std::fs::read_to_string(d.join("kappa-lake.toml")).unwrap();
-    text.push_str(&format!(
-        r#"
-[[table]]
-name = "other"
-root = "lake"
-schema = "schemas/events.avsc"
-time = {{ source = "kafka", granularity = "day" }}
-
-[table.source]
-kind = "kafka"
-brokers = "{brokers}"
-topic = "right"
-
-[table.source.kafka]
-"session.timeout.ms" = "6000"
-"#
-    ));
-    std::fs::write(d.join("kappa-lake.toml"), text).unwrap();
+    let (_kafka, brokers) = mock_kafka(&[("left", PARTITIONS), ("right", 2)]);
+    let w = World::new();
+    let d = w.path();
+    w.config_tables(&[
+        TableConfig::kafka(&brokers, "left").writer("max_age = \"500ms\""),
+        // A second table on another topic, partitioned by the Kafka timestamp.
+        TableConfig::kafka(&brokers, "right")
+            .name("other")
+            .time(r#"{ source = "kafka", granularity = "day" }"#)
+            .default_group()
+            .kafka_options(Some(r#""session.timeout.ms" = "6000""#)),
+    ]);
     produce(&brokers, "left", events(0..5000, PARTITIONS)).unwrap();
     produce(&brokers, "right", events(0..3000, 2)).unwrap();
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    Cli::new(d).run_ok(&["--stop-at-end"]);
     assert_exactly_once(d, 1, 5000);
     let status = status_json(d);
     let tables = status["tables"].as_array().unwrap();
@@ -373,17 +340,13 @@ topic = "right"
 
 #[test]
 fn a_second_signal_exits_at_once_and_loses_nothing() {
-    let kafka = MockKafka::start(&[("twice", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
+    let (_kafka, brokers) = mock_kafka(&[("twice", PARTITIONS)]);
     // Nothing is committed until shutdown: the first signal has a large final commit to do.
-    kafka_config(
-        d,
-        &brokers,
-        "twice",
-        "max_age = \"1h\"\ntarget_file_size = \"1GiB\"\nmax_buffer_bytes = \"1GiB\"",
+    let w = World::with(
+        &TableConfig::kafka(&brokers, "twice")
+            .writer("max_age = \"1h\"\ntarget_file_size = \"1GiB\"\nmax_buffer_bytes = \"1GiB\""),
     );
+    let d = w.path();
     let total = 200_000i64;
     produce(&brokers, "twice", events(0..total, PARTITIONS)).unwrap();
     let mut child = spawn_run(d, &[], "run.log");
@@ -405,11 +368,7 @@ fn a_second_signal_exits_at_once_and_loses_nothing() {
         log_of(d, "run.log")
     );
     // Whatever was not committed is read again: the result is still exactly once.
-    kappa_ok(
-        d,
-        &["run", "--config", "kappa-lake.toml", "--stop-at-end"],
-        &[],
-    );
+    Cli::new(d).run_ok(&["--stop-at-end"]);
     assert_exactly_once(d, 1, total as u64);
 }
 
@@ -424,12 +383,14 @@ fn two_writers_with_forced_conflicts_lose_nothing_and_duplicate_nothing() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let kafka = MockKafka::start(&[("contend", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
+    let (_kafka, brokers) = mock_kafka(&[("contend", PARTITIONS)]);
     let session_ms = 3000;
-    kafka_config_with_session(d, &brokers, "contend", "max_age = \"500ms\"", session_ms);
+    let w = World::with(
+        &TableConfig::kafka(&brokers, "contend")
+            .session_ms(session_ms)
+            .writer("max_age = \"500ms\""),
+    );
+    let d = w.path();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
         let (brokers, stop) = (brokers.clone(), stop.clone());
@@ -464,11 +425,13 @@ fn two_writers_with_forced_conflicts_lose_nothing_and_duplicate_nothing() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let total = producer.join().unwrap();
-    assert!(
-        wait_for(Duration::from_secs(120), || stored_total(d, 0)
-            == total as u64),
-        "the writers did not finish the topic ({} of {total})",
-        stored_total(d, 0)
+    wait_stored(
+        d,
+        0,
+        total as u64,
+        Duration::from_secs(120),
+        "the writers did not finish the topic",
+        None,
     );
     for w in &writers {
         sigterm(w);

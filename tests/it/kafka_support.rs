@@ -1,7 +1,7 @@
 //! Kafka helpers for the tests: configs, producing test events, group offsets, processes.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use kappa_lake::source::mock::{OutRecord, produce};
@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::support::{BIN, EVENT_SCHEMA, read_lake, status_json, version_format};
+use crate::support::{read_lake, status_json, version_format};
 
 /// 2026-11-26T00:00:00Z in ms.
 pub const DAY_START_MS: i64 = 1_795_651_200_000;
@@ -28,31 +28,10 @@ pub fn kafka_config_with_session(
     writer: &str,
     session_ms: u32,
 ) {
-    std::fs::create_dir_all(dir.join("schemas")).unwrap();
-    std::fs::write(dir.join("schemas/events.avsc"), EVENT_SCHEMA).unwrap();
-    let text = format!(
-        r#"[[table]]
-name = "events"
-root = "lake"
-schema = "schemas/events.avsc"
-time = {{ field = "ts", granularity = "hour" }}
-
-[table.source]
-kind = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-group_id = "kappa-lake-test-{topic}"
-
-[table.source.kafka]
-"session.timeout.ms" = "{session_ms}"
-"heartbeat.interval.ms" = "{heartbeat_ms}"
-
-[table.writer]
-{writer}
-"#,
-        heartbeat_ms = (session_ms / 5).max(100)
-    );
-    std::fs::write(dir.join("kappa-lake.toml"), text).unwrap();
+    crate::fixture::TableConfig::kafka(brokers, topic)
+        .session_ms(session_ms)
+        .writer(writer)
+        .write_to(dir);
 }
 
 /// The consumer group `run` uses for version `v` of the test table on `topic`.
@@ -109,6 +88,13 @@ impl std::ops::DerefMut for Running {
     }
 }
 
+impl Running {
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_some()
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
@@ -125,18 +111,9 @@ pub fn spawn_run(dir: &Path, extra: &[&str], log_name: &str) -> Running {
 
 /// [`spawn_run`] with extra environment (it may override `KAPPA_LAKE_LOG`).
 pub fn spawn_run_with(dir: &Path, extra: &[&str], log_name: &str, env: &[(&str, &str)]) -> Running {
-    let log = std::fs::File::create(dir.join(log_name)).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .args(["run", "--config", "kappa-lake.toml"])
-        .args(extra)
-        .env("KAPPA_LAKE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Running(cmd.spawn().expect("start kappa-lake run"))
+    crate::fixture::Cli::new(dir)
+        .envs(env)
+        .spawn_run(extra, log_name)
 }
 
 /// Sum of the version's stored offsets (= records covered, for a topic that starts at 0 with
@@ -240,4 +217,24 @@ pub fn signal(child: &Child, signal: &str) {
         .status()
         .unwrap();
     assert!(status.success(), "kill -{signal}");
+}
+
+/// Waits until the stored offsets of the `index`-th version in `status --json` cover `total`
+/// records; fails with `what (N of total)` and the spawned run's `log`, if named.
+pub fn wait_stored(
+    d: &Path,
+    index: usize,
+    total: u64,
+    timeout: Duration,
+    what: &str,
+    log: Option<&str>,
+) {
+    if wait_for(timeout, || stored_total(d, index) == total) {
+        return;
+    }
+    let stored = stored_total(d, index);
+    match log {
+        Some(log) => panic!("{what} ({stored} of {total}):\n{}", log_of(d, log)),
+        None => panic!("{what} ({stored} of {total})"),
+    }
 }

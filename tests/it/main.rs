@@ -10,6 +10,7 @@ mod delta;
 mod demo;
 mod evolve;
 mod faults;
+mod fixture;
 mod gc;
 mod kafka;
 mod kafka_support;

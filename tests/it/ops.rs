@@ -8,10 +8,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kappa_lake::metrics::Metrics;
-use kappa_lake::source::mock::{MockKafka, produce};
+use kappa_lake::source::mock::produce;
 
-use crate::kafka_support::{events, kafka_config, log_of, sigterm, spawn_run, wait_for};
-use crate::support::{Workdir, duckdb, python, scan, status_json};
+use crate::fixture::{TableConfig, World, mock_kafka};
+use crate::kafka_support::{events, log_of, sigterm, spawn_run, wait_for};
+use crate::support::{duckdb, python, scan, status_json};
 
 const DASHBOARD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -98,11 +99,9 @@ fn dashboard_metrics(dashboard: &serde_json::Value) -> BTreeSet<String> {
 #[test]
 fn metrics_health_and_ready_follow_a_run_and_status_matches_duckdb() {
     const PARTITIONS: i32 = 3;
-    let kafka = MockKafka::start(&[("ops", PARTITIONS)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, &brokers, "ops", "max_age = \"1s\"");
+    let (_kafka, brokers) = mock_kafka(&[("ops", PARTITIONS)]);
+    let w = World::with(&TableConfig::kafka(&brokers, "ops").writer("max_age = \"1s\""));
+    let d = w.path();
     produce(&brokers, "ops", events(0..3000, PARTITIONS)).unwrap();
     let addr = free_addr();
     let mut run = spawn_run(d, &["--metrics-addr", &addr.to_string()], "run.log");
@@ -226,19 +225,16 @@ fn metrics_health_and_ready_follow_a_run_and_status_matches_duckdb() {
 /// Validates the dashboard against the JSON schema of Grafana's dashboard model that
 /// `tests/grafana-dashboard.schema.json` holds (Python `jsonschema`, from the test venv).
 fn validate_dashboard(path: &Path) {
-    let out = std::process::Command::new(python())
-        .args([
-            "-c",
-            "import json, sys, jsonschema\n\
-             jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
-        ])
-        .arg(path)
-        .arg(DASHBOARD_SCHEMA)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "the dashboard does not validate:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::support::tool_ok(
+        std::process::Command::new(python())
+            .args([
+                "-c",
+                "import json, sys, jsonschema\n\
+                 jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))",
+            ])
+            .arg(path)
+            .arg(DASHBOARD_SCHEMA),
+        "run python",
+        "the dashboard does not validate:\n",
     );
 }

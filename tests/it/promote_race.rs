@@ -2,19 +2,17 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::{BIN, EVENT_SCHEMA, kappa_ok, write_config};
+use crate::fixture::{TableConfig, World};
+use crate::support::{BIN, kappa_ok};
 
 #[test]
 fn racing_promoters_have_exactly_one_winner() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    write_config(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "day" }"#,
-        "max_age = \"1s\"",
+    let w = World::with(
+        &TableConfig::files()
+            .granularity("day")
+            .writer("max_age = \"1s\""),
     );
-    std::fs::create_dir_all(d.join("input")).unwrap();
+    let d = w.path();
     let lines: String = (0..500)
         .map(|i| {
             format!(

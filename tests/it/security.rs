@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::kafka_support::{kafka_config, sigterm};
-use crate::support::{EVENT_SCHEMA, Workdir, duckdb, kappa, kappa_ok, scan, write_config};
+use crate::fixture::{Cli, TableConfig, World};
+use crate::kafka_support::sigterm;
+use crate::support::{EVENT_SCHEMA, duckdb, scan};
 
 /// `value` as a TOML basic string (JSON's escapes are valid TOML).
 fn toml_string(value: &str) -> String {
@@ -76,14 +77,8 @@ fn hostile_table_names_are_refused_before_anything_is_written() {
         long.as_str(),
     ];
     for name in names {
-        let dir = Workdir::new();
-        let d = dir.path();
-        write_config(
-            d,
-            EVENT_SCHEMA,
-            r#"{ field = "ts", granularity = "hour" }"#,
-            "",
-        );
+        let w = World::with(&TableConfig::files());
+        let d = w.path();
         let path = d.join("kappa-lake.toml");
         let text = std::fs::read_to_string(&path).unwrap().replacen(
             "name = \"events\"",
@@ -93,7 +88,7 @@ fn hostile_table_names_are_refused_before_anything_is_written() {
         std::fs::write(&path, text).unwrap();
         let before = tree(d);
         for command in ["validate", "run", "status", "plan"] {
-            let out = kappa(d, &[command, "--config", "kappa-lake.toml"], &[]);
+            let out = Cli::new(d).cmd(command, &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{command} {name:?}: {stderr}");
             assert!(
@@ -114,21 +109,11 @@ fn hostile_table_names_are_refused_before_anything_is_written() {
     }
 
     // A hostile `--table` on a valid config: refused, escaped, nothing written.
-    let dir = Workdir::new();
-    let d = dir.path();
-    write_config(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        "",
-    );
+    let w = World::with(&TableConfig::files());
+    let d = w.path();
     let before = tree(d);
     for table in ["../escape", "events/../../x", "esc\u{1b}[2J"] {
-        let out = kappa(
-            d,
-            &["rebuild", "--config", "kappa-lake.toml", "--table", table],
-            &[],
-        );
+        let out = Cli::new(d).cmd("rebuild", &["--table", table]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{table:?}: {stderr}");
         assert!(stderr.contains("no table named"), "{table:?}: {stderr}");
@@ -144,13 +129,12 @@ fn hostile_table_names_are_refused_before_anything_is_written() {
 /// `date=YYYY-MM-DD/hour=H` partition inside the version.
 #[test]
 fn hostile_values_stay_data_and_never_become_paths() {
-    let dir = Workdir::new();
-    let d = dir.path();
     let schema = EVENT_SCHEMA.replace(
         r#"{"type":"long","logicalType":"timestamp-millis"}"#,
         r#""string""#,
     );
-    write_config(d, &schema, r#"{ field = "ts", granularity = "hour" }"#, "");
+    let w = World::with(&TableConfig::files().schema(&schema));
+    let d = w.path();
     let long = "y".repeat(100_000);
     let hostile = [
         "../../../../etc/passwd",
@@ -180,7 +164,7 @@ fn hostile_values_stay_data_and_never_become_paths() {
     for f in files {
         std::fs::write(d.join("input").join(f), &lines).unwrap();
     }
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
 
     let n = hostile.len();
     let status = crate::support::status_json(d);
@@ -243,9 +227,10 @@ fn hostile_values_stay_data_and_never_become_paths() {
 fn secrets_in_the_config_never_appear_in_logs_status_or_errors() {
     let secret = format!("pw-{}", uuid::Uuid::new_v4().simple());
     let kafka = kappa_lake::source::mock::MockKafka::start(&[("sec", 2)]).unwrap();
-    let dir = Workdir::new();
-    let d = dir.path();
-    kafka_config(d, kafka.bootstrap_servers(), "sec", "max_age = \"200ms\"");
+    let w = World::with(
+        &TableConfig::kafka(kafka.bootstrap_servers(), "sec").writer("max_age = \"200ms\""),
+    );
+    let d = w.path();
     let path = d.join("kappa-lake.toml");
     let base = std::fs::read_to_string(&path).unwrap();
     let sasl = |extra: &str| {
@@ -275,21 +260,8 @@ fn secrets_in_the_config_never_appear_in_logs_status_or_errors() {
     // A SASL config the broker cannot satisfy: `run` retries and logs at debug level.
     std::fs::write(&path, sasl("")).unwrap();
     let debug = [("KAPPA_LAKE_LOG", "debug")];
-    check(
-        "validate",
-        &kappa(d, &["validate", "--config", "kappa-lake.toml"], &debug),
-    );
-    let log = std::fs::File::create(d.join("run.log")).unwrap();
-    let mut run = crate::kafka_support::Running(
-        std::process::Command::new(crate::support::BIN)
-            .current_dir(d)
-            .args(["run", "--config", "kappa-lake.toml"])
-            .env("KAPPA_LAKE_LOG", "debug")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    check("validate", &Cli::new(d).envs(&debug).cmd("validate", &[]));
+    let mut run = Cli::new(d).envs(&debug).spawn_run(&[], "run.log");
     std::thread::sleep(Duration::from_secs(6));
     sigterm(&run);
     let _ = run.wait();
@@ -299,16 +271,12 @@ fn secrets_in_the_config_never_appear_in_logs_status_or_errors() {
     assert!(!log.contains(&secret), "run logged the secret");
     check(
         "status",
-        &kappa(
-            d,
-            &["status", "--config", "kappa-lake.toml", "--json"],
-            &debug,
-        ),
+        &Cli::new(d).envs(&debug).cmd("status", &["--json"]),
     );
     // Bad config next to the secret: the error names the key, not the secret.
     std::fs::write(&path, sasl("\"bogus.property\" = \"x\"\n")).unwrap();
     for command in ["validate", "run"] {
-        let out = kappa(d, &[command, "--config", "kappa-lake.toml"], &debug);
+        let out = Cli::new(d).envs(&debug).cmd(command, &[]);
         assert!(!out.status.success(), "{command} accepted a bad config");
         check(command, &out);
     }
@@ -318,7 +286,7 @@ fn secrets_in_the_config_never_appear_in_logs_status_or_errors() {
         sasl(&format!("\"fetch.min.bytes\" = \"{secret}\"\n")),
     )
     .unwrap();
-    let out = kappa(d, &["run", "--config", "kappa-lake.toml"], &debug);
+    let out = Cli::new(d).envs(&debug).cmd("run", &[]);
     assert!(
         !out.status.success(),
         "run accepted fetch.min.bytes = <secret>"
@@ -340,13 +308,13 @@ fn secrets_in_the_config_never_appear_in_logs_status_or_errors() {
     std::fs::write(&path, &store).unwrap();
     check(
         "validate (store)",
-        &kappa(d, &["validate", "--config", "kappa-lake.toml"], &debug),
+        &Cli::new(d).envs(&debug).cmd("validate", &[]),
     );
     let override_env = [
         ("KAPPA_LAKE_LOG", "debug"),
         ("KAPPA_LAKE_TABLE__EVENTS__STORAGE__NOPE", secret.as_str()),
     ];
-    let out = kappa(d, &["status", "--config", "kappa-lake.toml"], &override_env);
+    let out = Cli::new(d).envs(&override_env).cmd("status", &[]);
     assert!(!out.status.success());
     check("status with a bad storage override", &out);
     assert!(

@@ -16,13 +16,14 @@ use futures::TryStreamExt;
 use kappa_lake::config::Config;
 use kappa_lake::pipeline::{IngestOptions, TableHandle};
 use kappa_lake::shutdown;
-use kappa_lake::source::mock::{MockKafka, produce};
+use kappa_lake::source::mock::produce;
 use kappa_lake::status::table_status;
 use kappa_lake::table::pointer::{self, Pointer};
 use kappa_lake::table::version;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, WriteMultipart};
 
+use crate::fixture::{Cli, mock_kafka};
 use crate::kafka_support::{events, log_of, wait_for};
 use crate::support::{BIN, EVENT_SCHEMA, Workdir, python};
 
@@ -408,24 +409,21 @@ async fn gc_deletes_retired_versions(name: &str, t: &TableHandle) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance_on_local_files() {
-    conformance(local()).await;
+/// One `#[tokio::test]` per backend, each running the whole conformance suite on it.
+macro_rules! conformance_on {
+    ($($test:ident => $backend:expr),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $test() {
+            conformance($backend).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance_on_memory() {
-    conformance(memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance_on_s3() {
-    conformance(s3()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn conformance_on_azurite() {
-    conformance(azurite()).await;
+conformance_on! {
+    conformance_on_local_files => local(),
+    conformance_on_memory => memory(),
+    conformance_on_s3 => s3(),
+    conformance_on_azurite => azurite(),
 }
 
 /// The ADLS Gen2 form of an Azure root (`abfss://container@account.dfs.core.windows.net/…`)
@@ -470,8 +468,7 @@ async fn abfss_and_az_roots_name_the_same_container() {
 /// Kafka → Delta with the root on `b`: a run SIGKILLed after its first commits, a restart to
 /// the end, then delta-rs reads every event exactly once from that storage.
 fn kafka_to_delta_survives_sigkill(b: Backend) {
-    let kafka = MockKafka::start(&[("cloud", 3)]).unwrap();
-    let brokers = kafka.bootstrap_servers().to_string();
+    let (_kafka, brokers) = mock_kafka(&[("cloud", 3)]);
     let work = Workdir::new();
     let d = work.path();
     let source = format!(
@@ -485,23 +482,16 @@ fn kafka_to_delta_survives_sigkill(b: Backend) {
     )
     .unwrap();
     produce(&brokers, "cloud", events(0..3000, 3)).unwrap();
-    let with_env = |mut c: Command| {
-        c.envs(b.child_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        c
-    };
-    // spawn_run does not pass the credentials: run it by hand with them.
-    let log = std::fs::File::create(d.join("run-1.log")).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(d)
-        .args(["run", "--config", "kappa-lake.toml"])
-        .env("KAPPA_LAKE_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(log);
-    let mut first = with_env(cmd).spawn().unwrap();
+    // The store's credentials go to every command.
+    let env: Vec<(&str, &str)> = b
+        .child_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let cli = Cli::new(d).envs(&env);
+    let mut first = cli.spawn_run(&[], "run-1.log");
     assert!(
-        wait_for(Duration::from_secs(60), || {
-            log_of(d, "run-1.log").contains(" commit table=")
-        }),
+        wait_for(Duration::from_secs(60), || cli.commits(1) > 0),
         "{}: no commit in 60 s:\n{}",
         b.name,
         log_of(d, "run-1.log")
@@ -511,12 +501,10 @@ fn kafka_to_delta_survives_sigkill(b: Backend) {
     std::thread::sleep(Duration::from_millis(400));
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(d)
-        .args(["run", "--config", "kappa-lake.toml", "--stop-at-end"])
-        .env("KAPPA_LAKE_LOG", "info");
-    let out = with_env(cmd).output().unwrap();
-    crate::support::archive_output("run --stop-at-end", &out);
+    let out = Cli::new(d)
+        .envs(&env)
+        .env("KAPPA_LAKE_LOG", "info")
+        .cmd("run", &["--stop-at-end"]);
     assert!(
         out.status.success(),
         "{}: the restarted run failed:\n{}",
@@ -541,10 +529,13 @@ fn kafka_to_delta_survives_sigkill(b: Backend) {
         );
     }
     // Nor in what status prints.
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(d)
-        .args(["status", "--config", "kappa-lake.toml", "--json"]);
-    let status = with_env(cmd).output().unwrap();
+    // (At the binary's own log level, not the CLI wrapper's `warn`.)
+    let status = Command::new(BIN)
+        .current_dir(d)
+        .args(["status", "--config", "kappa-lake.toml", "--json"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     crate::support::archive_output("status --json", &status);
     assert!(status.status.success(), "{}: status failed", b.name);
     let printed = format!(

@@ -96,6 +96,18 @@ pub fn python() -> PathBuf {
     }
 }
 
+/// Runs a helper tool's `cmd` (`what` names it if it cannot start) and asserts it succeeded,
+/// failing with `context` followed by its stderr.
+pub fn tool_ok(cmd: &mut Command, what: &str, context: &str) -> Output {
+    let out = cmd.output().expect(what);
+    assert!(
+        out.status.success(),
+        "{context}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Runs `sql` in DuckDB (Python package) and returns the rows as JSON arrays.
 pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
     // DuckDB's `delta` extension comes from the `duckdb-ext-delta` wheel (no download).
@@ -107,14 +119,10 @@ pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
         con.sql('LOAD delta')\n\
         rows = con.sql(sys.argv[1]).fetchall()\n\
         print(json.dumps([list(r) for r in rows], default=str))";
-    let out = Command::new(python())
-        .args(["-c", script, sql])
-        .output()
-        .expect("start python");
-    assert!(
-        out.status.success(),
-        "DuckDB query failed: {sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = tool_ok(
+        Command::new(python()).args(["-c", script, sql]),
+        "start python",
+        &format!("DuckDB query failed: {sql}\n"),
     );
     serde_json::from_slice(&out.stdout).expect("DuckDB output is JSON")
 }
@@ -147,73 +155,16 @@ pub fn kappa_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 
 /// Writes `kappa-lake.toml` for table `events` over a files source, with extra writer lines.
 pub fn write_config(dir: &Path, schema: &str, time: &str, writer: &str) -> PathBuf {
-    write_config_with(
-        dir,
-        schema,
-        time,
-        Keys {
-            writer,
-            ..Keys::default()
-        },
-    )
-}
-
-/// More keys for [`write_config_with`], each a block of TOML lines.
-#[derive(Default)]
-pub struct Keys<'a> {
-    /// In `[[table]]` (e.g. `format = "parquet"`, `transform = …`).
-    pub table: &'a str,
-    /// In `[table.source]` (e.g. `batch_size = 500`).
-    pub source: &'a str,
-    /// In `[table.writer]`.
-    pub writer: &'a str,
-    /// After it: more sections (e.g. `[table.versions]`).
-    pub after: &'a str,
-}
-
-/// [`write_config`] with keys in every section; also creates `dir/input`.
-pub fn write_config_with(dir: &Path, schema: &str, time: &str, keys: Keys) -> PathBuf {
-    std::fs::create_dir_all(dir.join("schemas")).unwrap();
-    std::fs::create_dir_all(dir.join("input")).unwrap();
-    std::fs::write(dir.join("schemas/events.avsc"), schema).unwrap();
-    let Keys {
-        table,
-        source,
-        writer,
-        after,
-    } = keys;
-    let text = format!(
-        r#"[[table]]
-name = "events"
-root = "lake"
-schema = "schemas/events.avsc"
-time = {time}
-{table}
-
-[table.source]
-kind = "files"
-path = "input"
-{source}
-
-[table.writer]
-{writer}
-
-{after}
-"#
-    );
-    let path = dir.join("kappa-lake.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    crate::fixture::TableConfig::files()
+        .schema(schema)
+        .time(time)
+        .writer(writer)
+        .write_to(dir)
 }
 
 /// `status --json` of the config in `dir`.
 pub fn status_json(dir: &Path) -> serde_json::Value {
-    let out = kappa_ok(
-        dir,
-        &["status", "--config", "kappa-lake.toml", "--json"],
-        &[],
-    );
-    serde_json::from_str(&out).expect("status --json is JSON")
+    crate::fixture::Cli::new(dir).status_json()
 }
 
 /// The first table's current version (0: none), from `status --json`.

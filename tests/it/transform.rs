@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{EVENT_SCHEMA, duckdb, kappa, kappa_ok, scan, status_json};
+use crate::fixture::{Cli, TableConfig, World};
+use crate::support::{duckdb, kappa, kappa_ok, scan, status_json};
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -12,15 +13,9 @@ fn repo(rel: &str) -> PathBuf {
 
 /// A files-source config for table `events` with `transform` (a TOML value).
 fn config(d: &Path, transform: &str) {
-    crate::support::write_config_with(
-        d,
-        EVENT_SCHEMA,
-        r#"{ field = "ts", granularity = "hour" }"#,
-        crate::support::Keys {
-            table: &format!("transform = {transform}"),
-            ..Default::default()
-        },
-    );
+    TableConfig::files()
+        .table_keys(&format!("transform = {transform}"))
+        .write_to(d);
 }
 
 #[test]
@@ -58,7 +53,7 @@ fn invalid_transforms_fail_validate_and_plan_with_position_and_reason() {
         std::fs::write(d.join("t.sql"), sql).unwrap();
         config(d, "\"t.sql\"");
         for command in ["validate", "plan"] {
-            let out = kappa(d, &[command, "--config", "kappa-lake.toml"], &[]);
+            let out = Cli::new(d).cmd(command, &[]);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{command} `{sql}`: {stderr}");
             assert!(
@@ -75,7 +70,7 @@ fn invalid_transforms_fail_validate_and_plan_with_position_and_reason() {
     }
     // Inline SQL, and a time field the transform does not select.
     config(d, "\"SELECT id, name FROM events\"");
-    let out = kappa(d, &["validate", "--config", "kappa-lake.toml"], &[]);
+    let out = Cli::new(d).cmd("validate", &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -83,31 +78,24 @@ fn invalid_transforms_fail_validate_and_plan_with_position_and_reason() {
         "{stderr}"
     );
     config(d, "\"SELECT id, ts, upper(name) AS name FROM events\"");
-    let ok = kappa_ok(d, &["validate", "--config", "kappa-lake.toml"], &[]);
+    let ok = Cli::new(d).cmd_ok("validate", &[]);
     assert!(ok.contains("transform (inline SQL): compiles"), "{ok}");
 }
 
 #[test]
 fn transform_command_on_the_shipped_sample_prints_the_expected_rows() {
-    let dir = crate::support::Workdir::new();
-    let d = dir.path();
-    let text = format!(
-        r#"[[table]]
-name = "orders"
-root = "lake"
-schema = "{}"
-transform = "{}"
-time = {{ field = "ts", granularity = "hour" }}
-
-[table.source]
-kind = "kafka"
-brokers = "127.0.0.1:9"
-topic = "orders"
-"#,
-        repo("schemas/orders.avsc").display(),
-        repo("schemas/transforms/orders.sql").display(),
+    let w = World::with(
+        &TableConfig::kafka("127.0.0.1:9", "orders")
+            .name("orders")
+            .schema_file(&repo("schemas/orders.avsc").display().to_string())
+            .table_keys(&format!(
+                "transform = \"{}\"",
+                repo("schemas/transforms/orders.sql").display()
+            ))
+            .default_group()
+            .kafka_options(None),
     );
-    std::fs::write(d.join("kappa-lake.toml"), text).unwrap();
+    let d = w.path();
     let sample = repo("schemas/samples/orders.ndjson");
     let sample = sample.to_str().unwrap();
     let args = [
@@ -201,7 +189,7 @@ fn a_changed_transform_rebuilds_every_past_event_and_failing_rows_are_dead_lette
     config(d, "\"SELECT id, ts, upper(name) AS name FROM events\"");
     input(d, "a.ndjson", 0..200);
     input(d, "b.ndjson", 200..300);
-    kappa_ok(d, &["run", "--config", "kappa-lake.toml"], &[]);
+    Cli::new(d).run_ok(&[]);
     let lake = d.join("lake");
     let v1 = duckdb(&format!(
         "SELECT count(*), count(*) FILTER (WHERE name = upper(name)) FROM {}",
@@ -214,23 +202,12 @@ fn a_changed_transform_rebuilds_every_past_event_and_failing_rows_are_dead_lette
                CAST(substr(name, 2) AS BIGINT) AS name_num\nFROM events\nWHERE id % 10 <> 9";
     std::fs::write(d.join("events.sql"), sql).unwrap();
     config(d, "\"events.sql\"");
-    let plan = kappa_ok(d, &["plan", "--config", "kappa-lake.toml"], &[]);
+    let plan = Cli::new(d).cmd_ok("plan", &[]);
     assert!(
         plan.contains("rebuild") && plan.contains("the transform changed"),
         "{plan}"
     );
-    kappa_ok(
-        d,
-        &[
-            "rebuild",
-            "--config",
-            "kappa-lake.toml",
-            "--table",
-            "events",
-            "--promote",
-        ],
-        &[],
-    );
+    Cli::new(d).rebuild_ok(&["--promote"]);
     assert_eq!(status_json(d)["tables"][0]["current"], 2);
 
     // Every past event went through the new transform: 300 − 30 filtered − 6 failed.
@@ -245,7 +222,7 @@ fn a_changed_transform_rebuilds_every_past_event_and_failing_rows_are_dead_lette
         serde_json::json!([kept.len(), kept.iter().sum::<i64>() * 10, kept.len(), 0])
     );
     // The views `kappa-lake sql` prints read the current version: the new columns.
-    let views = kappa_ok(d, &["sql", "--config", "kappa-lake.toml"], &[]);
+    let views = Cli::new(d).cmd_ok("sql", &[]);
     let read = duckdb(&format!("{views}\nSELECT count(id10) FROM events"));
     assert_eq!(read[0][0], kept.len());
 
