@@ -1,9 +1,16 @@
 //! Unit tests of `write::delta`: creating, committing to and reading offsets back from a Delta version.
 
+use super::schema::bucket_values;
 use super::*;
 use crate::config::Root;
 use crate::source::OffsetRange;
+use crate::write::FileEntry;
+use crate::write::commit::PendingCommit;
 use arrow::array::{Int64Array, StringArray};
+use arrow::datatypes::DataType;
+use arrow::record_batch::RecordBatch;
+use delta_kernel::expressions::Scalar;
+use deltalake::kernel::Add;
 
 fn lake() -> Lake {
     let url = url::Url::parse(&format!("memory://{}", uuid::Uuid::new_v4())).unwrap();
