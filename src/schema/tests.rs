@@ -2,6 +2,7 @@
 
 use super::*;
 use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Field, Fields, TimeUnit};
 use arrow::datatypes::{
     Date32Type, Decimal128Type, Decimal256Type, Float32Type, Float64Type, Int32Type, Int64Type,
     Time32MillisecondType, Time64MicrosecondType, TimestampMicrosecondType,
