@@ -5,9 +5,12 @@
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
 #     producer (confluent-kafka), Azurite, libfaketime (apt), see scripts/services.sh
 #   - root: the disk-full test mounts a small tmpfs; apt-get installs faketime
-#   - cargo fmt --check, cargo clippy --all-targets --features failpoints -D warnings
+#   - cargo fmt --check
 #   - the fuzz targets (scripts/fuzz.sh, KAPPA_LAKE_FUZZ_SECONDS per target, default 30),
 #     fuzzing on one core while the test binaries build
+#   - one build of every target (`cargo test --all-targets --no-run`) with clippy as the
+#     compiler of our own crate (-D warnings): the lints of `cargo clippy --all-targets`, on the
+#     same dependency artifacts the tests run on, instead of a second, check-only build of them
 #   - one `cargo test --features failpoints` invocation (unit, integration and crash-point
 #     tests, one debug profile; the crash points are inert unless FAILPOINTS arms them)
 #   The long soaks run here at the length that proves their point; their long variants are
@@ -51,7 +54,14 @@ phase "services install (tansu, seaweedfs, azurite, confluent-kafka, faketime)" 
 trap services_stop EXIT
 phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
-phase "cargo clippy" cargo clippy --locked --all-targets --features failpoints -- -D warnings
+# Clippy lints our crate while it is compiled for the tests: cargo runs clippy-driver in place
+# of rustc for workspace members only (what `cargo clippy` does, but with code generation), and
+# the dependencies are built once, for both. Both cargo commands below must see these two
+# variables (the wrapper is part of our crate's fingerprint).
+RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)" || {
+  echo "clippy-driver is missing: rustup component add clippy" >&2; exit 1; }
+export RUSTC_WORKSPACE_WRAPPER
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
 # The soaks at the length that proves their point (scripts/soak.sh runs the long variants):
 # two contending writers for 2 minutes (~12 forced freezes; 5 by default), the broker down for
@@ -80,7 +90,8 @@ fuzz_in_background() {
 rm -f target/fuzz.status
 fuzz_in_background &
 FUZZ_PID=$!
-phase "cargo test build (beside fuzzing)" cargo test --locked --features failpoints --no-run
+phase "cargo test build + clippy -D warnings, all targets (beside fuzzing)" \
+  cargo test --locked --features failpoints --all-targets --no-run
 fuzz_wait() {
   wait "$FUZZ_PID" || true
   cat target/fuzz.log

@@ -22,7 +22,7 @@
 //! processes share a version. `pipeline/run.rs` follows the `current` pointer; only
 //! `pipeline/promote.rs` moves it.
 //!
-//! Modules are layered (`domain` → `error` → `schema` → `transform`, `storage` → `config` →
+//! Modules are layered (`domain`, `clock` → `error` → `schema` → `transform`, `storage` → `config` →
 //! `registry`, `partition`, `table` → `decode` → `source` → `write` → `metrics` → `pipeline` →
 //! `status`, `demo`): a module imports only its own layer or below, and nothing imports in a
 //! cycle (checked by `tests/it/layering.rs`).
@@ -36,6 +36,7 @@
 //! - Memory is bounded by `max_buffer_bytes`, however large the source.
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod demo;

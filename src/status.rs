@@ -100,7 +100,7 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
     for def in version::list(lake, layout).await? {
         let log = VersionLog::read(lake, layout, def.version, def.definition.format).await?;
         let s = log.state();
-        let now = Utc::now();
+        let now = lake.clock.now();
         let leases = lease::list(lake, layout, def.version).await?;
         // Lag from the freshest report per partition, against the committed offset.
         let mut lag = BTreeMap::new();

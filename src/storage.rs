@@ -27,6 +27,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 
+use crate::clock::{self, SharedClock};
 use crate::domain::Root;
 use crate::error::ConfigError;
 
@@ -152,6 +153,9 @@ pub struct Lake {
     pub display: String,
     /// Single-writer mode: conditional puts are emulated (see [`SingleWriterStore`]).
     pub single_writer: bool,
+    /// What "now" is for leases and retention judged against this lake (the system clock;
+    /// tests set a [`ManualClock`](crate::clock::ManualClock)).
+    pub clock: SharedClock,
 }
 
 /// The store of a cloud bucket/container: the environment's settings, then the options.
@@ -331,6 +335,7 @@ impl Lake {
                     local_dir: Some(dir.clone()),
                     display: root.to_string(),
                     single_writer: false,
+                    clock: clock::system(),
                 })
             }
             Root::Url(url) if url.scheme() == "memory" => {
@@ -344,6 +349,7 @@ impl Lake {
                     local_dir: None,
                     display: root.to_string(),
                     single_writer: false,
+                    clock: clock::system(),
                 })
             }
             Root::Url(url) => {
@@ -371,6 +377,7 @@ impl Lake {
                     local_dir: None,
                     display: root.to_string(),
                     single_writer: options.single_writer,
+                    clock: clock::system(),
                 })
             }
         }

@@ -6,7 +6,6 @@
 //! (readers that resolved `current` before it moved may still be reading them); and the
 //! `keep` newest of the remaining retired versions.
 
-use chrono::Utc;
 use serde::Serialize;
 
 use crate::error::Result;
@@ -29,7 +28,7 @@ pub struct GcDecision {
 pub async fn gc(table: &TableHandle, keep: usize, dry_run: bool) -> Result<Vec<GcDecision>> {
     let (lake, layout) = (&table.lake, &table.layout);
     let ptr = pointer::read(lake, layout).await?;
-    let now = Utc::now();
+    let now = lake.clock.now();
     let cfg = &table.cfg.versions;
     let grace = chrono::Duration::from_std(cfg.gc_grace).unwrap_or(chrono::Duration::MAX);
     let retain = chrono::Duration::from_std(cfg.retain_previous).unwrap_or(chrono::Duration::MAX);

@@ -103,7 +103,7 @@ impl TableHandle {
         let first = Pointer {
             version: def.version,
             previous: None,
-            updated_at: chrono::Utc::now(),
+            updated_at: lake.clock.now(),
             reason: "create".into(),
             offsets: Default::default(),
         };

@@ -290,7 +290,7 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Resu
     let new = Pointer {
         version: target,
         previous: from,
-        updated_at: chrono::Utc::now(),
+        updated_at: lake.clock.now(),
         reason: reason.into(),
         offsets: candidate.clone(),
     };

@@ -317,7 +317,7 @@ pub async fn set_state(
     }
     def.state = state;
     if state == VersionState::Retired {
-        def.retired_at = Some(Utc::now());
+        def.retired_at = Some(lake.clock.now());
     }
     write(lake, layout, &def).await
 }

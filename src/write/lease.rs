@@ -88,9 +88,8 @@ pub struct WriterLease {
 }
 
 impl WriterLease {
-    /// A new lease for this process.
-    pub fn new(ttl_secs: u64) -> WriterLease {
-        let now = Utc::now();
+    /// A new lease for this process, started `now`.
+    pub fn new(ttl_secs: u64, now: DateTime<Utc>) -> WriterLease {
         let pid = std::process::id();
         WriterLease {
             writer: new_writer_id(),
@@ -129,7 +128,7 @@ impl WriterLease {
 
     /// Writes the lease with a fresh heartbeat.
     pub async fn refresh(&mut self, lake: &Lake, layout: &TableLayout, version: u32) -> Result<()> {
-        self.heartbeat_at = Utc::now();
+        self.heartbeat_at = lake.clock.now();
         let path = layout.writer_lease(version, &self.writer);
         let body = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
             path: path.clone(),
@@ -194,7 +193,7 @@ pub async fn live_writers(
     layout: &TableLayout,
     version: u32,
 ) -> Result<HashSet<String>> {
-    let now = Utc::now();
+    let now = lake.clock.now();
     Ok(list(lake, layout, version)
         .await?
         .into_iter()
@@ -205,7 +204,7 @@ pub async fn live_writers(
 
 /// Deletes the leases of finished writers beyond the newest few.
 pub async fn prune(lake: &Lake, layout: &TableLayout, version: u32) -> Result<()> {
-    let now = Utc::now();
+    let now = lake.clock.now();
     let leases = list(lake, layout, version).await?;
     let finished: Vec<_> = leases.iter().filter(|l| !l.is_live(now)).collect();
     for l in finished
@@ -239,7 +238,11 @@ fn process_start(pid: u32) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::config::Root;
 
     #[test]
     fn writer_ids_are_read_from_file_names() {
@@ -257,17 +260,56 @@ mod tests {
 
     #[test]
     fn this_process_is_live_and_a_dead_pid_is_not() {
-        let mut lease = WriterLease::new(60);
-        assert!(lease.is_live(Utc::now()));
+        let clock = ManualClock::new();
+        let mut lease = WriterLease::new(60, clock.now());
+        assert!(lease.is_live(clock.now()));
         lease.pid_start = lease.pid_start.map(|s| s + 1);
         if cfg!(target_os = "linux") {
-            assert!(!lease.is_live(Utc::now()), "a reused pid is not the writer");
+            assert!(
+                !lease.is_live(clock.now()),
+                "a reused pid is not the writer"
+            );
         }
-        let mut expired = WriterLease::new(1);
-        expired.heartbeat_at = Utc::now() - chrono::Duration::seconds(5);
-        assert!(!expired.is_live(Utc::now()));
-        let mut stopped = WriterLease::new(60);
+        let expired = WriterLease::new(1, clock.now());
+        clock.advance(Duration::from_secs(5));
+        assert!(!expired.is_live(clock.now()));
+        let mut stopped = WriterLease::new(60, clock.now());
         stopped.state = WriterState::Stopped;
-        assert!(!stopped.is_live(Utc::now()));
+        assert!(!stopped.is_live(clock.now()));
+    }
+
+    #[tokio::test]
+    async fn a_lease_expires_when_its_heartbeat_is_older_than_its_ttl() {
+        let clock = ManualClock::new();
+        let url = url::Url::parse(&format!("memory://lease-{}", uuid::Uuid::new_v4())).unwrap();
+        let mut lake = Lake::open(&Root::Url(url), "root").unwrap();
+        lake.clock = clock.clone();
+        let layout = TableLayout::new("t");
+        let mut lease = WriterLease::new(30, clock.now());
+        lease.refresh(&lake, &layout, 1).await.unwrap();
+        let live = |lake: &Lake| {
+            let lake = lake.clone();
+            let layout = layout.clone();
+            async move { live_writers(&lake, &layout, 1).await.unwrap() }
+        };
+        assert!(live(&lake).await.contains(&lease.writer));
+
+        clock.advance(Duration::from_secs(29));
+        assert!(lease.may_commit(clock.now()), "inside its ttl");
+        assert!(live(&lake).await.contains(&lease.writer));
+
+        clock.advance(Duration::from_secs(2));
+        assert!(
+            !lease.may_commit(clock.now()),
+            "a writer paused past its lease stops"
+        );
+        assert!(
+            live(&lake).await.is_empty(),
+            "others may now remove its uncommitted files"
+        );
+
+        lease.refresh(&lake, &layout, 1).await.unwrap();
+        assert!(lease.may_commit(clock.now()), "a refresh renews it");
+        assert!(live(&lake).await.contains(&lease.writer));
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The crate's layers, lowest first. A module may import modules of its own layer or below.
 const LAYERS: &[&[&str]] = &[
-    &["failpoints", "shutdown", "domain"],
+    &["failpoints", "shutdown", "domain", "clock"],
     &["error"],
     &["schema"],
     &["transform", "storage"],

@@ -66,7 +66,7 @@ impl<'a> VersionWriter<'a> {
     ) -> Result<VersionWriter<'a>> {
         let version = def.version;
         let ttl = (table.writer.max_age.as_secs() * 3).max(30);
-        let mut lease = WriterLease::new(ttl);
+        let mut lease = WriterLease::new(ttl, lake.clock.now());
         let event_schema = def.definition.event_schema()?.arrow;
         let decoder = RecordDecoder::for_source(
             &table.source,
@@ -232,7 +232,7 @@ impl<'a> VersionWriter<'a> {
             return Ok(());
         }
         crash_point!("ingest.after_files");
-        let result = if self.lease.may_commit(chrono::Utc::now()) {
+        let result = if self.lease.may_commit(self.lake.clock.now()) {
             self.log.commit(commit.clone()).await
         } else {
             Err(Error::Conflict {

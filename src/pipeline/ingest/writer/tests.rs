@@ -173,3 +173,41 @@ async fn a_skipped_bad_record_is_counted_not_kept() {
     let report = w.finish(Ok(Stop::End)).await.unwrap();
     assert_eq!((report.rows, report.bad_records_skipped), (1, 1));
 }
+
+/// Data files (`part-…parquet`) under the version's directory.
+async fn data_files(w: &VersionWriter<'_>) -> Vec<String> {
+    use futures::TryStreamExt;
+    let dir = w.layout.version_dir(w.version());
+    let metas: Vec<_> = w.lake.store.list(Some(&dir)).try_collect().await.unwrap();
+    metas
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .filter(|p| p.ends_with(".parquet"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_writer_paused_past_its_lease_refuses_to_commit_and_leaves_nothing_behind() {
+    let mut f = fixture("dead_letter").await;
+    let clock = crate::clock::ManualClock::new();
+    f.handle.lake.clock = clock.clone();
+    let mut w = f.writer().await;
+    w.write(&batch(0, &[GOOD, "not json"])).await.unwrap();
+    w.commit().await.unwrap();
+    assert_eq!(stored_offset(&w), Some(2));
+    let committed = data_files(&w).await;
+
+    // Paused (a long GC, a frozen VM) past its lease: another writer may have deleted its
+    // uncommitted files, so its commit must not make them visible.
+    w.write(&batch(2, &[GOOD])).await.unwrap();
+    clock.advance(std::time::Duration::from_secs(w.lease.ttl_secs + 1));
+    let e = w.commit().await.unwrap_err();
+    assert!(matches!(e, Error::Conflict { .. }), "{e}");
+    assert_eq!(stored_offset(&w), Some(2), "the offsets did not move");
+    assert_eq!(
+        data_files(&w).await,
+        committed,
+        "the refused commit's files are gone"
+    );
+    assert_eq!(w.report.conflicts, 1);
+}
