@@ -5,8 +5,7 @@
 //! against what is stored in that lake (is a lease live, may this writer still commit, is a
 //! retired version old enough to delete) asks it. Production uses [`SystemClock`]; a test
 //! holds a [`ManualClock`] and moves it, so lease expiry is tested without waiting. Deadlines
-//! inside one process (`max_age`, pointer polls) use `tokio::time::Instant`, which a test
-//! controls with `tokio::time::pause` / `advance` (see the writer's and Kafka driver's tests).
+//! inside one process (`max_age`, pointer polls) are `tokio::time::Instant`s, not this clock.
 //!
 //! Invariant: a clock never goes backwards.
 
