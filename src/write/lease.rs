@@ -287,16 +287,21 @@ mod tests {
         let layout = TableLayout::new("t");
         let mut lease = WriterLease::new(30, clock.now());
         lease.refresh(&lake, &layout, 1).await.unwrap();
-        let live = |lake: &Lake| {
-            let lake = lake.clone();
-            let layout = layout.clone();
-            async move { live_writers(&lake, &layout, 1).await.unwrap() }
-        };
-        assert!(live(&lake).await.contains(&lease.writer));
+        assert!(
+            live_writers(&lake, &layout, 1)
+                .await
+                .unwrap()
+                .contains(&lease.writer)
+        );
 
         clock.advance(Duration::from_secs(29));
         assert!(lease.may_commit(clock.now()), "inside its ttl");
-        assert!(live(&lake).await.contains(&lease.writer));
+        assert!(
+            live_writers(&lake, &layout, 1)
+                .await
+                .unwrap()
+                .contains(&lease.writer)
+        );
 
         clock.advance(Duration::from_secs(2));
         assert!(
@@ -304,12 +309,17 @@ mod tests {
             "a writer paused past its lease stops"
         );
         assert!(
-            live(&lake).await.is_empty(),
+            live_writers(&lake, &layout, 1).await.unwrap().is_empty(),
             "others may now remove its uncommitted files"
         );
 
         lease.refresh(&lake, &layout, 1).await.unwrap();
         assert!(lease.may_commit(clock.now()), "a refresh renews it");
-        assert!(live(&lake).await.contains(&lease.writer));
+        assert!(
+            live_writers(&lake, &layout, 1)
+                .await
+                .unwrap()
+                .contains(&lease.writer)
+        );
     }
 }

@@ -176,10 +176,11 @@ async fn a_skipped_bad_record_is_counted_not_kept() {
 
 /// Data files (`part-…parquet`) under the version's directory.
 async fn data_files(w: &VersionWriter<'_>) -> Vec<String> {
-    use futures::TryStreamExt;
     let dir = w.layout.version_dir(w.version());
-    let metas: Vec<_> = w.lake.store.list(Some(&dir)).try_collect().await.unwrap();
-    metas
+    w.lake
+        .list_dir(&dir)
+        .await
+        .unwrap()
         .into_iter()
         .map(|m| m.location.to_string())
         .filter(|p| p.ends_with(".parquet"))
