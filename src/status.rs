@@ -58,6 +58,9 @@ pub struct VersionStatus {
     pub files: u64,
     /// Bytes of data files.
     pub bytes: u64,
+    /// Data files per time partition (`date=2026-11-26/hour=5` → files): what compaction
+    /// brings down.
+    pub files_per_partition: BTreeMap<String, u64>,
     /// Dead letters committed.
     pub dead_letters: u64,
     /// Commits.
@@ -150,6 +153,7 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
             rows: s.rows,
             files: s.files.len() as u64,
             bytes: s.bytes,
+            files_per_partition: files_per_partition(s.files.iter()),
             dead_letters: s.dead_letters,
             commits: s.commits,
             last_commit_at: s.last_commit_at,
@@ -164,6 +168,16 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
         previous: ptr.and_then(|p| p.previous),
         versions,
     })
+}
+
+/// Counts data files by their directory below the version (the time partition).
+fn files_per_partition<'a>(paths: impl Iterator<Item = &'a String>) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for p in paths {
+        let dir = p.rsplit_once('/').map_or("", |(dir, _)| dir);
+        *out.entry(dir.to_string()).or_default() += 1;
+    }
+    out
 }
 
 /// Human-readable table of a status.

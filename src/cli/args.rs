@@ -130,6 +130,12 @@ pub enum Command {
     /// Delete versions that are neither current, previous within `retain_previous`, being
     /// built, nor current less than `gc_grace` ago; keeps the K newest retired ones.
     Gc(GcArgs),
+    /// Rewrite a Delta version's small files into files of about `target_file_size`, per
+    /// time partition, sorted by event time; safe while `run` writes the version.
+    Compact(CompactArgs),
+    /// Delete a Delta version's data files that no snapshot within the retention references
+    /// (replaced by `compact`, or left by a crashed writer).
+    Vacuum(VacuumArgs),
     /// Print view definitions over every table's current version, for a SQL engine.
     Sql(SqlArgs),
     /// Check a config (and the schemas and transforms it names) without touching any service.
@@ -195,6 +201,51 @@ pub struct GcArgs {
     /// Only say what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub table: TableArg,
+    /// The version to compact (default: the current one).
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Only this partition, or the partitions under it (`date=2026-11-26`,
+    /// `date=2026-11-26/hour=5`).
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Compact a partition only when it has at least this many small files.
+    #[arg(long, default_value_t = 2)]
+    pub min_files: usize,
+    /// Only say what would be rewritten.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct VacuumArgs {
+    #[command(flatten)]
+    pub table: TableArg,
+    /// The version to vacuum (default: the current one).
+    #[arg(long)]
+    pub version: Option<u32>,
+    /// Keep unreferenced files younger than this (at least the table's
+    /// `delta.deletedFileRetentionDuration`, 7 days by default).
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retain: Duration,
+    /// Allow a retention shorter than `delta.deletedFileRetentionDuration`: a reader still
+    /// holding an older snapshot may find its files gone.
+    #[arg(long)]
+    pub allow_short_retention: bool,
+    /// Only say what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]

@@ -8,6 +8,7 @@
 
 pub mod args;
 mod dead_letters;
+mod maintenance;
 mod offline;
 mod render;
 mod run;
@@ -37,6 +38,8 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         }
         Command::Plan(a) => versions::plan(a).await,
         Command::Gc(a) => versions::gc(a).await,
+        Command::Compact(a) => maintenance::compact(a).await,
+        Command::Vacuum(a) => maintenance::vacuum(a).await,
         Command::Diff(a) => versions::diff(a).await,
         Command::Schema(SchemaCommand::Check(a)) => schema::check(a).await,
         Command::DeadLetters(DeadLettersCommand::List(a)) => dead_letters::list(a).await,

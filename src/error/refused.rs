@@ -24,6 +24,14 @@ pub enum Missing {
         /// The version asked for.
         version: u32,
     },
+    /// An operation on the current version of a table nothing was written to yet.
+    #[error(
+        "table `{table}` has no current version yet (run it first, or name one with --version)"
+    )]
+    Current {
+        /// The table.
+        table: String,
+    },
     /// A version asked for by number (`promote`, `rollback`, `diff`).
     #[error("table `{table}` has no version v{version}")]
     TargetVersion {
@@ -89,6 +97,16 @@ pub enum Refusal {
         /// What differs.
         reasons: Vec<String>,
     },
+    /// `vacuum --retain` shorter than the table's `delta.deletedFileRetentionDuration`.
+    #[error(
+        "a retention of {retain} is shorter than the table's delta.deletedFileRetentionDuration ({min}): a reader holding an older snapshot could find its files deleted; use --retain {min} or longer, or --allow-short-retention if no reader can hold one that long"
+    )]
+    ShortRetention {
+        /// The retention asked for.
+        retain: String,
+        /// The table's minimum.
+        min: String,
+    },
     /// A rebuilt version does not hold the records the live one holds (`rebuild --verify`).
     #[error(
         "v{b} does not hold the same records as v{a} (up to the offsets both hold): v{a} {rows_a} rows, v{b} {rows_b} rows{}; not promoting (see `kappa-lake diff --table {table} {a} {b}`)",
@@ -131,6 +149,22 @@ pub enum Unsupported {
         "v{version} has no metadata columns (metadata_columns = false), so its rows cannot be traced to source records"
     )]
     NoMetadataColumns {
+        /// The version.
+        version: u32,
+    },
+    /// `compact` of a plain-Parquet version.
+    #[error(
+        "v{version} is a plain-Parquet version: compacting it in place would show glob readers duplicates or gaps; only Delta versions are compacted so far"
+    )]
+    CompactParquet {
+        /// The version.
+        version: u32,
+    },
+    /// `vacuum` of a plain-Parquet version.
+    #[error(
+        "v{version} is a plain-Parquet version: it has no replaced files to vacuum (`gc` deletes retired versions, and a restarted writer removes a crashed one's files)"
+    )]
+    VacuumParquet {
         /// The version.
         version: u32,
     },

@@ -5,6 +5,7 @@
 //! (writes a version; never imports a job above it) ← [`rebuild`] ← [`run`]. Children import
 //! their siblings by path, never this file, which only declares and re-exports them.
 
+pub mod compact;
 pub mod dead_letters;
 pub mod diff;
 pub mod gc;
@@ -16,6 +17,7 @@ pub mod rebuild;
 pub mod run;
 pub mod sample;
 pub mod shape;
+pub mod vacuum;
 pub mod views;
 
 pub use handle::{Live, TableHandle};

@@ -54,16 +54,20 @@ use crate::table::TableLayout;
 use crate::write::commit::LogState;
 use crate::write::lease;
 
+mod compact;
 mod files;
 mod offsets;
 mod schema;
 mod transaction;
+mod vacuum;
 
+pub use compact::{BinOutcome, CompactionLimits, PartitionPlan, SortKey};
 pub use files::DeltaFileWriter;
 pub use offsets::offsets;
 use offsets::{marked_partitions, table_exists};
 pub use schema::table_schema;
 use schema::{delta_field, partition_fields};
+pub use vacuum::VacuumOutcome;
 
 /// Directory (inside the version) of the partition markers.
 pub const PARTITIONS_DIR: &str = "_kappa_partitions";

@@ -15,6 +15,7 @@ mod gc;
 mod kafka;
 mod kafka_support;
 mod layering;
+mod maintenance;
 mod ops;
 mod promote_race;
 mod rebuild;

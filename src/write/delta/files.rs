@@ -90,6 +90,11 @@ impl DeltaFileWriter {
         })
     }
 
+    /// The table's row schema (without partition columns) that rows are written in.
+    pub(super) fn row_schema(&self) -> &SchemaRef {
+        &self.rows
+    }
+
     /// Bytes held in memory by the open files.
     pub fn buffered_bytes(&self) -> usize {
         self.inner.buffered_bytes()
@@ -103,7 +108,7 @@ impl DeltaFileWriter {
 
     /// Casts `batch` to the table's row types (same values, Delta's representation); columns
     /// the batch lacks are null.
-    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+    pub(super) fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         if batch.schema() == self.rows {
             return Ok(batch.clone());
         }

@@ -1,0 +1,230 @@
+//! Table maintenance end to end: `compact` of a Delta version beside the `run` that keeps
+//! writing it.
+
+use std::time::Duration;
+
+use kappa_lake::source::mock::OutRecord;
+
+use crate::fixture::cli::version_of;
+use crate::fixture::{TableConfig, World, mock_kafka};
+use crate::kafka_support::{DAY_START_MS, log_of, sigterm, spawn_run, stored_total, wait_for};
+use crate::support::read_lake;
+
+const TOPIC: &str = "compact";
+const PARTITIONS: i32 = 4;
+/// Events of 2026-11-26 (24 hourly partitions), produced before `run` starts.
+const CLOSED: i64 = 60_000;
+/// Events of 2026-11-27, produced while `compact` runs.
+const OPEN: i64 = 12_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Events `ids` of a day's `count`, in time order through day `day` (0 = 2026-11-26), so a
+/// batch of one Kafka partition falls into one or two hourly partitions.
+fn timed(ids: std::ops::Range<i64>, first: i64, count: i64, day: i64) -> Vec<OutRecord> {
+    ids.map(|id| {
+        let ts = DAY_START_MS + day * DAY_MS + (id - first) * DAY_MS / count;
+        OutRecord {
+            partition: Some((id % i64::from(PARTITIONS)) as i32),
+            key: None,
+            payload: format!(r#"{{"id":{id},"ts":{ts},"name":"item-{}"}}"#, id % 97).into_bytes(),
+            timestamp_ms: Some(ts),
+        }
+    })
+    .collect()
+}
+
+/// Produces `events` in chunks of `chunk` through one producer, each acknowledged before a
+/// pause of `pause`.
+fn paced(brokers: &str, events: Vec<OutRecord>, chunk: usize, pause: Duration) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "1")
+        .create()
+        .expect("producer");
+    for c in events.chunks(chunk) {
+        for r in c {
+            let mut record = BaseRecord::<(), Vec<u8>>::to(TOPIC).payload(&r.payload);
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
+            if let Some(ts) = r.timestamp_ms {
+                record = record.timestamp(ts);
+            }
+            producer.send(record).map_err(|(e, _)| e).expect("send");
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        std::thread::sleep(pause);
+    }
+}
+
+fn files_per_partition(status: &serde_json::Value) -> Vec<(String, u64)> {
+    version_of(status, 1).expect("v1")["files_per_partition"]
+        .as_object()
+        .expect("files_per_partition")
+        .iter()
+        .map(|(p, n)| (p.clone(), n.as_u64().unwrap_or_default()))
+        .collect()
+}
+
+/// Every reader sees ids `0..total` exactly once, each at its own source coordinates.
+fn assert_exact(dir: &std::path::Path, total: i64, when: &str) {
+    let seen = read_lake(
+        dir,
+        "events",
+        1,
+        "delta",
+        &["duckdb", "deltars", "polars"],
+        "id",
+    );
+    for (reader, s) in &seen {
+        assert_eq!(s["rows"], total, "{when}, {reader}: rows");
+        assert_eq!(s["distinct_ids"], total, "{when}, {reader}: distinct ids");
+        assert_eq!(
+            s["distinct_offsets"], total,
+            "{when}, {reader}: distinct coordinates"
+        );
+        assert_eq!(
+            s["sum"],
+            (0..total).sum::<i64>(),
+            "{when}, {reader}: id checksum"
+        );
+    }
+}
+
+#[test]
+fn compaction_beside_a_running_writer_leaves_few_files_and_every_event_once() {
+    let (_kafka, brokers) = mock_kafka(&[(TOPIC, PARTITIONS)]);
+    let w = World::with(&TableConfig::kafka(&brokers, TOPIC).writer("max_age = \"50ms\""));
+    let (d, cli) = (w.path(), w.cli());
+    // Day one trickles in (100 events every 40 ms) while `run` commits every 50 ms: hundreds of
+    // small commits, each into one or two hourly partitions.
+    let mut run = spawn_run(d, &[], "run.log");
+    paced(
+        &brokers,
+        timed(0..CLOSED, 0, CLOSED, 0),
+        100,
+        Duration::from_millis(40),
+    );
+    assert!(
+        wait_for(Duration::from_secs(300), || stored_total(d, 0)
+            == CLOSED as u64),
+        "v1 does not hold day one:\n{}",
+        log_of(d, "run.log")
+    );
+    let before = cli.status_json();
+    let commits = version_of(&before, 1).unwrap()["commits"].as_u64().unwrap();
+    // Issue 24 asks for ≥ 500 commits; a debug build commits every ~300 ms here, so 60 s of
+    // trickle gives ~180 (the rest of this test passes with them). Not met yet.
+    assert!(commits >= 500, "only {commits} commits");
+    let day_one: Vec<_> = files_per_partition(&before)
+        .into_iter()
+        .filter(|(p, _)| p.starts_with("date=2026-11-26/"))
+        .collect();
+    assert_eq!(day_one.len(), 24, "{day_one:?}");
+    assert!(
+        day_one.iter().all(|(_, n)| *n >= 2),
+        "small files expected: {day_one:?}"
+    );
+
+    // Day two arrives while `compact` rewrites day one (and whatever of day two it finds).
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            paced(
+                &brokers,
+                timed(CLOSED..CLOSED + OPEN, CLOSED, OPEN, 1),
+                1_000,
+                Duration::from_millis(250),
+            );
+        })
+    };
+    let report: serde_json::Value =
+        serde_json::from_str(&cli.table_ok("compact", &["--json"])).expect("compact --json");
+    producer.join().unwrap();
+    assert!(
+        report["files_removed"].as_u64().unwrap() >= 24 * 3,
+        "{report}"
+    );
+    assert_eq!(report["superseded"], 0, "{report}");
+    let total = CLOSED + OPEN;
+    assert!(
+        wait_for(Duration::from_secs(120), || stored_total(d, 0)
+            == total as u64),
+        "v1 does not hold day two:\n{}",
+        log_of(d, "run.log")
+    );
+    sigterm(&run);
+    assert!(
+        wait_for(Duration::from_secs(30), || run.exited()),
+        "run did not stop"
+    );
+
+    let after = cli.status_json();
+    for (p, n) in files_per_partition(&after) {
+        if p.starts_with("date=2026-11-26/") {
+            assert!(n <= 2, "closed partition {p} has {n} files");
+        }
+    }
+    assert_exact(d, total, "after compacting beside run");
+
+    // Compacting day two now that nothing writes: the stored offsets do not move, and the
+    // version still holds every event once.
+    let offsets = version_of(&after, 1).unwrap()["offsets"].clone();
+    let out = cli.table_ok("compact", &["--partition", "date=2026-11-27"]);
+    assert!(out.contains("compacted"), "{out}");
+    let last = cli.status_json();
+    assert_eq!(version_of(&last, 1).unwrap()["offsets"], offsets);
+    for (p, n) in files_per_partition(&last) {
+        assert!(n <= 2, "partition {p} has {n} files after compacting it");
+    }
+    assert_exact(d, total, "after compacting day two");
+    let again = cli.table_ok("compact", &["--dry-run", "--json"]);
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        again["files_removed"], 0,
+        "nothing left to compact: {again}"
+    );
+
+    // Vacuum: a retention shorter than the table's deletedFileRetentionDuration is refused
+    // unless asked for; then the data files on disk are exactly the ones the log lists.
+    let short = cli.table("vacuum", &["--retain", "0s"]);
+    assert!(!short.status.success());
+    assert!(
+        crate::fixture::stderr(&short).contains("--allow-short-retention"),
+        "{}",
+        crate::fixture::stderr(&short)
+    );
+    let listed: u64 = files_per_partition(&last).iter().map(|(_, n)| n).sum();
+    assert!(
+        data_files_on_disk(d) > listed as usize,
+        "compaction left the replaced files"
+    );
+    let out = cli.table_ok("vacuum", &["--retain", "0s", "--allow-short-retention"]);
+    assert!(out.contains("deleted"), "{out}");
+    assert_eq!(data_files_on_disk(d), listed as usize);
+    assert_exact(d, total, "after vacuum");
+}
+
+/// Parquet files under `lake/events/v1`, outside the hidden (`_…`) directories.
+fn data_files_on_disk(dir: &std::path::Path) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p)
+            .expect("read_dir")
+            .map(|e| e.expect("dir entry").path())
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('_'))
+            })
+            .map(|p| {
+                if p.is_dir() {
+                    walk(&p)
+                } else {
+                    usize::from(p.extension().is_some_and(|e| e == "parquet"))
+                }
+            })
+            .sum()
+    }
+    walk(&dir.join("lake/events/v1"))
+}
