@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Query benchmark for `kappa-lake compact`: what small files cost a reader, and what
+compaction gives back.
+
+Writes the same page views (scripts/bench.py's generator: 48 hourly partitions, a fraction of
+late events) three ways, then times one DuckDB aggregate over each with `delta_scan`:
+
+  - small files: `run` with a tiny `max_buffer_bytes`, so every partition gets many commits'
+    worth of small files (what a day of `max_age = 60s` commits leaves);
+  - the same version after `kappa-lake compact` (and `vacuum`, so the files on disk are the
+    ones the log lists);
+  - written in one go (a large buffer): the best case.
+
+The query runs --repeat times per table in fresh DuckDB processes; the best and median wall
+times are reported, with the table's file count. Prints a markdown table and writes
+`compaction.md` and `compaction.json` under --out.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (the event generator and the measured-process helper)
+
+QUERY = """
+SELECT date, hour, count(*) AS views, count(DISTINCT user_id) AS users,
+       avg(duration_ms) AS avg_ms, max(ts) - min(ts) AS span
+FROM delta_scan('{path}')
+GROUP BY ALL ORDER BY ALL
+"""
+
+
+def files_in_log(args, work: Path):
+    out = subprocess.run(
+        [args.bin, "status", "--config", str(work / "kappa-lake.toml"), "--json"],
+        cwd=work, check=True, capture_output=True, text=True,
+    ).stdout
+    version = json.loads(out)["tables"][0]["versions"][-1]
+    return sum(version["files_per_partition"].values()), version["rows"]
+
+
+def time_query(args, path: Path):
+    """Wall seconds of the aggregate, each run in a fresh DuckDB process; and its result."""
+    code = (
+        "import duckdb, json, sys, time\n"
+        "con = duckdb.connect()\n"
+        "con.sql('LOAD delta')\n"
+        f"con.sql('SET threads = {args.threads}')\n"
+        "t = time.monotonic()\n"
+        f"rows = con.sql({QUERY.format(path=path)!r}).fetchall()\n"
+        "print(json.dumps({'s': time.monotonic() - t, 'rows': len(rows), "
+        "'views': sum(r[2] for r in rows)}))\n"
+    )
+    runs = []
+    for _ in range(args.repeat):
+        out = subprocess.run([args.python, "-c", code], check=True, capture_output=True, text=True)
+        runs.append(json.loads(out.stdout))
+    seconds = [r["s"] for r in runs]
+    return {"best_s": min(seconds), "median_s": statistics.median(seconds),
+            "groups": runs[0]["rows"], "views": runs[0]["views"]}
+
+
+def kappa(args, work: Path, *cmd):
+    return bench.measure(
+        [args.bin, *cmd, "--config", str(work / "kappa-lake.toml"), "--table", "page_views"],
+        cwd=work, log=work / f"{cmd[0]}.log",
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=str(bench.REPO / "target/release/kappa-lake"))
+    ap.add_argument("--python", default=sys.executable, help="a Python with duckdb and its delta extension")
+    ap.add_argument("--out", default=str(bench.REPO / "target/bench"))
+    ap.add_argument("--events", type=int, default=1_000_000, help="~250 B page views")
+    ap.add_argument("--small-buffer", default="256KiB", help="max_buffer_bytes of the small-file run")
+    ap.add_argument("--late", type=float, default=0.05)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    args.bin = str(Path(args.bin).resolve())
+    out = Path(args.out).resolve()
+    data = out / "data" / f"page_views-{args.events}"
+    bench.generate("page_views", args.events, 16, args.late, data)
+
+    results = {}
+    small = out / "compaction-small"
+    m = bench.run_kappa(args, small, "page_views", data, "delta",
+                        f'max_buffer_bytes = "{args.small_buffer}"')
+    results["write with small commits"] = {"write_wall_s": m["wall_s"], "write_cpu_s": m["cpu_s"]}
+    files, rows = files_in_log(args, small)
+    results["small files"] = {"files": files, "rows": rows,
+                              **time_query(args, small / "lake/page_views/v1")}
+
+    c = kappa(args, small, "compact")
+    v = kappa(args, small, "vacuum", "--retain", "0s", "--allow-short-retention")
+    files, rows = files_in_log(args, small)
+    results["after compact"] = {"files": files, "rows": rows,
+                                "compact_wall_s": c["wall_s"], "compact_cpu_s": c["cpu_s"],
+                                "compact_peak_rss_mib": c["peak_rss_mib"], "vacuum_wall_s": v["wall_s"],
+                                **time_query(args, small / "lake/page_views/v1")}
+
+    once = out / "compaction-once"
+    bench.run_kappa(args, once, "page_views", data, "delta", 'max_buffer_bytes = "1GiB"')
+    files, rows = files_in_log(args, once)
+    results["written in one go"] = {"files": files, "rows": rows,
+                                    **time_query(args, once / "lake/page_views/v1")}
+
+    views = {k: r["views"] for k, r in results.items() if "views" in r}
+    if len(set(views.values())) != 1 or set(views.values()) != {args.events}:
+        sys.exit(f"the tables disagree on the events: {views}")
+
+    base = results["written in one go"]["best_s"]
+    lines = [
+        f"{args.events:,} page views, 48 hourly partitions, {args.late:.0%} late; DuckDB "
+        f"{args.threads} threads, best / median of {args.repeat} fresh processes.",
+        "",
+        "| table | files | query best s | query median s | best vs one go |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name in ("small files", "after compact", "written in one go"):
+        r = results[name]
+        lines.append(f"| {name} | {r['files']:,} | {r['best_s']:.3f} | {r['median_s']:.3f} "
+                     f"| {r['best_s'] / base:.2f}x |")
+    a = results["after compact"]
+    lines.append("")
+    lines.append(f"`compact`: {a['compact_wall_s']:.1f} s wall, {a['compact_cpu_s']:.1f} CPU s, "
+                 f"peak RSS {a['compact_peak_rss_mib']:.0f} MiB; `vacuum`: {a['vacuum_wall_s']:.1f} s.")
+    text = "\n".join(lines)
+    print(text)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compaction.md").write_text(text + "\n")
+    (out / "compaction.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
