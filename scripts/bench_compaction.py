@@ -48,8 +48,11 @@ def files_in_log(args, work: Path):
 def time_query(args, path: Path):
     """Wall seconds of the aggregate, each run in a fresh DuckDB process; and its result."""
     code = (
-        "import duckdb, json, sys, time\n"
+        "import duckdb, json, os, sysconfig, time\n"
         "con = duckdb.connect()\n"
+        # duckdb-ext-delta installs the extension into the venv (see scripts/read_lake.py).
+        "ext = os.path.join(sysconfig.get_paths()['purelib'], 'duckdb_ext', 'extensions')\n"
+        "con.sql(f\"SET extension_directory = '{ext}'\")\n"
         "con.sql('LOAD delta')\n"
         f"con.sql('SET threads = {args.threads}')\n"
         "t = time.monotonic()\n"
@@ -79,7 +82,7 @@ def main():
     ap.add_argument("--python", default=sys.executable, help="a Python with duckdb and its delta extension")
     ap.add_argument("--out", default=str(bench.REPO / "target/bench"))
     ap.add_argument("--events", type=int, default=1_000_000, help="~250 B page views")
-    ap.add_argument("--small-buffer", default="256KiB", help="max_buffer_bytes of the small-file run")
+    ap.add_argument("--small-buffer", default="1MiB", help="max_buffer_bytes of the small-file run (1MiB is the least allowed)")
     ap.add_argument("--late", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeat", type=int, default=5)

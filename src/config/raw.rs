@@ -181,4 +181,8 @@ pub struct RawWriter {
     /// Default 100.
     #[serde(default)]
     pub checkpoint_interval: Option<u64>,
+    /// Delta: commit files older than this, behind a checkpoint, are deleted
+    /// (`delta.logRetentionDuration`, set when a version is created). Default `30d`.
+    #[serde(default)]
+    pub log_retention: Option<String>,
 }

@@ -231,6 +231,8 @@ pub struct WriterConfig {
     pub zstd_level: i32,
     /// Delta: checkpoint every this many commits.
     pub checkpoint_interval: u64,
+    /// Delta: how long commit files are kept behind a checkpoint.
+    pub log_retention: Duration,
 }
 
 impl Default for WriterConfig {
@@ -242,6 +244,7 @@ impl Default for WriterConfig {
             row_group_rows: 128 * 1024,
             zstd_level: 3,
             checkpoint_interval: 100,
+            log_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

@@ -441,6 +441,17 @@ impl RawWriter {
                 "use e.g. 100",
             ));
         }
+        let log_retention = match &self.log_retention {
+            Some(s) => parse_duration(s, &format!("{key}.log_retention"), "\"30d\" or \"12h\"")?,
+            None => d.log_retention,
+        };
+        if log_retention.as_secs() == 0 {
+            return Err(ConfigError::invalid(
+                format!("{key}.log_retention"),
+                "must be at least 1s",
+                "use e.g. \"30d\"",
+            ));
+        }
         Ok(WriterConfig {
             target_file_size,
             max_age,
@@ -448,6 +459,7 @@ impl RawWriter {
             row_group_rows,
             zstd_level,
             checkpoint_interval,
+            log_retention,
         })
     }
 }

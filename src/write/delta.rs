@@ -202,6 +202,13 @@ impl DeltaLog {
                 TableProperty::CheckpointInterval,
                 Some(spec.writer.checkpoint_interval.to_string()),
             )
+            .with_configuration_property(
+                TableProperty::LogRetentionDuration,
+                Some(format!(
+                    "interval {} seconds",
+                    spec.writer.log_retention.as_secs()
+                )),
+            )
             .await;
         match created {
             Ok(t) => {

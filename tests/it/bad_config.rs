@@ -63,6 +63,11 @@ fn bad_configs_fail_before_work_naming_the_key() {
     write_config(d, EVENT_SCHEMA, time, "checkpoint_interval = 0");
     fails_naming(d, &["table[events].writer.checkpoint_interval"]);
 
+    write_config(d, EVENT_SCHEMA, time, "log_retention = \"0s\"");
+    fails_naming(d, &["table[events].writer.log_retention", "30d"]);
+    write_config(d, EVENT_SCHEMA, time, "log_retention = \"a month\"");
+    fails_naming(d, &["table[events].writer.log_retention", "not a duration"]);
+
     // An unwritable root: the path is taken by a regular file.
     let cfg = write_config(d, EVENT_SCHEMA, time, "");
     std::fs::write(d.join("blocked"), "not a directory").unwrap();

@@ -33,9 +33,14 @@ fn timed(ids: std::ops::Range<i64>, first: i64, count: i64, day: i64) -> Vec<Out
     .collect()
 }
 
-/// Produces `events` in chunks of `chunk` through one producer, each acknowledged before a
-/// pause of `pause`.
+/// Produces `events` to [`TOPIC`] in chunks of `chunk` through one producer, each acknowledged
+/// before a pause of `pause`.
 fn paced(brokers: &str, events: Vec<OutRecord>, chunk: usize, pause: Duration) {
+    paced_to(brokers, TOPIC, events, chunk, pause);
+}
+
+/// [`paced`] to `topic`.
+fn paced_to(brokers: &str, topic: &str, events: Vec<OutRecord>, chunk: usize, pause: Duration) {
     use rdkafka::config::ClientConfig;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = ClientConfig::new()
@@ -45,7 +50,7 @@ fn paced(brokers: &str, events: Vec<OutRecord>, chunk: usize, pause: Duration) {
         .expect("producer");
     for c in events.chunks(chunk) {
         for r in c {
-            let mut record = BaseRecord::<(), Vec<u8>>::to(TOPIC).payload(&r.payload);
+            let mut record = BaseRecord::<(), Vec<u8>>::to(topic).payload(&r.payload);
             if let Some(p) = r.partition {
                 record = record.partition(p);
             }
@@ -233,4 +238,78 @@ fn data_files_on_disk(dir: &std::path::Path) -> usize {
             .sum()
     }
     walk(&dir.join("lake/events/v1"))
+}
+
+/// `_delta_log` stays bounded: with a checkpoint every 5 commits and a 1 s log retention,
+/// the early commit files are deleted as `run` goes on, and every reader (and `status`) still
+/// opens the version from its checkpoint.
+#[test]
+fn expired_commit_files_are_cleaned_up_and_readers_still_open_the_table() {
+    let topic = "log-cleanup";
+    let (_kafka, brokers) = mock_kafka(&[(topic, PARTITIONS)]);
+    let table = TableConfig::kafka(&brokers, topic)
+        .kafka_options(Some(
+            "\"session.timeout.ms\" = \"6000\"\n\"fetch.wait.max.ms\" = \"5\"",
+        ))
+        .writer("max_age = \"50ms\"\ncheckpoint_interval = 5\nlog_retention = \"1s\"");
+    let w = World::with(&table);
+    let (d, cli) = (w.path(), w.cli());
+    let mut run = spawn_run(d, &[], "run.log");
+    const TOTAL: i64 = 3_000;
+    paced_to(
+        &brokers,
+        topic,
+        timed(0..TOTAL, 0, TOTAL, 0),
+        50,
+        Duration::from_millis(100),
+    );
+    assert!(
+        wait_for(Duration::from_secs(120), || stored_total(d, 0)
+            == TOTAL as u64),
+        "v1 does not hold every event:\n{}",
+        log_of(d, "run.log")
+    );
+    sigterm(&run);
+    assert!(
+        wait_for(Duration::from_secs(30), || run.exited()),
+        "run did not stop"
+    );
+    let status = cli.status_json();
+    let commits = version_of(&status, 1).unwrap()["commits"].as_u64().unwrap();
+    let log_dir = d.join("lake/events/v1/_delta_log");
+    let json: Vec<u64> = std::fs::read_dir(&log_dir)
+        .expect("_delta_log")
+        .filter_map(|e| {
+            let name = e.expect("dir entry").file_name();
+            let name = name.to_string_lossy();
+            name.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    let checkpoints = std::fs::read_dir(&log_dir)
+        .expect("_delta_log")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().contains(".checkpoint."))
+        })
+        .count();
+    eprintln!(
+        "{commits} commits; {} commit files and {checkpoints} checkpoints left",
+        json.len()
+    );
+    assert!(commits >= 20, "only {commits} commits");
+    assert!(
+        !json.contains(&0),
+        "the first commit file outlived its retention: {json:?}"
+    );
+    assert!(
+        (json.len() as u64) < commits / 2,
+        "{} of {commits} commit files left",
+        json.len()
+    );
+    assert_exact(d, TOTAL, "after log clean-up");
+    assert_eq!(
+        version_of(&status, 1).unwrap()["rows"],
+        TOTAL,
+        "status reads the version from its checkpoint"
+    );
 }

@@ -11,6 +11,7 @@ use chrono::Utc;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
 use object_store::ObjectStoreExt;
 
 use super::{COMMIT_ATTEMPTS, DEAD_LETTERS_KEY, DeltaLog, RANGES_KEY, app_id, delta_err};
@@ -114,9 +115,17 @@ impl DeltaLog {
                     .then(|| self.partition_columns.clone()),
                 predicate: None,
             };
+            // Expired commit files go when a checkpoint is written (as Spark does): delta-rs
+            // would otherwise list the whole `_delta_log` after every commit. What expires in
+            // between goes at the next checkpoint.
+            let config = snapshot.table_config();
+            let checkpoints = (read_version + 1) % config.checkpoint_interval().get() == 0;
             let props = CommitProperties::default()
                 .with_application_transactions(txns.clone())
-                .with_metadata(info.clone());
+                .with_metadata(info.clone())
+                .with_cleanup_expired_logs(Some(
+                    checkpoints && config.enable_expired_log_cleanup(),
+                ));
             crash_point!("commit.before_write");
             let result = CommitBuilder::from(props)
                 .with_actions(actions.clone())
