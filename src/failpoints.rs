@@ -16,6 +16,8 @@
 //! | `pointer.before_swap` | a promotion/rollback decided to move `current`, before the compare-and-swap |
 //! | `pointer.after_swap` | `current` was swapped, nothing after it (hook, report) has run |
 //! | `gc.mid_delete` | `gc` deleted the first object of a version, not the rest |
+//! | `compact.before_commit` | `compact` wrote a batch's new files, the log does not list them yet |
+//! | `compact.after_commit` | the compaction's commit is in the log, nothing after it has run |
 //! | `rebuild.before_promote` | a rebuild caught up and is about to promote from inside its replay |
 
 /// Aborts the process here when crash point `$name` is armed (see the module docs). A no-op

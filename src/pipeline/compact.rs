@@ -1,6 +1,6 @@
 //! `compact`: rewrites the small files of a Delta version into few large ones, partition by
-//! partition, while `run` keeps appending to it (the transaction is
-//! [`DeltaLog::compact_bin`]'s).
+//! partition, while `run` keeps appending to it (the transactions are
+//! [`DeltaLog::commit_compaction`]'s).
 //!
 //! A compaction holds a writer lease while it writes, like any writer, so its files carry a
 //! writer id. Killed, it leaves only files no commit lists: invisible to readers, removed by
@@ -19,9 +19,12 @@ use crate::pipeline::handle::TableHandle;
 use crate::schema::rows::KAFKA_TIMESTAMP_COLUMN;
 use crate::table::pointer;
 use crate::table::version;
-use crate::write::delta::{BinOutcome, CompactionLimits};
+use crate::write::delta::{Bin, BinOutcome, CompactionLimits, Rewritten};
 use crate::write::lease::{WriterLease, WriterState};
 use crate::write::{DeltaFileWriter, DeltaLog};
+
+/// Bins swapped in by one transaction at most.
+const MAX_BINS_PER_COMMIT: usize = 256;
 
 /// What to compact.
 #[derive(Debug, Clone, Default)]
@@ -142,19 +145,46 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
     let sort_key = |batch: &arrow::record_batch::RecordBatch| {
         event_times(batch, &def.definition.partitioning.time)
     };
+    // Bins are committed in batches: few transactions keep the log short for readers, and a
+    // batch holds at most `max_buffer_bytes` of rewritten input (what a kill leaves behind,
+    // uncommitted, for `vacuum`).
+    let batch_bytes = writer_cfg.max_buffer_bytes;
     let result = async {
-        for p in &plans {
-            let mut part = PartitionReport {
+        let mut staged: Vec<(usize, &Bin, Rewritten)> = Vec::new();
+        let mut staged_bytes = 0;
+        let mut parts: Vec<PartitionReport> = plans
+            .iter()
+            .map(|p| PartitionReport {
                 partition: p.partition.clone(),
                 files_before: p.files,
                 files_after: p.files,
                 bytes_rewritten: 0,
-            };
-            for bin in &p.bins {
-                match log
-                    .compact_bin(p, bin, &mut writer, &sort_key, limits.target_file_size)
-                    .await?
-                {
+            })
+            .collect();
+        let bins = plans
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.bins.iter().map(move |b| (i, p, b)));
+        let total = plans.iter().map(|p| p.bins.len()).sum::<usize>();
+        for (n, (i, p, bin)) in bins.enumerate() {
+            let rewritten = log.rewrite_bin(p, bin, &mut writer, &sort_key).await?;
+            staged_bytes += bin.bytes;
+            staged.push((i, bin, rewritten));
+            lease.refresh(lake, layout, version).await?;
+            if staged_bytes < batch_bytes && staged.len() < MAX_BINS_PER_COMMIT && n + 1 < total {
+                continue;
+            }
+            let batch = std::mem::take(&mut staged);
+            staged_bytes = 0;
+            let outcomes = log
+                .commit_compaction(
+                    batch.iter().map(|(_, _, r)| r.clone()).collect(),
+                    limits.target_file_size,
+                )
+                .await?;
+            for ((i, bin, _), outcome) in batch.into_iter().zip(outcomes) {
+                let part = &mut parts[i];
+                match outcome {
                     BinOutcome::Compacted { files, bytes: _, rows } => {
                         part.files_after = part.files_after + files - bin.inputs;
                         part.bytes_rewritten += bin.bytes;
@@ -165,9 +195,11 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
                     }
                     BinOutcome::Superseded => report.superseded += 1,
                 }
-                lease.refresh(lake, layout, version).await?;
             }
-            tracing::info!(table = %table.cfg.name, version, partition = %p.partition, files_before = part.files_before, files_after = part.files_after, "compacted");
+            lease.refresh(lake, layout, version).await?;
+        }
+        for part in parts {
+            tracing::info!(table = %table.cfg.name, version, partition = %part.partition, files_before = part.files_before, files_after = part.files_after, "compacted");
             report.partitions.push(part);
         }
         Ok::<_, Error>(())

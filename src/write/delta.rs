@@ -61,7 +61,7 @@ mod schema;
 mod transaction;
 mod vacuum;
 
-pub use compact::{BinOutcome, CompactionLimits, PartitionPlan, SortKey};
+pub use compact::{Bin, BinOutcome, CompactionLimits, PartitionPlan, Rewritten, SortKey};
 pub use files::DeltaFileWriter;
 pub use offsets::offsets;
 use offsets::{marked_partitions, table_exists};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kappa_lake::source::mock::OutRecord;
 
 use crate::fixture::cli::version_of;
-use crate::fixture::{TableConfig, World, mock_kafka};
+use crate::fixture::{Cli, TableConfig, World, mock_kafka};
 use crate::kafka_support::{DAY_START_MS, log_of, sigterm, spawn_run, stored_total, wait_for};
 use crate::support::read_lake;
 
@@ -64,6 +64,16 @@ fn paced_to(brokers: &str, topic: &str, events: Vec<OutRecord>, chunk: usize, pa
     }
 }
 
+/// A Kafka table on `topic` whose `run` commits every 50 ms: the consumer fetches as soon as
+/// anything is there (librdkafka waits up to 500 ms for more by default).
+fn frequent_commits(brokers: &str, topic: &str) -> TableConfig {
+    TableConfig::kafka(brokers, topic)
+        .kafka_options(Some(
+            "\"session.timeout.ms\" = \"6000\"\n\"fetch.wait.max.ms\" = \"5\"",
+        ))
+        .writer("max_age = \"50ms\"")
+}
+
 fn files_per_partition(status: &serde_json::Value) -> Vec<(String, u64)> {
     version_of(status, 1).expect("v1")["files_per_partition"]
         .as_object()
@@ -101,14 +111,7 @@ fn assert_exact(dir: &std::path::Path, total: i64, when: &str) {
 #[test]
 fn compaction_beside_a_running_writer_leaves_few_files_and_every_event_once() {
     let (_kafka, brokers) = mock_kafka(&[(TOPIC, PARTITIONS)]);
-    // The consumer fetches as soon as anything is there (librdkafka waits up to 500 ms for
-    // more by default), so `run` can commit every 50 ms.
-    let table = TableConfig::kafka(&brokers, TOPIC)
-        .kafka_options(Some(
-            "\"session.timeout.ms\" = \"6000\"\n\"fetch.wait.max.ms\" = \"5\"",
-        ))
-        .writer("max_age = \"50ms\"");
-    let w = World::with(&table);
+    let w = World::with(&frequent_commits(&brokers, TOPIC));
     let (d, cli) = (w.path(), w.cli());
     // Day one trickles in (40 events every 30 ms) while `run` commits every 50 ms: hundreds of
     // small commits, each into one or two hourly partitions.
@@ -247,11 +250,8 @@ fn data_files_on_disk(dir: &std::path::Path) -> usize {
 fn expired_commit_files_are_cleaned_up_and_readers_still_open_the_table() {
     let topic = "log-cleanup";
     let (_kafka, brokers) = mock_kafka(&[(topic, PARTITIONS)]);
-    let table = TableConfig::kafka(&brokers, topic)
-        .kafka_options(Some(
-            "\"session.timeout.ms\" = \"6000\"\n\"fetch.wait.max.ms\" = \"5\"",
-        ))
-        .writer("max_age = \"50ms\"\ncheckpoint_interval = 5\nlog_retention = \"1s\"");
+    let table =
+        frequent_commits(&brokers, topic).writer("checkpoint_interval = 5\nlog_retention = \"1s\"");
     let w = World::with(&table);
     let (d, cli) = (w.path(), w.cli());
     let mut run = spawn_run(d, &[], "run.log");
@@ -312,4 +312,113 @@ fn expired_commit_files_are_cleaned_up_and_readers_still_open_the_table() {
         TOTAL,
         "status reads the version from its checkpoint"
     );
+}
+
+/// Two compactions stopped at their crash points just before and just after their commit,
+/// then `compact` and `run` SIGKILLed at random moments (24 kills; `KAPPA_LAKE_TEST_SEED`
+/// replays a run), all while events keep arriving: every reader sees each event exactly once
+/// throughout, and one compaction run to its end afterwards finishes the job.
+#[test]
+fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
+    use rand::{Rng, SeedableRng};
+    let topic = "compact-kills";
+    let (_kafka, brokers) = mock_kafka(&[(topic, PARTITIONS)]);
+    let table = frequent_commits(&brokers, topic).kafka_options(Some(
+        "\"session.timeout.ms\" = \"3000\"\n\"heartbeat.interval.ms\" = \"600\"\n\"fetch.wait.max.ms\" = \"5\"",
+    ));
+    let w = World::with(&table);
+    let (d, cli) = (w.path(), w.cli());
+    const TOTAL: i64 = 24_000;
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            paced_to(
+                &brokers,
+                topic,
+                timed(0..TOTAL, 0, TOTAL, 0),
+                40,
+                Duration::from_millis(30),
+            );
+        })
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(crate::support::seed());
+    let ms = Duration::from_millis;
+    let mut run = cli.spawn_run(&[], "run-0.log");
+    assert!(
+        wait_for(Duration::from_secs(60), || cli.commits(1) >= 20),
+        "run does not commit:\n{}",
+        log_of(d, "run-0.log")
+    );
+    // Two compactions stop at their crash points, around their first commit.
+    for point in ["compact.before_commit", "compact.after_commit"] {
+        let out = Cli::new(d)
+            .env("FAILPOINTS", &format!("{point}=return"))
+            .table("compact", &[]);
+        let stderr = crate::fixture::stderr(&out);
+        assert!(
+            !out.status.success() && stderr.contains(&format!("crash point `{point}` reached")),
+            "{point}: {stderr}"
+        );
+    }
+    // Mostly compactions: a killed `run`'s partitions stay with its ghost until the session
+    // times out (3 s), so each run kill waits for the new one to commit.
+    let (mut compact_kills, mut run_kills, mut round) = (0, 0, 0);
+    while compact_kills + run_kills < 24 {
+        round += 1;
+        assert!(
+            round < 200,
+            "{compact_kills} + {run_kills} kills in 200 rounds"
+        );
+        std::thread::sleep(ms(rng.random_range(100..600)));
+        if run_kills < 6 && rng.random_bool(0.3) {
+            let before = cli.commits(1);
+            run.kill().expect("SIGKILL run");
+            run.wait().expect("reap run");
+            run_kills += 1;
+            let log = format!("run-{round}.log");
+            run = cli.spawn_run(&[], &log);
+            assert!(
+                wait_for(Duration::from_secs(60), || cli.commits(1) > before),
+                "the restarted run does not commit:\n{}",
+                log_of(d, &log)
+            );
+        } else {
+            let log = format!("compact-{round}.log");
+            let mut compact = cli.spawn(&cli.table_args("compact", &[]), &log);
+            std::thread::sleep(ms(rng.random_range(0..800)));
+            if !compact.exited() {
+                compact.kill().expect("SIGKILL compact");
+                compact.wait().expect("reap compact");
+                compact_kills += 1;
+            }
+        }
+    }
+    eprintln!("{round} rounds: {compact_kills} compactions and {run_kills} runs killed");
+    assert!(
+        compact_kills >= 12 && run_kills >= 3,
+        "{compact_kills} compactions and {run_kills} runs killed"
+    );
+    producer.join().expect("producer");
+    assert!(
+        wait_for(Duration::from_secs(120), || stored_total(d, 0)
+            == TOTAL as u64),
+        "v1 does not hold every event:\n{}",
+        log_of(d, &format!("run-{round}.log"))
+    );
+    assert_exact(d, TOTAL, "after the kills");
+
+    // A compaction run to its end (beside `run`) finishes the job.
+    cli.table_ok("compact", &[]);
+    sigterm(&run);
+    assert!(
+        wait_for(Duration::from_secs(30), || run.exited()),
+        "run did not stop"
+    );
+    for (p, n) in files_per_partition(&cli.status_json()) {
+        assert!(
+            n <= 2,
+            "partition {p} has {n} files after a full compaction"
+        );
+    }
+    assert_exact(d, TOTAL, "after a full compaction");
 }

@@ -1,14 +1,15 @@
 //! Compaction of a Delta version: per time partition, the small files of the current snapshot
 //! are bin-packed, each bin is rewritten into files of about `target_file_size` (rows sorted by
 //! event time, so readers get tight min/max statistics; zstd; the same schema and metadata
-//! columns), and one transaction removes the bin's files and adds the new ones, both with
-//! `dataChange = false` (an `OPTIMIZE` in the table's history).
+//! columns), and one transaction per batch of bins removes their files and adds the new ones,
+//! with `dataChange = false` (an `OPTIMIZE` in the table's history). Few transactions keep the
+//! log short: a reader replays every commit since the last checkpoint.
 //!
 //! delta-rs's own `optimize` needs its `datafusion` feature (all of DataFusion's execution
 //! engine in our build); this uses the writer the ingest uses instead, so the new files look
 //! exactly like the ingest's, statistics included.
 //!
-//! Invariant: a reader sees the bin's old files or its new ones, never both or neither; no
+//! Invariant: a reader sees a bin's old files or its new ones, never both or neither; no
 //! `txn` (stored offsets) is touched; rows in equal rows out, checked before the commit. The
 //! live writer's appends do not conflict with a compaction (delta-rs rebases either over the
 //! other); a compaction whose files another compaction removed first commits nothing and
@@ -98,6 +99,27 @@ pub enum BinOutcome {
     Superseded,
 }
 
+/// A bin rewritten into new files that no commit lists yet.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    /// The partition's name.
+    pub partition: String,
+    removed: Vec<Remove>,
+    adds: Vec<deltalake::kernel::Add>,
+    /// What committing it achieves.
+    pub outcome: BinOutcome,
+}
+
+impl Rewritten {
+    /// Compressed bytes of the new files.
+    pub fn bytes(&self) -> u64 {
+        match self.outcome {
+            BinOutcome::Compacted { bytes, .. } => bytes,
+            BinOutcome::Superseded => 0,
+        }
+    }
+}
+
 /// Orders a bin's rows: event time per row (µs), or `None` to keep them as they are.
 pub type SortKey<'a> = &'a (dyn Fn(&RecordBatch) -> Option<Vec<i64>> + Sync);
 
@@ -166,15 +188,15 @@ impl DeltaLog {
         Ok(plans)
     }
 
-    /// Rewrites `bin` of `partition` with `writer` and swaps it in.
-    pub async fn compact_bin(
-        &mut self,
+    /// Rewrites `bin` of `partition` with `writer` into new files, not yet committed: what
+    /// [`DeltaLog::commit_compaction`] swaps in.
+    pub async fn rewrite_bin(
+        &self,
         partition: &PartitionPlan,
         bin: &Bin,
         writer: &mut DeltaFileWriter,
         sort_key: SortKey<'_>,
-        target_file_size: u64,
-    ) -> Result<BinOutcome> {
+    ) -> Result<Rewritten> {
         let mut batches = Vec::new();
         for f in &bin.files {
             let path = f.path.split('/').fold(self.dir.clone(), |p, s| p.join(s));
@@ -232,25 +254,40 @@ impl DeltaLog {
         for a in &mut adds {
             a.data_change = false;
         }
+        Ok(Rewritten {
+            partition: partition.partition.clone(),
+            removed: bin.files.iter().map(|f| f.remove.clone()).collect(),
+            outcome: BinOutcome::Compacted {
+                files: adds.len(),
+                bytes: entries.iter().map(|e| e.size).sum(),
+                rows: rows_out,
+            },
+            adds,
+        })
+    }
+
+    /// Swaps rewritten bins in with one transaction: their files removed, the new ones added.
+    /// A bin one of whose files another compaction removed first is dropped (its new files
+    /// deleted, [`BinOutcome::Superseded`]) and the rest committed. Outcomes in `bins`' order.
+    pub async fn commit_compaction(
+        &mut self,
+        mut bins: Vec<Rewritten>,
+        target_file_size: u64,
+    ) -> Result<Vec<BinOutcome>> {
+        let mut outcomes: Vec<Option<BinOutcome>> = vec![None; bins.len()];
+        let mut pending: Vec<usize> = (0..bins.len()).collect();
         let now = self.lake.clock.now().timestamp_millis();
-        let mut actions: Vec<Action> = bin
-            .files
-            .iter()
-            .map(|f| {
-                let mut r = f.remove.clone();
+        for bin in &mut bins {
+            for r in &mut bin.removed {
                 r.deletion_timestamp = Some(now);
-                Action::Remove(r)
-            })
-            .collect();
-        actions.extend(adds.iter().cloned().map(Action::Add));
-        let outcome = BinOutcome::Compacted {
-            files: adds.len(),
-            bytes: entries.iter().map(|e| e.size).sum(),
-            rows: rows_out,
-        };
+            }
+        }
+        let mut partitions: Vec<&str> = bins.iter().map(|b| b.partition.as_str()).collect();
+        partitions.dedup();
+        let predicate = partitions.join(" OR ");
         crash_point!("compact.before_commit");
         let mut attempt = 0;
-        loop {
+        while !pending.is_empty() {
             attempt += 1;
             let Some(table) = &mut self.table else {
                 return Err(Missing::DeltaTable {
@@ -258,13 +295,24 @@ impl DeltaLog {
                 }
                 .into());
             };
+            let actions: Vec<Action> = pending
+                .iter()
+                .flat_map(|&i| {
+                    let b = &bins[i];
+                    b.removed
+                        .iter()
+                        .cloned()
+                        .map(Action::Remove)
+                        .chain(b.adds.iter().cloned().map(Action::Add))
+                })
+                .collect();
             let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
             let operation = DeltaOperation::Optimize {
-                predicate: Some(partition.partition.clone()),
+                predicate: Some(predicate.clone()),
                 target_size: i64::try_from(target_file_size).unwrap_or(i64::MAX),
             };
             let result = CommitBuilder::from(CommitProperties::default())
-                .with_actions(actions.clone())
+                .with_actions(actions)
                 .build(Some(snapshot), table.log_store(), operation)
                 .await;
             let error = match result {
@@ -272,33 +320,57 @@ impl DeltaLog {
                     crash_point!("compact.after_commit");
                     table.state = Some(done.snapshot());
                     self.read_state(false).await?;
-                    return Ok(outcome);
+                    for &i in &pending {
+                        outcomes[i] = Some(bins[i].outcome);
+                    }
+                    break;
                 }
                 Err(e) => e,
             };
             // Decide from the log, not from the error.
             self.refresh().await?;
-            if adds
-                .first()
-                .is_some_and(|a| self.state.files.contains(&a.path))
-            {
-                return Ok(outcome);
+            let committed = pending.iter().any(|&i| {
+                bins[i]
+                    .adds
+                    .first()
+                    .is_some_and(|a| self.state.files.contains(&a.path))
+            });
+            if committed {
+                for &i in &pending {
+                    outcomes[i] = Some(bins[i].outcome);
+                }
+                break;
             }
-            if bin
-                .files
-                .iter()
-                .any(|f| !self.state.files.contains(&f.path))
-            {
-                tracing::info!(partition = %partition.partition, error = %error, "another compaction replaced these files first; dropping this rewrite");
-                self.delete_written(&adds).await?;
-                return Ok(BinOutcome::Superseded);
+            let mut still = Vec::new();
+            for i in pending {
+                let b = &bins[i];
+                if b.removed
+                    .iter()
+                    .any(|r| !self.state.files.contains(&r.path))
+                {
+                    tracing::info!(partition = %b.partition, error = %error, "another compaction replaced these files first; dropping this rewrite");
+                    self.delete_written(&b.adds).await?;
+                    outcomes[i] = Some(BinOutcome::Superseded);
+                } else {
+                    still.push(i);
+                }
+            }
+            pending = still;
+            if pending.is_empty() {
+                break;
             }
             if attempt >= COMMIT_ATTEMPTS {
-                self.delete_written(&adds).await?;
+                for &i in &pending {
+                    self.delete_written(&bins[i].adds).await?;
+                }
                 return Err(delta_err(&self.dir, error));
             }
             tracing::warn!(attempt, error = %error, "compaction commit failed; the log does not hold it, retrying");
         }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(BinOutcome::Superseded))
+            .collect())
     }
 
     /// Deletes data files written but not committed.
