@@ -45,6 +45,9 @@ pub struct Metrics {
     rebuild_progress: GaugeVec,
     last_commit: GaugeVec,
     since_commit: GaugeVec,
+    compacted_files: IntCounterVec,
+    compacted_bytes: IntCounterVec,
+    compaction_waiting: IntGaugeVec,
     /// Per (table, version): when it last committed (seconds since the epoch).
     commit_times: Mutex<BTreeMap<(String, String), f64>>,
     /// Per table this process runs: readiness.
@@ -197,6 +200,36 @@ impl Metrics {
                 "kappa_lake_seconds_since_last_commit",
                 "Seconds since the version last committed in this process.",
             ),
+            compacted_files: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kappa_lake_compaction_files_removed_total",
+                        "Small files `run`'s automatic compaction replaced.",
+                    ),
+                    &["table"],
+                ),
+            ),
+            compacted_bytes: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kappa_lake_compaction_bytes_rewritten_total",
+                        "Bytes of small files `run`'s automatic compaction read and rewrote.",
+                    ),
+                    &["table"],
+                ),
+            ),
+            compaction_waiting: registered(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "kappa_lake_compaction_partitions_waiting",
+                        "Partitions with small files to compact that are still being written to (younger than compact_after).",
+                    ),
+                    &["table"],
+                ),
+            ),
             commit_times: Mutex::default(),
             tables: Mutex::default(),
             registry: r,
@@ -207,6 +240,19 @@ impl Metrics {
     pub fn global() -> &'static Metrics {
         static METRICS: OnceLock<Metrics> = OnceLock::new();
         METRICS.get_or_init(Metrics::new)
+    }
+
+    /// Records a pass of `run`'s automatic compaction of `table` (every family starts at 0).
+    pub fn compaction(&self, table: &str, files_removed: u64, bytes: u64, waiting: usize) {
+        self.compacted_files
+            .with_label_values(&[table])
+            .inc_by(files_removed);
+        self.compacted_bytes
+            .with_label_values(&[table])
+            .inc_by(bytes);
+        self.compaction_waiting
+            .with_label_values(&[table])
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
     }
 
     /// A handle for one table version's writer.

@@ -24,6 +24,7 @@ pub async fn compact(args: CompactArgs) -> anyhow::Result<()> {
         partition,
         dry_run,
         min_files,
+        idle_for: None,
     };
     let r = compact::compact(&handle, &opts).await?;
     if json {

@@ -29,11 +29,14 @@ pub use crate::domain::{
 };
 pub use crate::error::ConfigError;
 pub use env::ENV_TABLE_PREFIX;
-pub use raw::{RawConfig, RawRegistry, RawSource, RawTable, RawTime, RawVersions, RawWriter};
+pub use raw::{
+    CompactMode, RawConfig, RawMaintenance, RawRegistry, RawSource, RawTable, RawTime, RawVersions,
+    RawWriter,
+};
 pub use size::parse_size;
 pub use typed::{
-    Config, FilesSourceConfig, KafkaSourceConfig, RegistryConfig, SourceConfig, TableConfig,
-    VersionsConfig, WriterConfig,
+    Config, FilesSourceConfig, KafkaSourceConfig, MaintenanceConfig, RegistryConfig, SourceConfig,
+    TableConfig, VersionsConfig, WriterConfig,
 };
 pub use validate::validate_table_name;
 

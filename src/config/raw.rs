@@ -57,9 +57,39 @@ pub struct RawTable {
     /// What happens around promotions: previous version retention, gc grace, a hook.
     #[serde(default)]
     pub versions: RawVersions,
+    /// What `run` does to keep the lake fast to read: compaction.
+    #[serde(default)]
+    pub maintenance: RawMaintenance,
     /// Object-store options for this table's root, over those of `[storage]`.
     #[serde(default)]
     pub storage: BTreeMap<String, String>,
+}
+
+/// `[table.maintenance]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    /// `auto` (default): `run` compacts idle partitions of a Delta current version in the
+    /// background; `off`: only `kappa-lake compact` does.
+    #[serde(default)]
+    pub compact: Option<CompactMode>,
+    /// A partition no file was added to for this long is compacted. Default `1h`.
+    #[serde(default)]
+    pub compact_after: Option<String>,
+    /// A partition is compacted once it has this many small files. Default 8.
+    #[serde(default)]
+    pub compact_min_files: Option<usize>,
+}
+
+/// `[table.maintenance] compact`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompactMode {
+    /// `run` compacts in the background.
+    #[default]
+    Auto,
+    /// Only `kappa-lake compact` does.
+    Off,
 }
 
 /// `[table.versions]`.

@@ -58,6 +58,8 @@ pub struct TableConfig {
     pub writer: WriterConfig,
     /// Promotion-related settings.
     pub versions: VersionsConfig,
+    /// Background maintenance in `run`.
+    pub maintenance: MaintenanceConfig,
     /// Object-store options for the root (`[storage]` and `[table.storage]`).
     pub storage: StorageOptions,
 }
@@ -73,6 +75,27 @@ impl TableConfig {
     /// The source metadata columns this table's rows carry.
     pub fn metadata(&self) -> Metadata {
         Metadata::new(self.metadata_columns, self.source.kind())
+    }
+}
+
+/// Validated `[table.maintenance]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// `run` compacts idle partitions in the background.
+    pub compact: bool,
+    /// How long a partition must be without new files before it is compacted.
+    pub compact_after: Duration,
+    /// Small files a partition needs before it is compacted (at least 2).
+    pub compact_min_files: usize,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            compact: true,
+            compact_after: Duration::from_secs(3600),
+            compact_min_files: 8,
+        }
     }
 }
 

@@ -10,11 +10,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::paths::{absolute, parse_root};
-use super::raw::{RawConfig, RawRegistry, RawSource, RawTable, RawTime, RawVersions, RawWriter};
+use super::raw::{
+    CompactMode, RawConfig, RawMaintenance, RawRegistry, RawSource, RawTable, RawTime, RawVersions,
+    RawWriter,
+};
 use super::size::{parse_duration, parse_size};
 use super::typed::{
-    Config, FilesSourceConfig, KafkaSourceConfig, RegistryConfig, SourceConfig, TableConfig,
-    VersionsConfig, WriterConfig,
+    Config, FilesSourceConfig, KafkaSourceConfig, MaintenanceConfig, RegistryConfig, SourceConfig,
+    TableConfig, VersionsConfig, WriterConfig,
 };
 use crate::domain::{Encoding, EpochUnit, Format, Granularity, SourceKind, TimeSpec};
 use crate::error::{ConfigError, printable};
@@ -96,6 +99,7 @@ impl RawTable {
         }
         let writer = self.writer.validate(label)?;
         let versions = self.versions.validate(label)?;
+        let maintenance = self.maintenance.validate(label)?;
         Ok(TableConfig {
             name: self.name,
             root,
@@ -113,7 +117,39 @@ impl RawTable {
             bad_records: self.bad_records.unwrap_or_default(),
             writer,
             versions,
+            maintenance,
             storage: StorageOptions::default(),
+        })
+    }
+}
+
+impl RawMaintenance {
+    fn validate(self, label: &str) -> Result<MaintenanceConfig, ConfigError> {
+        let d = MaintenanceConfig::default();
+        let key = format!("{label}.maintenance");
+        let compact_after = match &self.compact_after {
+            Some(s) => parse_duration(s, &format!("{key}.compact_after"), "\"1h\" or \"30m\"")?,
+            None => d.compact_after,
+        };
+        if compact_after.is_zero() {
+            return Err(ConfigError::invalid(
+                format!("{key}.compact_after"),
+                "must be positive (a partition still being written is not compacted)",
+                "use e.g. \"1h\"",
+            ));
+        }
+        let compact_min_files = self.compact_min_files.unwrap_or(d.compact_min_files);
+        if compact_min_files < 2 {
+            return Err(ConfigError::invalid(
+                format!("{key}.compact_min_files"),
+                format!("{compact_min_files} files cannot be compacted into fewer"),
+                "use 2 or more (default 8)",
+            ));
+        }
+        Ok(MaintenanceConfig {
+            compact: self.compact.unwrap_or_default() == CompactMode::Auto,
+            compact_after,
+            compact_min_files,
         })
     }
 }

@@ -19,8 +19,8 @@ use crate::pipeline::handle::TableHandle;
 use crate::schema::rows::KAFKA_TIMESTAMP_COLUMN;
 use crate::table::pointer;
 use crate::table::version;
-use crate::write::delta::{Bin, BinOutcome, CompactionLimits, Rewritten};
-use crate::write::lease::{WriterLease, WriterState};
+use crate::write::delta::{Bin, BinOutcome, CompactionLimits, PartitionPlan, Rewritten};
+use crate::write::lease::{self, WriterLease, WriterState};
 use crate::write::{DeltaFileWriter, DeltaLog};
 
 /// Bins swapped in by one transaction at most.
@@ -37,6 +37,9 @@ pub struct CompactOptions {
     pub dry_run: bool,
     /// Partitions with fewer small files are left alone (at least 2).
     pub min_files: usize,
+    /// Only partitions no file was added to for this long (`run`'s automatic compaction);
+    /// the others are counted as waiting.
+    pub idle_for: Option<std::time::Duration>,
 }
 
 /// One partition's compaction.
@@ -73,6 +76,9 @@ pub struct CompactReport {
     pub rows_rewritten: u64,
     /// Bins another compaction rewrote first (nothing lost: they are compacted).
     pub superseded: usize,
+    /// Partitions with small files to compact that were written to too recently
+    /// ([`CompactOptions::idle_for`]).
+    pub partitions_waiting: usize,
 }
 
 /// Compacts a Delta version of `table`.
@@ -107,7 +113,13 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
         min_files: opts.min_files.max(2),
     };
     let mut log = DeltaLog::open(lake, layout, version, None).await?;
-    let plans = log.plan_compaction(&limits, granularity, opts.partition.as_deref())?;
+    let mut plans = log.plan_compaction(&limits, granularity, opts.partition.as_deref())?;
+    let planned = plans.len();
+    if let Some(idle) = opts.idle_for {
+        let cutoff = lake.clock.now().timestamp_millis()
+            - i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+        plans.retain(|p| p.last_added_ms <= cutoff);
+    }
     let mut report = CompactReport {
         table: table.cfg.name.clone(),
         version,
@@ -118,6 +130,7 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
         bytes_rewritten: 0,
         rows_rewritten: 0,
         superseded: 0,
+        partitions_waiting: planned - plans.len(),
     };
     if opts.dry_run {
         for p in &plans {
@@ -161,12 +174,14 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
                 bytes_rewritten: 0,
             })
             .collect();
-        let bins = plans
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.bins.iter().map(move |b| (i, p, b)));
-        let total = plans.iter().map(|p| p.bins.len()).sum::<usize>();
-        for (n, (i, p, bin)) in bins.enumerate() {
+        // Collected: an iterator of closures held across the awaits below would make this
+        // future not `Send` (`run` spawns it).
+        let mut bins: Vec<(usize, &PartitionPlan, &Bin)> = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            bins.extend(p.bins.iter().map(|b| (i, p, b)));
+        }
+        let total = bins.len();
+        for (n, (i, p, bin)) in bins.into_iter().enumerate() {
             let rewritten = log.rewrite_bin(p, bin, &mut writer, &sort_key).await?;
             staged_bytes += bin.bytes;
             staged.push((i, bin, rewritten));
@@ -208,6 +223,10 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
     lease.state = WriterState::Stopped;
     if let Err(e) = lease.refresh(lake, layout, version).await {
         tracing::warn!(error = %e, "could not mark the compaction's writer lease stopped");
+    }
+    // `run` compacts every few minutes, each pass with a lease of its own: keep few.
+    if let Err(e) = lease::prune(lake, layout, version).await {
+        tracing::warn!(error = %e, "could not prune finished writers' leases");
     }
     result.map(|()| report)
 }

@@ -63,6 +63,20 @@ fn bad_configs_fail_before_work_naming_the_key() {
     write_config(d, EVENT_SCHEMA, time, "checkpoint_interval = 0");
     fails_naming(d, &["table[events].writer.checkpoint_interval"]);
 
+    let maintenance = |lines: &str| format!("\n[table.maintenance]\n{lines}");
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        time,
+        &maintenance("compact_after = \"0s\""),
+    );
+    fails_naming(d, &["table[events].maintenance.compact_after", "1h"]);
+    write_config(d, EVENT_SCHEMA, time, &maintenance("compact_min_files = 1"));
+    fails_naming(
+        d,
+        &["table[events].maintenance.compact_min_files", "2 or more"],
+    );
+
     write_config(d, EVENT_SCHEMA, time, "log_retention = \"0s\"");
     fails_naming(d, &["table[events].writer.log_retention", "30d"]);
     write_config(d, EVENT_SCHEMA, time, "log_retention = \"a month\"");

@@ -422,3 +422,83 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
     }
     assert_exact(d, TOTAL, "after a full compaction");
 }
+
+/// `[table.maintenance]`: `run` compacts, by itself, the partitions no file was added to for
+/// `compact_after`, while it keeps writing newer ones; readers see every event once.
+#[test]
+fn run_compacts_idle_partitions_by_itself() {
+    let topic = "auto-compact";
+    let (_kafka, brokers) = mock_kafka(&[(topic, PARTITIONS)]);
+    let table = frequent_commits(&brokers, topic)
+        .after("[table.maintenance]\ncompact_after = \"2s\"\ncompact_min_files = 2");
+    let w = World::with(&table);
+    let (d, cli) = (w.path(), w.cli());
+    let mut run = cli.spawn_run(&[], "run.log");
+    const DAY: i64 = 6_000;
+    paced_to(
+        &brokers,
+        topic,
+        timed(0..DAY, 0, DAY, 0),
+        50,
+        Duration::from_millis(30),
+    );
+    let day_one = |status: &serde_json::Value| -> Vec<(String, u64)> {
+        files_per_partition(status)
+            .into_iter()
+            .filter(|(p, _)| p.starts_with("date=2026-11-26/"))
+            .collect()
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || stored_total(d, 0) == DAY as u64),
+        "v1 does not hold day one:\n{}",
+        log_of(d, "run.log")
+    );
+    // Day two keeps `run` busy while day one's last partitions go idle and get compacted
+    // (its first ones already were, while day one was still arriving).
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            paced_to(
+                &brokers,
+                topic,
+                timed(DAY..2 * DAY, DAY, DAY, 1),
+                50,
+                Duration::from_millis(60),
+            );
+        })
+    };
+    assert!(
+        wait_for(Duration::from_secs(60), || day_one(&cli.status_json())
+            .iter()
+            .all(|(_, n)| *n <= 2)),
+        "day one was not compacted: {:?}\n{}",
+        day_one(&cli.status_json()),
+        log_of(d, "run.log")
+    );
+    assert!(
+        !producer.is_finished(),
+        "compacted only after day two was written"
+    );
+    let optimize_commits = std::fs::read_dir(d.join("lake/events/v1/_delta_log"))
+        .expect("_delta_log")
+        .filter_map(|e| {
+            let path = e.expect("dir entry").path();
+            (path.extension()? == "json").then(|| std::fs::read_to_string(path).ok())?
+        })
+        .filter(|commit| commit.contains(r#""operation":"OPTIMIZE""#))
+        .count();
+    assert!(optimize_commits > 0, "no compaction in the log");
+    producer.join().expect("producer");
+    assert!(
+        wait_for(Duration::from_secs(60), || stored_total(d, 0)
+            == 2 * DAY as u64),
+        "v1 does not hold day two:\n{}",
+        log_of(d, "run.log")
+    );
+    sigterm(&run);
+    assert!(
+        wait_for(Duration::from_secs(30), || run.exited()),
+        "run did not stop"
+    );
+    assert_exact(d, 2 * DAY, "after run compacted by itself");
+}

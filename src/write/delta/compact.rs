@@ -78,6 +78,9 @@ pub struct PartitionPlan {
     pub bucket: i64,
     /// Data files the partition has now.
     pub files: usize,
+    /// When its newest file was added (ms since the epoch, the log's `modificationTime`).
+    #[serde(skip)]
+    pub last_added_ms: i64,
     /// What to rewrite.
     pub bins: Vec<Bin>,
 }
@@ -137,8 +140,8 @@ impl DeltaLog {
         };
         let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
         let small_below = limits.target_file_size / 4 * 3;
-        // Partition → (bucket, files in it, its small files).
-        let mut parts: BTreeMap<String, (i64, usize, Vec<SmallFile>)> = BTreeMap::new();
+        // Partition → (bucket, files in it, newest file's time, its small files).
+        let mut parts: BTreeMap<String, (i64, usize, i64, Vec<SmallFile>)> = BTreeMap::new();
         for file in snapshot.log_data().iter() {
             let values = file.partition_values_map();
             let Some(bucket) = bucket_of(&values, granularity) else {
@@ -149,11 +152,14 @@ impl DeltaLog {
             if only.is_some_and(|o| name != o && !name.starts_with(&format!("{o}/"))) {
                 continue;
             }
-            let entry = parts.entry(name).or_insert((bucket, 0, Vec::new()));
+            let entry = parts
+                .entry(name)
+                .or_insert((bucket, 0, i64::MIN, Vec::new()));
             entry.1 += 1;
+            entry.2 = entry.2.max(file.modification_time());
             let size = u64::try_from(file.size()).unwrap_or_default();
             if size < small_below && file.deletion_vector_descriptor().is_none() {
-                entry.2.push(SmallFile {
+                entry.3.push(SmallFile {
                     path: file.path().into_owned(),
                     size,
                     rows: file.num_records().map(|n| n as u64),
@@ -163,7 +169,7 @@ impl DeltaLog {
         }
         let cap = limits.target_file_size.min(limits.max_bin_bytes).max(1);
         let mut plans = Vec::new();
-        for (partition, (bucket, files, small)) in parts {
+        for (partition, (bucket, files, last_added_ms, small)) in parts {
             if small.len() < limits.min_files.max(2) {
                 continue;
             }
@@ -181,6 +187,7 @@ impl DeltaLog {
                     partition,
                     bucket,
                     files,
+                    last_added_ms,
                     bins,
                 });
             }
