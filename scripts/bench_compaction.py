@@ -14,6 +14,12 @@ late events) three ways, then times one DuckDB aggregate over each with `delta_s
 The query runs --repeat times per table in fresh DuckDB processes; the best and median wall
 times are reported, with the table's file count. Prints a markdown table and writes
 `compaction.md` and `compaction.json` under --out.
+
+With --throughput, it measures instead what `run`'s automatic compaction costs ingestion:
+the same small-file `run` with `[table.maintenance] compact = "off"` and with `"auto"`
+(`compact_after = "2s"`: the time-ordered events leave each hour idle soon after it is
+written, so compaction runs beside the writer), alternated --repeat times; it reports events
+per second and CPU seconds of each, and the files left.
 """
 
 import argparse
@@ -76,6 +82,41 @@ def kappa(args, work: Path, *cmd):
     )
 
 
+def throughput(args, data: Path, out: Path):
+    runs = {"off": [], "auto": []}
+    for _ in range(args.repeat):
+        for mode in ("off", "auto"):
+            work = out / f"maintenance-{mode}"
+            writer = (f'max_buffer_bytes = "{args.small_buffer}"\nmax_age = "1s"\n\n'
+                      f'[table.maintenance]\ncompact = "{mode}"\ncompact_after = "2s"\n'
+                      'compact_min_files = 2')
+            m = bench.run_kappa(args, work, "page_views", data, "delta", writer)
+            m["files_left"], rows = files_in_log(args, work)
+            if rows != args.events:
+                sys.exit(f"{mode}: {rows} rows, not {args.events}")
+            runs[mode].append(m)
+    lines = [
+        f"{args.events:,} page views, `run` with `max_buffer_bytes = \"{args.small_buffer}\"`, "
+        f"`max_age = \"1s\"`; median of {args.repeat} alternated runs each.",
+        "",
+        "| maintenance | events/s | wall s | CPU s | files left |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    med = {}
+    for mode, ms in runs.items():
+        wall = statistics.median(m["wall_s"] for m in ms)
+        cpu = statistics.median(m["cpu_s"] for m in ms)
+        files = statistics.median(m["files_left"] for m in ms)
+        med[mode] = wall
+        lines.append(f"| {mode} | {args.events / wall:,.0f} | {wall:.1f} | {cpu:.1f} | {files:.0f} |")
+    lines.append("")
+    lines.append(f"Throughput with automatic compaction: {med['off'] / med['auto']:.2f}x of without.")
+    text = "\n".join(lines)
+    print(text)
+    (out / "maintenance.md").write_text(text + "\n")
+    (out / "maintenance.json").write_text(json.dumps(runs, indent=2) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=str(bench.REPO / "target/release/kappa-lake"))
@@ -86,11 +127,16 @@ def main():
     ap.add_argument("--late", type=float, default=0.05)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--throughput", action="store_true",
+                    help="measure ingestion with automatic compaction on and off instead")
     args = ap.parse_args()
     args.bin = str(Path(args.bin).resolve())
     out = Path(args.out).resolve()
     data = out / "data" / f"page_views-{args.events}"
     bench.generate("page_views", args.events, 16, args.late, data)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.throughput:
+        return throughput(args, data, out)
 
     results = {}
     small = out / "compaction-small"
