@@ -18,7 +18,6 @@ mod versions;
 
 use std::path::Path;
 
-use anyhow::Context;
 use kappa_lake::config::Config;
 use kappa_lake::pipeline::TableHandle;
 
@@ -68,14 +67,11 @@ async fn open_table(arg: &args::TableArg, writing: bool) -> anyhow::Result<Table
     Ok(handle.map_err(kappa_lake::Error::from)?)
 }
 
-/// `version`, or the table's current version.
+/// `version` as given (the command reports a missing one itself), or the table's current
+/// version.
 async fn version_or_current(handle: &TableHandle, version: Option<u32>) -> anyhow::Result<u32> {
     match version {
         Some(v) => Ok(v),
-        None => Ok(handle
-            .current_definition()
-            .await?
-            .with_context(|| format!("table `{}` has no version yet", handle.cfg.name))?
-            .version),
+        None => Ok(handle.version_or_current(None).await?.version),
     }
 }

@@ -13,12 +13,10 @@ use serde::Serialize;
 
 use crate::config::Format;
 use crate::domain::TimeSpec;
-use crate::error::{Error, Missing, Result, Unsupported};
+use crate::error::{Error, Result, Unsupported};
 use crate::partition;
 use crate::pipeline::handle::TableHandle;
 use crate::schema::rows::KAFKA_TIMESTAMP_COLUMN;
-use crate::table::pointer;
-use crate::table::version;
 use crate::write::delta::{Bin, BinOutcome, CompactionLimits, PartitionPlan, Rewritten};
 use crate::write::lease::{self, WriterLease, WriterState};
 use crate::write::{DeltaFileWriter, DeltaLog};
@@ -84,22 +82,8 @@ pub struct CompactReport {
 /// Compacts a Delta version of `table`.
 pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<CompactReport> {
     let (lake, layout) = (&table.lake, &table.layout);
-    let version = match opts.version {
-        Some(v) => v,
-        None => pointer::read(lake, layout)
-            .await?
-            .map(|p| p.version)
-            .ok_or_else(|| Missing::Current {
-                table: table.cfg.name.clone(),
-            })?,
-    };
-    let def =
-        version::load(lake, layout, version)
-            .await?
-            .ok_or_else(|| Missing::TargetVersion {
-                table: table.cfg.name.clone(),
-                version,
-            })?;
+    let def = table.version_or_current(opts.version).await?;
+    let version = def.version;
     if def.definition.format != Format::Delta {
         return Err(Unsupported::CompactParquet { version }.into());
     }

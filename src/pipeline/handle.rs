@@ -7,7 +7,7 @@
 //! pipeline module can take a `TableHandle` without an import cycle.
 
 use crate::config::{ConfigError, TableConfig};
-use crate::error::{Error, Refusal, Result};
+use crate::error::{Error, Missing, Refusal, Result};
 use crate::storage::Lake;
 use crate::table::plan::{self, Plan};
 use crate::table::version::{self, Definition};
@@ -168,6 +168,27 @@ impl TableHandle {
                 .into(),
             })?;
         Ok(Some(def))
+    }
+
+    /// The frozen definition of `version`, or of the current version when `None`: the
+    /// version a maintenance command (`compact`, `vacuum`, …) works on.
+    pub async fn version_or_current(&self, version: Option<u32>) -> Result<VersionDefinition> {
+        let table = || self.cfg.name.clone();
+        match version {
+            None => self
+                .current_definition()
+                .await?
+                .ok_or_else(|| Missing::Current { table: table() }.into()),
+            Some(version) => version::load(&self.lake, &self.layout, version)
+                .await?
+                .ok_or_else(|| {
+                    Missing::TargetVersion {
+                        table: table(),
+                        version,
+                    }
+                    .into()
+                }),
+        }
     }
 
     /// What `plan` says for this table.

@@ -5,11 +5,8 @@
 //! Invariant: at most one version is written as current at a time; a version `run` leaves is
 //! written (in its own consumer group) only until `retain_previous` has passed, then frozen.
 
-use std::time::Duration;
-
-use crate::error::{Error, Result, Unsupported};
-use crate::metrics::Metrics;
-use crate::pipeline::compact::{self, CompactOptions};
+use crate::error::{Error, Result};
+use crate::pipeline::auto_compact::AutoCompact;
 use crate::pipeline::handle::TableHandle;
 use crate::pipeline::ingest::{self, IngestReport, Mode};
 use crate::pipeline::rebuild;
@@ -50,7 +47,7 @@ impl TableHandle {
             .cfg
             .maintenance
             .compact
-            .then(|| AutoCompact::start(self.clone(), &shutdown));
+            .then(|| AutoCompact::start(self, &shutdown));
         let outcome = loop {
             if let Some(p) = previous.take_if(|p| p.version == def.version) {
                 // Back to the version we kept writing (a rollback): it becomes current.
@@ -137,71 +134,6 @@ impl TableHandle {
             c.stop().await;
         }
         outcome
-    }
-}
-
-/// `[table.maintenance] compact = "auto"`: `run` compacts the current version's partitions
-/// no file was added to for `compact_after`, in the background, one bin at a time (a bin reads
-/// at most a quarter of `max_buffer_bytes`), beside the live writer.
-struct AutoCompact {
-    stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl AutoCompact {
-    fn start(table: TableHandle, shutdown: &Shutdown) -> AutoCompact {
-        let (stop, mut stopped) = shutdown.child();
-        let m = table.cfg.maintenance.clone();
-        // Look a few times per `compact_after`, so a partition waits at most ~1.25 times it.
-        let every = (m.compact_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
-        let name = table.cfg.name.clone();
-        Metrics::global().compaction(&name, 0, 0, 0);
-        let task = tokio::spawn(async move {
-            let opts = CompactOptions {
-                min_files: m.compact_min_files,
-                idle_for: Some(m.compact_after),
-                ..CompactOptions::default()
-            };
-            loop {
-                tokio::select! {
-                    () = stopped.wait() => return,
-                    () = tokio::time::sleep(every) => {}
-                }
-                // Stopping drops a pass where it is: like a killed `compact`, it leaves at
-                // most uncommitted files (invisible; `vacuum` removes them).
-                let result = tokio::select! {
-                    () = stopped.wait() => return,
-                    r = compact::compact(&table, &opts) => r,
-                };
-                match result {
-                    Ok(r) => {
-                        Metrics::global().compaction(
-                            &name,
-                            r.files_removed as u64,
-                            r.bytes_rewritten,
-                            r.partitions_waiting,
-                        );
-                        if r.files_removed > 0 {
-                            tracing::info!(table = %name, version = r.version, partitions = r.partitions.len(), files_removed = r.files_removed, files_added = r.files_added, bytes = r.bytes_rewritten, "compacted idle partitions");
-                        }
-                    }
-                    Err(Error::Unsupported(Unsupported::CompactParquet { version })) => {
-                        tracing::debug!(table = %name, version, "plain-Parquet version: no automatic compaction");
-                    }
-                    Err(e) => {
-                        tracing::warn!(table = %name, error = %e, retry_in = ?every, "automatic compaction failed; trying again");
-                    }
-                }
-            }
-        });
-        AutoCompact { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.trigger();
-        if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "the automatic compaction panicked");
-        }
     }
 }
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Format;
-use crate::error::{Missing, Result, Unsupported};
+use crate::error::{Result, Unsupported};
 use crate::pipeline::handle::TableHandle;
-use crate::table::{pointer, version};
 use crate::write::DeltaLog;
 
 /// What `vacuum` did (or, in a dry run, would do).
@@ -36,22 +35,8 @@ pub async fn vacuum(
     dry_run: bool,
 ) -> Result<VacuumReport> {
     let (lake, layout) = (&table.lake, &table.layout);
-    let version = match version {
-        Some(v) => v,
-        None => pointer::read(lake, layout)
-            .await?
-            .map(|p| p.version)
-            .ok_or_else(|| Missing::Current {
-                table: table.cfg.name.clone(),
-            })?,
-    };
-    let def =
-        version::load(lake, layout, version)
-            .await?
-            .ok_or_else(|| Missing::TargetVersion {
-                table: table.cfg.name.clone(),
-                version,
-            })?;
+    let def = table.version_or_current(version).await?;
+    let version = def.version;
     if def.definition.format != Format::Delta {
         return Err(Unsupported::VacuumParquet { version }.into());
     }

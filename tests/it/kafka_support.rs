@@ -89,6 +89,26 @@ impl std::ops::DerefMut for Running {
 }
 
 impl Running {
+    /// SIGTERM, then waits (30 s at most) for it to exit.
+    pub fn stop(&mut self) {
+        sigterm(self);
+        assert!(
+            wait_for(Duration::from_secs(30), || self.exited()),
+            "run did not stop"
+        );
+    }
+
+    /// Waits (up to `timeout`) until the first version of the table in `dir` stores `total`
+    /// events, then [`Running::stop`]s it; a failure shows the run's log, `dir/<log_name>`.
+    pub fn stop_once_stored(&mut self, dir: &Path, total: u64, timeout: Duration, log_name: &str) {
+        assert!(
+            wait_for(timeout, || stored_total(dir, 0) == total),
+            "the first version does not hold all {total} events:\n{}",
+            log_of(dir, log_name)
+        );
+        self.stop();
+    }
+
     /// Whether the process has exited.
     pub fn exited(&mut self) -> bool {
         self.0.try_wait().expect("try_wait").is_some()

@@ -7,7 +7,7 @@ use kappa_lake::source::mock::OutRecord;
 
 use crate::fixture::cli::version_of;
 use crate::fixture::{Cli, TableConfig, World, mock_kafka};
-use crate::kafka_support::{DAY_START_MS, log_of, sigterm, spawn_run, stored_total, wait_for};
+use crate::kafka_support::{DAY_START_MS, log_of, spawn_run, stored_total, wait_for};
 use crate::support::read_lake;
 
 const TOPIC: &str = "compact";
@@ -163,17 +163,7 @@ fn compaction_beside_a_running_writer_leaves_few_files_and_every_event_once() {
     );
     assert_eq!(report["superseded"], 0, "{report}");
     let total = CLOSED + OPEN;
-    assert!(
-        wait_for(Duration::from_secs(120), || stored_total(d, 0)
-            == total as u64),
-        "v1 does not hold day two:\n{}",
-        log_of(d, "run.log")
-    );
-    sigterm(&run);
-    assert!(
-        wait_for(Duration::from_secs(30), || run.exited()),
-        "run did not stop"
-    );
+    run.stop_once_stored(d, total as u64, Duration::from_secs(120), "run.log");
 
     let after = cli.status_json();
     for (p, n) in files_per_partition(&after) {
@@ -263,17 +253,7 @@ fn expired_commit_files_are_cleaned_up_and_readers_still_open_the_table() {
         50,
         Duration::from_millis(100),
     );
-    assert!(
-        wait_for(Duration::from_secs(120), || stored_total(d, 0)
-            == TOTAL as u64),
-        "v1 does not hold every event:\n{}",
-        log_of(d, "run.log")
-    );
-    sigterm(&run);
-    assert!(
-        wait_for(Duration::from_secs(30), || run.exited()),
-        "run did not stop"
-    );
+    run.stop_once_stored(d, TOTAL as u64, Duration::from_secs(120), "run.log");
     let status = cli.status_json();
     let commits = version_of(&status, 1).unwrap()["commits"].as_u64().unwrap();
     let log_dir = d.join("lake/events/v1/_delta_log");
@@ -409,11 +389,7 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
 
     // A compaction run to its end (beside `run`) finishes the job.
     cli.table_ok("compact", &[]);
-    sigterm(&run);
-    assert!(
-        wait_for(Duration::from_secs(30), || run.exited()),
-        "run did not stop"
-    );
+    run.stop();
     for (p, n) in files_per_partition(&cli.status_json()) {
         assert!(
             n <= 2,
@@ -479,6 +455,12 @@ fn run_compacts_idle_partitions_by_itself() {
         !producer.is_finished(),
         "compacted only after day two was written"
     );
+    // It compacted on threads of its own at a lower priority than the writer's.
+    let nice = compaction_threads_nice(run.id());
+    assert!(
+        !nice.is_empty() && nice.iter().all(|&n| n == 10),
+        "the compaction's threads' nice values: {nice:?}"
+    );
     let optimize_commits = std::fs::read_dir(d.join("lake/events/v1/_delta_log"))
         .expect("_delta_log")
         .filter_map(|e| {
@@ -489,16 +471,25 @@ fn run_compacts_idle_partitions_by_itself() {
         .count();
     assert!(optimize_commits > 0, "no compaction in the log");
     producer.join().expect("producer");
-    assert!(
-        wait_for(Duration::from_secs(60), || stored_total(d, 0)
-            == 2 * DAY as u64),
-        "v1 does not hold day two:\n{}",
-        log_of(d, "run.log")
-    );
-    sigterm(&run);
-    assert!(
-        wait_for(Duration::from_secs(30), || run.exited()),
-        "run did not stop"
-    );
+    run.stop_once_stored(d, 2 * DAY as u64, Duration::from_secs(60), "run.log");
     assert_exact(d, 2 * DAY, "after run compacted by itself");
+}
+
+/// The nice values of process `pid`'s automatic-compaction threads (`kappa-lake-compact…`;
+/// Linux keeps 15 bytes of a thread's name).
+fn compaction_threads_nice(pid: u32) -> Vec<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc/<pid>/task");
+    tasks
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            if !name.starts_with("kappa-lake-comp") {
+                return None;
+            }
+            // Fields after the parenthesised name: state (field 3) ... nice (field 19).
+            let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(16)?.parse().ok()
+        })
+        .collect()
 }

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use arrow::array::UInt32Array;
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::CommitBuilder;
 use deltalake::kernel::{Action, Remove};
 use deltalake::protocol::DeltaOperation;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -111,16 +111,6 @@ pub struct Rewritten {
     adds: Vec<deltalake::kernel::Add>,
     /// What committing it achieves.
     pub outcome: BinOutcome,
-}
-
-impl Rewritten {
-    /// Compressed bytes of the new files.
-    pub fn bytes(&self) -> u64 {
-        match self.outcome {
-            BinOutcome::Compacted { bytes, .. } => bytes,
-            BinOutcome::Superseded => 0,
-        }
-    }
 }
 
 /// Orders a bin's rows: event time per row (µs), or `None` to keep them as they are.
@@ -318,7 +308,7 @@ impl DeltaLog {
                 predicate: Some(predicate.clone()),
                 target_size: i64::try_from(target_file_size).unwrap_or(i64::MAX),
             };
-            let result = CommitBuilder::from(CommitProperties::default())
+            let result = CommitBuilder::from(super::transaction::commit_properties(snapshot))
                 .with_actions(actions)
                 .build(Some(snapshot), table.log_store(), operation)
                 .await;

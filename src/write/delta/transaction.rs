@@ -12,6 +12,7 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
+use deltalake::table::state::DeltaTableState;
 use object_store::ObjectStoreExt;
 
 use super::{COMMIT_ATTEMPTS, DEAD_LETTERS_KEY, DeltaLog, RANGES_KEY, app_id, delta_err};
@@ -115,17 +116,9 @@ impl DeltaLog {
                     .then(|| self.partition_columns.clone()),
                 predicate: None,
             };
-            // Expired commit files go when a checkpoint is written (as Spark does): delta-rs
-            // would otherwise list the whole `_delta_log` after every commit. What expires in
-            // between goes at the next checkpoint.
-            let config = snapshot.table_config();
-            let checkpoints = (read_version + 1) % config.checkpoint_interval().get() == 0;
-            let props = CommitProperties::default()
+            let props = commit_properties(snapshot)
                 .with_application_transactions(txns.clone())
-                .with_metadata(info.clone())
-                .with_cleanup_expired_logs(Some(
-                    checkpoints && config.enable_expired_log_cleanup(),
-                ));
+                .with_metadata(info.clone());
             crash_point!("commit.before_write");
             let result = CommitBuilder::from(props)
                 .with_actions(actions.clone())
@@ -212,4 +205,14 @@ impl DeltaLog {
             }
         }
     }
+}
+
+/// What every commit of ours starts from: expired commit files are deleted only by a commit
+/// that writes a checkpoint (as Spark does). Left to delta-rs, every commit would list the
+/// whole `_delta_log`; what expires in between goes at the next checkpoint.
+pub(super) fn commit_properties(snapshot: &DeltaTableState) -> CommitProperties {
+    let config = snapshot.table_config();
+    let checkpoints = (snapshot.version() + 1).is_multiple_of(config.checkpoint_interval().get());
+    CommitProperties::default()
+        .with_cleanup_expired_logs(Some(checkpoints && config.enable_expired_log_cleanup()))
 }
