@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what it needs, then lints and tests.
+#   - the system OpenSSL's headers (libssl-dev, pkg-config; apt-get) librdkafka links against
 #   - a Python venv with the real readers the tests verify the lake with: DuckDB (with its
 #     delta extension), delta-rs (`deltalake`), Polars, pyarrow, PySpark (on the machine's Java)
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
 #     producer (confluent-kafka), Azurite, libfaketime (apt), see scripts/services.sh
 #   - root: the disk-full test mounts a small tmpfs; apt-get installs faketime
 #   - cargo fmt --check
-#   - the fuzz targets (scripts/fuzz.sh, KAPPA_LAKE_FUZZ_SECONDS per target, default 30),
+#   - the fuzz targets (scripts/fuzz.sh, KAPPA_LAKE_FUZZ_SECONDS per target, default 60),
 #     fuzzing on one core while the test binaries build
-#   - one build of every target (`cargo test --all-targets --no-run`) with clippy as the
+#   - one build of every target (`cargo test --lib --tests --benches --no-run`: the library and
+#     its unit tests, the binary, the integration tests, the benchmarks; the binary has no test
+#     harness to build, `test = false`) with clippy as the
 #     compiler of our own crate (-D warnings): the lints of `cargo clippy --all-targets`, on the
 #     same dependency artifacts the tests run on, instead of a second, check-only build of them
 #   - one `cargo test --features failpoints` invocation (unit, integration and crash-point
@@ -46,6 +49,17 @@ print('duckdb', duckdb.__version__, 'deltalake', deltalake.__version__, 'polars'
   command -v java >/dev/null || { echo "PySpark needs java (17) on PATH" >&2; exit 1; }
 }
 
+# What the build links against: librdkafka uses the system's OpenSSL (found by pkg-config).
+build_deps() {
+  if ! pkg-config --exists openssl 2>/dev/null; then
+    { apt-get install -y -q libssl-dev pkg-config >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q libssl-dev pkg-config >/dev/null; }; } \
+      || { echo "OpenSSL's headers are missing: apt-get install libssl-dev pkg-config" >&2; exit 1; }
+  fi
+  echo "openssl $(pkg-config --modversion openssl)"
+}
+
+phase "build dependencies (libssl-dev, pkg-config)" build_deps
 phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark, jsonschema)" python_venv
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
@@ -62,6 +76,8 @@ RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v 
   echo "clippy-driver is missing: rustup component add clippy" >&2; exit 1; }
 export RUSTC_WORKSPACE_WRAPPER
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+# A clean build gains nothing from incremental compilation's caches, only their cost.
+export CARGO_INCREMENTAL=0
 export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
 # The soaks at the length that proves their point (scripts/soak.sh runs the long variants):
 # two contending writers for 2 minutes (~12 forced freezes; 5 by default), the broker down for
@@ -77,7 +93,7 @@ rm -rf "$KAPPA_LAKE_TEST_LOG_ARCHIVE" && mkdir -p "$KAPPA_LAKE_TEST_LOG_ARCHIVE"
 # The decoders under libFuzzer (tests/fuzz; stable Rust, cargo-fuzz installed if missing):
 # built first, then fuzzed (one core) while the test binaries build beside it, since a build's
 # last steps (the crate itself, linking) leave a core idle.
-FUZZ_SECONDS="${KAPPA_LAKE_FUZZ_SECONDS:-30}"
+FUZZ_SECONDS="${KAPPA_LAKE_FUZZ_SECONDS:-60}"
 phase "fuzz build" bash scripts/fuzz.sh --build
 fuzz_in_background() {
   local start; start=$(date +%s)
@@ -91,7 +107,7 @@ rm -f target/fuzz.status
 fuzz_in_background &
 FUZZ_PID=$!
 phase "cargo test build + clippy -D warnings, all targets (beside fuzzing)" \
-  cargo test --locked --features failpoints --all-targets --no-run
+  cargo test --locked --features failpoints --lib --tests --benches --no-run
 fuzz_wait() {
   wait "$FUZZ_PID" || true
   cat target/fuzz.log

@@ -224,7 +224,9 @@ fn real_broker_rebuild_while_live_then_the_service_follows_the_promotion() {
     let (_broker, topic) = exclusive_topic("rebuild");
     let w = World::with(&TableConfig::kafka(&brokers(), &topic).writer("max_age = \"500ms\""));
     let d = w.path();
-    let total = 40_000i64;
+    // 25 s of production at 800 events/s: the rebuild replays while events keep arriving
+    // and the service keeps writing them.
+    let total = 20_000i64;
     let producer = spawn_producer(&topic, 0, total, Some(800));
     let mut live = spawn_run(d, &[], "run.log");
     assert!(

@@ -89,7 +89,8 @@ fn sigkill_at_random_moments_while_producing_gives_exactly_once() {
                 0..total,
                 PARTITIONS,
                 total / 100,
-                Duration::from_millis(1000),
+                // ~50 s of production: about as long as the 20 kills take.
+                Duration::from_millis(500),
             )
         }
     };
