@@ -2,13 +2,17 @@
 //!
 //! Invariant: one library call per command; the handler only renders its report.
 
+use kappa_lake::config::Format;
 use kappa_lake::pipeline::compact::{self, CompactOptions};
+use kappa_lake::pipeline::compact_parquet;
 
 use super::args::{CompactArgs, VacuumArgs};
 use super::open_table;
 use super::render::print_json;
+use super::signals::shutdown_on_signals;
 
-/// `compact`: rewrites a Delta version's small files (or with `--dry-run`, says which).
+/// `compact`: rewrites a Delta version's small files, or compacts a plain-Parquet version into
+/// a new version and promotes it (with `--dry-run`, says which files).
 pub async fn compact(args: CompactArgs) -> anyhow::Result<()> {
     let CompactArgs {
         table,
@@ -26,7 +30,12 @@ pub async fn compact(args: CompactArgs) -> anyhow::Result<()> {
         min_files,
         idle_for: None,
     };
-    let r = compact::compact(&handle, &opts).await?;
+    let def = handle.version_or_current(version).await?;
+    let r = match def.definition.format {
+        Format::Delta => compact::compact(&handle, &opts).await?,
+        // Into a new version, which it then promotes (a replay of the source's tail).
+        Format::Parquet => compact_parquet::compact(&handle, &opts, shutdown_on_signals()).await?,
+    };
     if json {
         return print_json(&r);
     }
@@ -51,6 +60,15 @@ pub async fn compact(args: CompactArgs) -> anyhow::Result<()> {
     );
     for p in &r.partitions {
         println!("  {}: {} → {}", p.partition, p.files_before, p.files_after);
+    }
+    match r.into_version {
+        Some(into) if r.promoted => {
+            println!("  into v{into}, promoted: current v{} → v{into}", r.version);
+        }
+        Some(into) => {
+            println!("  into v{into}, not promoted (interrupted: run `compact` again to finish it)")
+        }
+        None => {}
     }
     if r.superseded > 0 {
         println!(

@@ -124,6 +124,17 @@ pub enum Refusal {
         /// Rows of `b` compared.
         rows_b: u64,
     },
+    /// `compact` of a plain-Parquet version whose definition the config no longer has: the
+    /// new version would replay the source's tail with the config's definition.
+    #[error(
+        "table `{table}`: the config's definition differs from v{version}'s, so compacting it into a new version would change more than its files; restore v{version}'s definition to compact it, or rebuild"
+    )]
+    CompactOtherDefinition {
+        /// The table.
+        table: String,
+        /// The version to compact.
+        version: u32,
+    },
     /// `demo --dir` names a lake whose table the demo did not make.
     #[error("{} exists and was not made by the demo; choose another --dir", .path.display())]
     NotOurs {
@@ -152,13 +163,23 @@ pub enum Unsupported {
         /// The version.
         version: u32,
     },
-    /// `compact` of a plain-Parquet version.
+    /// Compacting a plain-Parquet version in place (or in `run`'s background).
     #[error(
-        "v{version} is a plain-Parquet version: compacting it in place would show glob readers duplicates or gaps; only Delta versions are compacted so far"
+        "v{version} is a plain-Parquet version: compacting it in place would show glob readers duplicates or gaps; `kappa-lake compact` compacts it into a new version, which `run` does not do by itself"
     )]
     CompactParquet {
         /// The version.
         version: u32,
+    },
+    /// `compact --version N` of a plain-Parquet version that is not the current one.
+    #[error(
+        "v{version} is a plain-Parquet version that is not current (current: {current}): it is compacted into a new version that replaces it as current, so only the current version can be"
+    )]
+    CompactParquetNotCurrent {
+        /// The version asked for.
+        version: u32,
+        /// The current version, if any.
+        current: String,
     },
     /// `vacuum` of a plain-Parquet version.
     #[error(

@@ -77,6 +77,13 @@ pub struct CompactReport {
     /// Partitions with small files to compact that were written to too recently
     /// ([`CompactOptions::idle_for`]).
     pub partitions_waiting: usize,
+    /// A plain-Parquet version is compacted into a new version (see
+    /// [`crate::pipeline::compact_parquet`]): that version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub into_version: Option<u32>,
+    /// Whether `current` moved to [`CompactReport::into_version`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub promoted: bool,
 }
 
 /// Compacts a Delta version of `table`.
@@ -115,6 +122,8 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
         rows_rewritten: 0,
         superseded: 0,
         partitions_waiting: planned - plans.len(),
+        into_version: None,
+        promoted: false,
     };
     if opts.dry_run {
         for p in &plans {
@@ -217,7 +226,10 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
 
 /// Event time per row (µs) as the version defines it, for sorting a partition's rows; `None`
 /// when the stored rows do not carry it (a transform dropped the field).
-fn event_times(batch: &arrow::record_batch::RecordBatch, time: &TimeSpec) -> Option<Vec<i64>> {
+pub(crate) fn event_times(
+    batch: &arrow::record_batch::RecordBatch,
+    time: &TimeSpec,
+) -> Option<Vec<i64>> {
     let times = match time {
         TimeSpec::Field { name, unit } => partition::field_times(batch, name, *unit),
         TimeSpec::SourceTimestamp => {

@@ -7,6 +7,7 @@
 
 pub mod auto_compact;
 pub mod compact;
+pub mod compact_parquet;
 pub mod dead_letters;
 pub mod diff;
 pub mod gc;

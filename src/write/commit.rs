@@ -208,6 +208,18 @@ impl CommitLog {
             })
     }
 
+    /// Every commit record folded into [`CommitLog::state`], in order (read again from
+    /// storage: records never change once written).
+    pub async fn records(&self) -> Result<Vec<CommitRecord>> {
+        let mut records = Vec::new();
+        for seq in 0..self.state.next_seq {
+            if let Some(rec) = self.read_record(seq).await? {
+                records.push(rec);
+            }
+        }
+        Ok(records)
+    }
+
     /// Reads records other writers added since we last looked; returns their commit ids.
     pub async fn refresh(&mut self) -> Result<HashSet<String>> {
         let mut ids = HashSet::new();

@@ -61,7 +61,9 @@ mod schema;
 mod transaction;
 mod vacuum;
 
-pub use compact::{Bin, BinOutcome, CompactionLimits, PartitionPlan, Rewritten, SortKey};
+pub use compact::{
+    Bin, BinOutcome, CompactionLimits, PartitionPlan, Rewritten, SortKey, bucket_of,
+};
 pub use files::DeltaFileWriter;
 pub use offsets::offsets;
 use offsets::{marked_partitions, table_exists};

@@ -160,6 +160,29 @@ pub fn writer_properties(
         .build())
 }
 
+/// `batch` with `schema`'s columns, matched by name and cast to its types (same values); the
+/// columns the batch lacks (added by a schema evolution after it was written) are null.
+pub fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    if batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => arrow::compute::cast(c, f.data_type()),
+            None => Ok(arrow::array::new_null_array(
+                f.data_type(),
+                batch.num_rows(),
+            )),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
 /// Writes batches into per-partition files under one version directory.
 pub struct PartitionedWriter {
     lake: Lake,

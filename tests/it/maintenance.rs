@@ -493,3 +493,158 @@ fn compaction_threads_nice(pid: u32) -> Vec<i64> {
         })
         .collect()
 }
+
+/// A plain-Parquet version is compacted into a new version with its definition, which is
+/// then promoted: a glob reader of the current version (`read_parquet('vN/**/*.parquet')`,
+/// polled throughout) never sees a row count other than the committed one.
+#[test]
+fn a_parquet_version_compacts_into_a_new_version_and_glob_readers_never_see_another_count() {
+    let topic = "compact-parquet";
+    let (_kafka, brokers) = mock_kafka(&[(topic, PARTITIONS)]);
+    let w = World::with(&frequent_commits(&brokers, topic).format("parquet"));
+    let (d, cli) = (w.path(), w.cli());
+    let mut run = cli.spawn_run(&[], "run.log");
+    const TOTAL: i64 = 12_000;
+    paced_to(
+        &brokers,
+        topic,
+        timed(0..TOTAL, 0, TOTAL, 0),
+        100,
+        Duration::from_millis(30),
+    );
+    run.stop_once_stored(d, TOTAL as u64, Duration::from_secs(120), "run.log");
+    let before = parquet_files_per_partition(&d.join("lake/events/v1"));
+    assert_eq!(before.len(), 24, "{before:?}");
+    // (The first hours may arrive before `run` consumes: one file each.)
+    assert!(
+        before.values().filter(|&&n| n >= 2).count() >= 12,
+        "small files expected: {before:?}"
+    );
+
+    let poller = GlobPoller::start(d);
+    let out = cli.table_ok("compact", &["--json"]);
+    let seen = poller.stop();
+    let report: serde_json::Value = serde_json::from_str(&out).expect("compact --json");
+    assert_eq!(report["version"], 1, "{report}");
+    assert_eq!(report["into_version"], 2, "{report}");
+    assert_eq!(report["promoted"], true, "{report}");
+    assert_eq!(crate::support::current(d), 2);
+    // What a glob reader of `current` saw, poll after poll: the committed count, from v1 then
+    // from v2.
+    assert!(
+        seen.iter().all(|&(_, rows)| rows == TOTAL),
+        "a glob reader saw another count: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|&(v, _)| v == 1) && seen.iter().any(|&(v, _)| v == 2) && seen.len() >= 3,
+        "too few polls during the compaction: {seen:?}"
+    );
+    let after = parquet_files_per_partition(&d.join("lake/events/v2"));
+    assert_eq!(after.len(), 24, "{after:?}");
+    assert!(
+        after.values().all(|&n| n <= 2),
+        "partitions of v2 with more than 2 files: {after:?}"
+    );
+    let polled_after = GlobPoller::start(d).stop();
+    assert!(
+        polled_after
+            .iter()
+            .all(|&(v, rows)| v == 2 && rows == TOTAL),
+        "{polled_after:?}"
+    );
+    crate::kafka_support::assert_exactly_once(d, 2, TOTAL as u64);
+    // v1 is left as it was (it is retired, then `gc` deletes it).
+    assert_eq!(
+        parquet_files_per_partition(&d.join("lake/events/v1")),
+        before
+    );
+}
+
+/// Data files per partition directory under a Parquet version's directory.
+fn parquet_files_per_partition(
+    version_dir: &std::path::Path,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    let mut stack = vec![version_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("version directory") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('_') {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".parquet") {
+                let partition = dir
+                    .strip_prefix(version_dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                *counts.entry(partition).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// A glob reader in its own process: reads `_kappa/current.json`, then counts the rows of
+/// `read_parquet('lake/events/v<current>/**/*.parquet')` in DuckDB, again and again, until
+/// stopped.
+struct GlobPoller {
+    child: std::process::Child,
+    stop: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl GlobPoller {
+    fn start(dir: &std::path::Path) -> GlobPoller {
+        let (stop, out) = (dir.join("poll.stop"), dir.join("poll.jsonl"));
+        let _ = std::fs::remove_file(&stop);
+        let script = r#"
+import duckdb, json, os, sys
+root, out, stop = sys.argv[1:4]
+con = duckdb.connect()
+con.sql('SET enable_progress_bar = false')
+with open(out, 'w') as f:
+    while True:
+        last = os.path.exists(stop)
+        try:
+            with open(os.path.join(root, '_kappa', 'current.json')) as p:
+                v = json.load(p)['version']
+        except (OSError, ValueError) as e:
+            if last:
+                sys.exit(f'no readable pointer: {e}')
+            continue
+        n = con.sql(f"SELECT count(*) FROM read_parquet('{root}/v{v}/**/*.parquet')").fetchone()[0]
+        f.write(json.dumps([v, n]) + '\n')
+        f.flush()
+        if last:
+            break
+"#;
+        let child = std::process::Command::new(crate::support::python())
+            .args(["-c", script])
+            .arg(dir.join("lake/events"))
+            .args([&out, &stop])
+            .spawn()
+            .expect("start the glob reader");
+        // Its first poll is in before anything else happens.
+        assert!(
+            wait_for(Duration::from_secs(30), || std::fs::read_to_string(&out)
+                .is_ok_and(|s| !s.is_empty())),
+            "the glob reader did not start"
+        );
+        GlobPoller { child, stop, out }
+    }
+
+    /// Stops it after one more poll; every poll as (version, rows).
+    fn stop(mut self) -> Vec<(u64, i64)> {
+        std::fs::write(&self.stop, "").expect("stop file");
+        let status = self.child.wait().expect("glob reader");
+        assert!(status.success(), "the glob reader failed: {status}");
+        std::fs::read_to_string(&self.out)
+            .expect("polls")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a poll"))
+            .collect()
+    }
+}

@@ -402,7 +402,7 @@ fn pack(mut files: Vec<SmallFile>, cap: u64) -> Vec<Vec<SmallFile>> {
 }
 
 /// The time bucket of a file's partition values (`date` = `2026-11-26`, `hour` = `5`).
-pub(super) fn bucket_of(
+pub fn bucket_of(
     values: &HashMap<String, Option<String>>,
     granularity: Granularity,
 ) -> Option<i64> {

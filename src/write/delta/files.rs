@@ -109,24 +109,8 @@ impl DeltaFileWriter {
     /// Casts `batch` to the table's row types (same values, Delta's representation); columns
     /// the batch lacks are null.
     pub(super) fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        if batch.schema() == self.rows {
-            return Ok(batch.clone());
-        }
         // By name: columns added by a schema evolution come last in the table.
-        let columns = self
-            .rows
-            .fields()
-            .iter()
-            .map(|f| match batch.column_by_name(f.name()) {
-                Some(c) => arrow::compute::cast(c, f.data_type()),
-                None => Ok(arrow::array::new_null_array(
-                    f.data_type(),
-                    batch.num_rows(),
-                )),
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| delta_err(&self.dir, e))?;
-        RecordBatch::try_new(self.rows.clone(), columns).map_err(|e| delta_err(&self.dir, e))
+        crate::write::parquet::conform(batch, &self.rows).map_err(|e| delta_err(&self.dir, e))
     }
 
     /// Closes the open files; hands back their `add` actions and summaries.
