@@ -4,6 +4,8 @@
 #     (default 1000; the suite runs 20)
 #   - two Delta writers with forced conflicts for 5 minutes (the suite: 2)
 #   - the broker down for 2 minutes under a running service (the suite: 45 s)
+#   - 30 minutes of steady ingestion with automatic compaction beside a peer without it
+#     (the suite: 90 s)
 # Installs and starts what it needs, like scripts/test.sh; prints each soak's time.
 #   scripts/soak.sh [ROUNDS]
 set -euo pipefail
@@ -36,3 +38,7 @@ soak "two writers with forced conflicts, 5 minutes" KAPPA_LAKE_TEST_CONTENTION_S
   -- --exact --nocapture
 soak "broker down for 2 minutes" KAPPA_LAKE_TEST_OUTAGE_SECS=120 "${test_it[@]}" \
   broker::broker_down_for_minutes_then_back_loses_and_duplicates_nothing -- --exact --nocapture
+soak "steady ingestion with automatic compaction, 30 minutes" \
+  KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS=1800 "${test_it[@]}" \
+  maintenance::a_steady_run_keeps_closed_partitions_compacted_and_its_log_bounded \
+  -- --exact --nocapture

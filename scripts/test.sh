@@ -82,8 +82,10 @@ export KAPPA_LAKE_TEST_PYTHON="$VENV/bin/python"
 # The soaks at the length that proves their point (scripts/soak.sh runs the long variants):
 # two contending writers for 2 minutes (~12 forced freezes; 5 by default), the broker down for
 # 45 s (past the session timeout and several reconnect backoffs; 2 minutes by default), 20
-# rounds of the kill loop.
+# rounds of the kill loop, 90 s of steady ingestion with and without automatic compaction
+# (~15 event-time hours compacted; scripts/soak.sh: 30 minutes, ~300).
 export KAPPA_LAKE_TEST_CONTENTION_SECS="${KAPPA_LAKE_TEST_CONTENTION_SECS:-120}"
+export KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS="${KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS:-90}"
 export KAPPA_LAKE_TEST_OUTAGE_SECS="${KAPPA_LAKE_TEST_OUTAGE_SECS:-45}"
 export KAPPA_LAKE_CHAOS_ROUNDS="${KAPPA_LAKE_CHAOS_ROUNDS:-20}"
 # Every kappa-lake log and command output the tests produce is kept here, then searched for

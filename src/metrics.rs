@@ -48,6 +48,7 @@ pub struct Metrics {
     compacted_files: IntCounterVec,
     compacted_bytes: IntCounterVec,
     compaction_waiting: IntGaugeVec,
+    vacuumed_files: IntCounterVec,
     /// Per (table, version): when it last committed (seconds since the epoch).
     commit_times: Mutex<BTreeMap<(String, String), f64>>,
     /// Per table this process runs: readiness.
@@ -230,6 +231,16 @@ impl Metrics {
                     &["table"],
                 ),
             ),
+            vacuumed_files: registered(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kappa_lake_vacuum_files_deleted_total",
+                        "Unreferenced data files `run`'s automatic vacuum deleted.",
+                    ),
+                    &["table"],
+                ),
+            ),
             commit_times: Mutex::default(),
             tables: Mutex::default(),
             registry: r,
@@ -253,6 +264,13 @@ impl Metrics {
         self.compaction_waiting
             .with_label_values(&[table])
             .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// Records a pass of `run`'s automatic vacuum of `table` (the family starts at 0).
+    pub fn vacuum(&self, table: &str, files_deleted: u64) {
+        self.vacuumed_files
+            .with_label_values(&[table])
+            .inc_by(files_deleted);
     }
 
     /// A handle for one table version's writer.

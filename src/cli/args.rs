@@ -232,10 +232,11 @@ pub struct VacuumArgs {
     /// The version to vacuum (default: the current one).
     #[arg(long)]
     pub version: Option<u32>,
-    /// Keep unreferenced files younger than this (at least the table's
-    /// `delta.deletedFileRetentionDuration`, 7 days by default).
-    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
-    pub retain: Duration,
+    /// Keep unreferenced files younger than this (default and least: the version's
+    /// `delta.deletedFileRetentionDuration`, 7 days unless `[table.writer]
+    /// deleted_file_retention` set it).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub retain: Option<Duration>,
     /// Allow a retention shorter than `delta.deletedFileRetentionDuration`: a reader still
     /// holding an older snapshot may find its files gone.
     #[arg(long)]

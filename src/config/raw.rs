@@ -79,16 +79,23 @@ pub struct RawMaintenance {
     /// A partition is compacted once it has this many small files. Default 8.
     #[serde(default)]
     pub compact_min_files: Option<usize>,
+    /// `auto` (default): `run` vacuums the current Delta version every `vacuum_every`, at the
+    /// table's `delta.deletedFileRetentionDuration`; `off`: only `kappa-lake vacuum` does.
+    #[serde(default)]
+    pub vacuum: Option<CompactMode>,
+    /// How often `run` vacuums. Default `1h`.
+    #[serde(default)]
+    pub vacuum_every: Option<String>,
 }
 
-/// `[table.maintenance] compact`.
+/// `[table.maintenance] compact` and `vacuum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompactMode {
-    /// `run` compacts in the background.
+    /// `run` does it in the background.
     #[default]
     Auto,
-    /// Only `kappa-lake compact` does.
+    /// Only the command (`kappa-lake compact`, `kappa-lake vacuum`) does.
     Off,
 }
 
@@ -215,4 +222,9 @@ pub struct RawWriter {
     /// (`delta.logRetentionDuration`, set when a version is created). Default `30d`.
     #[serde(default)]
     pub log_retention: Option<String>,
+    /// Delta: how long a file no snapshot references any more is kept before `vacuum`
+    /// deletes it (`delta.deletedFileRetentionDuration`, set when a version is created).
+    /// Default: Delta's, 7 days.
+    #[serde(default)]
+    pub deleted_file_retention: Option<String>,
 }

@@ -87,6 +87,10 @@ pub struct MaintenanceConfig {
     pub compact_after: Duration,
     /// Small files a partition needs before it is compacted (at least 2).
     pub compact_min_files: usize,
+    /// `run` vacuums the current Delta version in the background.
+    pub vacuum: bool,
+    /// How often it does.
+    pub vacuum_every: Duration,
 }
 
 impl Default for MaintenanceConfig {
@@ -95,6 +99,8 @@ impl Default for MaintenanceConfig {
             compact: true,
             compact_after: Duration::from_secs(3600),
             compact_min_files: 8,
+            vacuum: true,
+            vacuum_every: Duration::from_secs(3600),
         }
     }
 }
@@ -256,6 +262,8 @@ pub struct WriterConfig {
     pub checkpoint_interval: u64,
     /// Delta: how long commit files are kept behind a checkpoint.
     pub log_retention: Duration,
+    /// Delta: how long unreferenced files are kept (`None`: Delta's default, 7 days).
+    pub deleted_file_retention: Option<Duration>,
 }
 
 impl Default for WriterConfig {
@@ -268,6 +276,7 @@ impl Default for WriterConfig {
             zstd_level: 3,
             checkpoint_interval: 100,
             log_retention: Duration::from_secs(30 * 24 * 3600),
+            deleted_file_retention: None,
         }
     }
 }

@@ -146,10 +146,23 @@ impl RawMaintenance {
                 "use 2 or more (default 8)",
             ));
         }
+        let vacuum_every = match &self.vacuum_every {
+            Some(s) => parse_duration(s, &format!("{key}.vacuum_every"), "\"1h\" or \"6h\"")?,
+            None => d.vacuum_every,
+        };
+        if vacuum_every.is_zero() {
+            return Err(ConfigError::invalid(
+                format!("{key}.vacuum_every"),
+                "must be positive",
+                "use e.g. \"1h\"",
+            ));
+        }
         Ok(MaintenanceConfig {
             compact: self.compact.unwrap_or_default() == CompactMode::Auto,
             compact_after,
             compact_min_files,
+            vacuum: self.vacuum.unwrap_or_default() == CompactMode::Auto,
+            vacuum_every,
         })
     }
 }
@@ -488,6 +501,29 @@ impl RawWriter {
                 "use e.g. \"30d\"",
             ));
         }
+        let deleted_file_retention = match &self.deleted_file_retention {
+            Some(s) => Some(parse_duration(
+                s,
+                &format!("{key}.deleted_file_retention"),
+                "\"7d\" or \"1d\"",
+            )?),
+            None => None,
+        };
+        // Vacuum also deletes files no commit lists yet once they are this old: a writer's
+        // files must be committed well within it.
+        if let Some(r) = deleted_file_retention
+            && r <= 2 * max_age
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.deleted_file_retention"),
+                format!(
+                    "{} is not longer than twice max_age ({}): vacuum could delete a writer's files before their commit",
+                    humantime::format_duration(r),
+                    humantime::format_duration(max_age)
+                ),
+                "use e.g. \"7d\" (Delta's default), or at least a few times max_age",
+            ));
+        }
         Ok(WriterConfig {
             target_file_size,
             max_age,
@@ -496,6 +532,7 @@ impl RawWriter {
             zstd_level,
             checkpoint_interval,
             log_retention,
+            deleted_file_retention,
         })
     }
 }

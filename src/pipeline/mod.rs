@@ -5,7 +5,6 @@
 //! (writes a version; never imports a job above it) ← [`rebuild`] ← [`run`]. Children import
 //! their siblings by path, never this file, which only declares and re-exports them.
 
-pub mod auto_compact;
 pub mod compact;
 pub mod compact_parquet;
 pub mod dead_letters;
@@ -13,6 +12,7 @@ pub mod diff;
 pub mod gc;
 pub mod handle;
 pub mod ingest;
+pub mod maintenance;
 pub mod progress;
 pub mod promote;
 pub mod rebuild;

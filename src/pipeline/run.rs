@@ -6,9 +6,9 @@
 //! written (in its own consumer group) only until `retain_previous` has passed, then frozen.
 
 use crate::error::{Error, Result};
-use crate::pipeline::auto_compact::AutoCompact;
 use crate::pipeline::handle::TableHandle;
 use crate::pipeline::ingest::{self, IngestReport, Mode};
+use crate::pipeline::maintenance::AutoMaintenance;
 use crate::pipeline::rebuild;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::table::VersionDefinition;
@@ -43,11 +43,7 @@ impl TableHandle {
             stop_at_end: opts.stop_at_end,
         };
         let mut previous: Option<Previous> = None;
-        let compaction = self
-            .cfg
-            .maintenance
-            .compact
-            .then(|| AutoCompact::start(self, &shutdown));
+        let maintenance = AutoMaintenance::start(self, &shutdown);
         let outcome = loop {
             if let Some(p) = previous.take_if(|p| p.version == def.version) {
                 // Back to the version we kept writing (a rollback): it becomes current.
@@ -130,8 +126,8 @@ impl TableHandle {
         if let Some(p) = previous {
             p.stop().await;
         }
-        if let Some(c) = compaction {
-            c.stop().await;
+        if let Some(m) = maintenance {
+            m.stop().await;
         }
         outcome
     }

@@ -26,11 +26,12 @@ pub struct VacuumReport {
     pub files: Vec<String>,
 }
 
-/// Vacuums `version` (default: the current one) of `table`.
+/// Vacuums `version` (default: the current one) of `table`, keeping unreferenced files younger
+/// than `retain` (default: the version's `delta.deletedFileRetentionDuration`).
 pub async fn vacuum(
     table: &TableHandle,
     version: Option<u32>,
-    retain: Duration,
+    retain: Option<Duration>,
     allow_short_retention: bool,
     dry_run: bool,
 ) -> Result<VacuumReport> {
@@ -41,7 +42,18 @@ pub async fn vacuum(
         return Err(Unsupported::VacuumParquet { version }.into());
     }
     let mut log = DeltaLog::open(lake, layout, version, None).await?;
-    let outcome = log.vacuum(retain, allow_short_retention, dry_run).await?;
+    let Some(min) = log.min_retention()? else {
+        // Nobody has written the version yet: nothing to delete.
+        return Ok(VacuumReport {
+            table: table.cfg.name.clone(),
+            version,
+            dry_run,
+            files: Vec::new(),
+        });
+    };
+    let outcome = log
+        .vacuum(retain.unwrap_or(min), allow_short_retention, dry_run)
+        .await?;
     Ok(VacuumReport {
         table: table.cfg.name.clone(),
         version,

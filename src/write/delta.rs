@@ -104,6 +104,19 @@ fn delta_err(path: &Path, e: impl Into<BoxError>) -> Error {
     }
 }
 
+/// Sets `state`'s files, rows and bytes to those of `snapshot` (an in-memory walk of its
+/// file list, no I/O).
+fn take_files(snapshot: &deltalake::table::state::DeltaTableState, state: &mut LogState) {
+    state.files.clear();
+    state.rows = 0;
+    state.bytes = 0;
+    for file in snapshot.log_data().iter() {
+        state.files.insert(file.path().into_owned());
+        state.rows += file.num_records().unwrap_or_default() as u64;
+        state.bytes += u64::try_from(file.size()).unwrap_or_default();
+    }
+}
+
 /// A version's Delta log, open for reading and committing.
 pub struct DeltaLog {
     lake: Lake,
@@ -190,7 +203,7 @@ impl DeltaLog {
             .delta_table(dir)
             .and_then(|b| b.build())
             .map_err(|e| delta_err(dir, e))?;
-        let created = table
+        let mut create = table
             .create()
             .with_table_name(name)
             .with_columns(kernel.fields().cloned())
@@ -210,8 +223,14 @@ impl DeltaLog {
                     "interval {} seconds",
                     spec.writer.log_retention.as_secs()
                 )),
-            )
-            .await;
+            );
+        if let Some(r) = spec.writer.deleted_file_retention {
+            create = create.with_configuration_property(
+                TableProperty::DeletedFileRetentionDuration,
+                Some(format!("interval {} seconds", r.as_secs())),
+            );
+        }
+        let created = create.await;
         match created {
             Ok(t) => {
                 tracing::info!(table = name, path = %dir, "created Delta table");
@@ -308,11 +327,7 @@ impl DeltaLog {
                 );
             }
         }
-        for file in snapshot.log_data().iter() {
-            state.files.insert(file.path().into_owned());
-            state.rows += file.num_records().unwrap_or_default() as u64;
-            state.bytes += u64::try_from(file.size()).unwrap_or_default();
-        }
+        take_files(snapshot, &mut state);
         let version = snapshot.version();
         state.next_seq = version + 1;
         // Version 0 creates the table; every later one is a commit.

@@ -77,6 +77,31 @@ fn bad_configs_fail_before_work_naming_the_key() {
         &["table[events].maintenance.compact_min_files", "2 or more"],
     );
 
+    write_config(d, EVENT_SCHEMA, time, &maintenance("vacuum_every = \"0s\""));
+    fails_naming(d, &["table[events].maintenance.vacuum_every", "1h"]);
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        time,
+        &maintenance("vacuum = \"sometimes\""),
+    );
+    fails_naming(d, &["table[0].maintenance.vacuum", "sometimes", "auto"]);
+    // Vacuum also deletes files no commit lists yet: the writer's must not qualify.
+    write_config(
+        d,
+        EVENT_SCHEMA,
+        time,
+        "max_age = \"60s\"\ndeleted_file_retention = \"1m\"",
+    );
+    fails_naming(
+        d,
+        &[
+            "table[events].writer.deleted_file_retention",
+            "max_age",
+            "7d",
+        ],
+    );
+
     write_config(d, EVENT_SCHEMA, time, "log_retention = \"0s\"");
     fails_naming(d, &["table[events].writer.log_retention", "30d"]);
     write_config(d, EVENT_SCHEMA, time, "log_retention = \"a month\"");

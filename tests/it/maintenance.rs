@@ -400,13 +400,18 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
 }
 
 /// `[table.maintenance]`: `run` compacts, by itself, the partitions no file was added to for
-/// `compact_after`, while it keeps writing newer ones; readers see every event once.
+/// `compact_after`, while it keeps writing newer ones, and vacuums the files compaction
+/// replaced once they are older than the version's `deleted_file_retention`; readers see every
+/// event once.
 #[test]
-fn run_compacts_idle_partitions_by_itself() {
+fn run_compacts_idle_partitions_and_vacuums_by_itself() {
     let topic = "auto-compact";
     let (_kafka, brokers) = mock_kafka(&[(topic, PARTITIONS)]);
     let table = frequent_commits(&brokers, topic)
-        .after("[table.maintenance]\ncompact_after = \"2s\"\ncompact_min_files = 2");
+        .writer("deleted_file_retention = \"3s\"")
+        .after(
+            "[table.maintenance]\ncompact_after = \"2s\"\ncompact_min_files = 2\nvacuum_every = \"2s\"",
+        );
     let w = World::with(&table);
     let (d, cli) = (w.path(), w.cli());
     let mut run = cli.spawn_run(&[], "run.log");
@@ -471,8 +476,253 @@ fn run_compacts_idle_partitions_by_itself() {
         .count();
     assert!(optimize_commits > 0, "no compaction in the log");
     producer.join().expect("producer");
+    // Once every partition is idle and compacted, the vacuum leaves on disk exactly the files
+    // the log lists.
+    let listed_and_on_disk = || {
+        let listed: u64 = files_per_partition(&cli.status_json())
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        (listed as usize, data_files_on_disk(d))
+    };
+    assert!(
+        wait_for(Duration::from_secs(90), || {
+            let (listed, on_disk) = listed_and_on_disk();
+            listed == on_disk && stored_total(d, 0) == 2 * DAY as u64
+        }),
+        "the replaced files were not vacuumed (listed, on disk): {:?}\n{}",
+        listed_and_on_disk(),
+        log_of(d, "run.log")
+    );
     run.stop_once_stored(d, 2 * DAY as u64, Duration::from_secs(60), "run.log");
-    assert_exact(d, 2 * DAY, "after run compacted by itself");
+    assert_exact(d, 2 * DAY, "after run compacted and vacuumed by itself");
+}
+
+/// `[table.maintenance]` over a long steady `run` (`KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS`,
+/// default 90; scripts/soak.sh runs 30 minutes): events arrive at a steady rate with event
+/// time running 600 times faster than the wall clock (an hourly partition per 6 s, 2 % of the
+/// events two hours late), to two tables at once, one with automatic compaction and one
+/// without. Throughout, every closed partition of the first holds at most 2 files and its
+/// `_delta_log` stays bounded (a checkpoint every 10 commits, 10 s log retention); it ingests
+/// at the rate of its peer without compaction (within 15 %); every reader sees every event
+/// once at the end.
+#[test]
+fn a_steady_run_keeps_closed_partitions_compacted_and_its_log_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Instant;
+
+    let secs: u64 = std::env::var("KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS").map_or(90, |s| {
+        s.parse()
+            .expect("KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS: seconds")
+    });
+    /// Wall seconds per event-time hour.
+    const HOUR_SECS: u64 = 6;
+    /// Events per second to each table.
+    const RATE: u64 = 1_000;
+    /// How long after its last event a partition must be compacted by: `compact_after` (3 s),
+    /// a pass every second, and room for a loaded machine.
+    const SETTLE_SECS: u64 = 25;
+    let (_kafka, brokers) = mock_kafka(&[("soak-auto", PARTITIONS), ("soak-off", PARTITIONS)]);
+    let table = |topic: &str, mode: &str| {
+        TableConfig::kafka(&brokers, topic)
+            .kafka_options(Some("\"fetch.wait.max.ms\" = \"50\""))
+            .writer("max_age = \"1s\"\ncheckpoint_interval = 10\nlog_retention = \"10s\"")
+            .after(&format!(
+                "[table.maintenance]\ncompact = \"{mode}\"\nvacuum = \"{mode}\"\ncompact_after = \"3s\"\ncompact_min_files = 2"
+            ))
+    };
+    let (auto, off) = (
+        World::with(&table("soak-auto", "auto")),
+        World::with(&table("soak-off", "off")),
+    );
+    let mut runs = [
+        auto.cli().spawn_run(&[], "run.log"),
+        off.cli().spawn_run(&[], "run.log"),
+    ];
+    let start = Instant::now();
+    let produced = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (brokers, produced, stop) = (brokers.clone(), produced.clone(), stop.clone());
+        std::thread::spawn(move || steady_producer(&brokers, RATE, HOUR_SECS, &produced, &stop))
+    };
+    let log_dir = auto.path().join("lake/events/v1/_delta_log");
+    let mut samples: Vec<Sample> = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        std::thread::sleep(Duration::from_secs(3));
+        let at = start.elapsed();
+        let status = auto.cli().status_json();
+        let open_from = (at.as_secs().saturating_sub(SETTLE_SECS) / HOUR_SECS).saturating_sub(2);
+        let crowded: Vec<(String, u64)> = files_per_partition(&status)
+            .into_iter()
+            .filter(|(p, n)| *n > 2 && hour_index(p) < open_from)
+            .collect();
+        assert!(
+            crowded.is_empty(),
+            "after {at:?}, closed partitions with more than 2 files: {crowded:?}\n{}",
+            log_of(auto.path(), "run.log")
+        );
+        samples.push(Sample {
+            at,
+            produced: produced.load(Ordering::SeqCst),
+            stored: [stored_total(auto.path(), 0), stored_total(off.path(), 0)],
+            log_files: std::fs::read_dir(&log_dir).map_or(0, |d| d.count()),
+        });
+    }
+    stop.store(true, Ordering::SeqCst);
+    producer.join().expect("producer");
+    let total = produced.load(Ordering::SeqCst);
+    for w in [&auto, &off] {
+        assert!(
+            wait_for(Duration::from_secs(120), || stored_total(w.path(), 0)
+                == total),
+            "{} does not hold all {total} events:\n{}",
+            w.path().display(),
+            log_of(w.path(), "run.log")
+        );
+    }
+    // Idle now, every partition is closed: all get compacted.
+    assert!(
+        wait_for(Duration::from_secs(60), || files_per_partition(
+            &auto.cli().status_json()
+        )
+        .iter()
+        .all(|(_, n)| *n <= 2)),
+        "not every partition was compacted once idle:\n{}",
+        log_of(auto.path(), "run.log")
+    );
+    let cpu = runs.each_ref().map(|r| cpu_seconds(r.id()));
+    for run in &mut runs {
+        run.stop();
+    }
+
+    // Ingest throughput over the steady part (after a third of the run), each table's events
+    // stored per second.
+    let steady: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.at.as_secs() * 3 >= secs)
+        .collect();
+    let (first, last) = (steady[0], steady[steady.len() - 1]);
+    let wall = (last.at - first.at).as_secs_f64();
+    let rate = |i: usize| (last.stored[i] - first.stored[i]) as f64 / wall;
+    let produced_rate = (last.produced - first.produced) as f64 / wall;
+    // `_delta_log`: the most files in the first and the second half of the steady part.
+    let half = steady.len() / 2;
+    let most = |s: &[&Sample]| s.iter().map(|s| s.log_files).max().unwrap_or_default();
+    let (early, late) = (most(&steady[..half]), most(&steady[half..]));
+    let files = files_per_partition(&auto.cli().status_json());
+    eprintln!(
+        "{secs} s, {total} events, {} partitions ({} files): produced {produced_rate:.0}/s; \
+         stored with compaction {:.0}/s, without {:.0}/s ({:.3}x); CPU s {:.1} vs {:.1}; \
+         _delta_log files at most {early} then {late}",
+        files.len(),
+        files.iter().map(|(_, n)| n).sum::<u64>(),
+        rate(0),
+        rate(1),
+        rate(0) / rate(1),
+        cpu[0],
+        cpu[1],
+    );
+    assert!(
+        rate(0) >= 0.85 * rate(1),
+        "with compaction {:.0} events/s, without {:.0}",
+        rate(0),
+        rate(1)
+    );
+    // Bounded: the commits of the last 10 s (a writer commit a second, plus compactions:
+    // ~15), up to two checkpoint intervals (a commit that rebased may skip a clean-up: 20)
+    // and a few checkpoints. A log that kept everything would hold ~1.2 files per second run.
+    assert!(
+        early.max(late) <= 60,
+        "_delta_log keeps growing: at most {early} files, then {late}"
+    );
+    assert_exact(auto.path(), total as i64, "after the steady run");
+}
+
+/// One status sample of [`a_steady_run_keeps_closed_partitions_compacted_and_its_log_bounded`].
+struct Sample {
+    at: Duration,
+    produced: u64,
+    /// Events stored by the table with and the one without compaction.
+    stored: [u64; 2],
+    log_files: usize,
+}
+
+/// Produces ids 0, 1, … to `soak-auto` and `soak-off` alike, `rate` per second in chunks of
+/// a tenth of a second, until `stop`; event time starts at 2026-11-26 and runs an hour per
+/// `hour_secs` of wall time; every 50th event is two hours late. `produced` counts the
+/// events both topics acknowledged.
+fn steady_producer(
+    brokers: &str,
+    rate: u64,
+    hour_secs: u64,
+    produced: &std::sync::atomic::AtomicU64,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::sync::atomic::Ordering;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let start = std::time::Instant::now();
+    let speed = 3_600 / hour_secs as i64;
+    let mut id: i64 = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let now = start.elapsed();
+        let event_ms = now.as_millis() as i64 * speed;
+        for _ in 0..rate / 10 {
+            let late = if id % 50 == 49 { 2 * 3_600_000 } else { 0 };
+            let ts = DAY_START_MS + (event_ms - late).max(0);
+            let payload = format!(r#"{{"id":{id},"ts":{ts},"name":"item-{}"}}"#, id % 97);
+            for topic in ["soak-auto", "soak-off"] {
+                let record = BaseRecord::<(), String>::to(topic)
+                    .payload(&payload)
+                    .partition((id % i64::from(PARTITIONS)) as i32)
+                    .timestamp(ts);
+                producer.send(record).map_err(|(e, _)| e).expect("send");
+            }
+            id += 1;
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        produced.store(id as u64, Ordering::SeqCst);
+        let next =
+            Duration::from_millis(100) * u32::try_from(id as u64 * 10 / rate).unwrap_or(u32::MAX);
+        if let Some(wait) = next.checked_sub(start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Hours since 2026-11-26T00 of an hourly partition `date=YYYY-MM-DD/hour=HH`.
+fn hour_index(partition: &str) -> u64 {
+    let (date, hour) = partition
+        .strip_prefix("date=")
+        .and_then(|p| p.split_once("/hour="))
+        .unwrap_or_else(|| panic!("not an hourly partition: {partition}"));
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").expect("partition date");
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 11, 26).expect("2026-11-26");
+    let hour: u64 = hour.parse().expect("partition hour");
+    (day - first).num_days() as u64 * 24 + hour
+}
+
+/// User and system CPU seconds process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/<pid>/stat");
+    // Fields after the parenthesised name: state (field 3) ... utime (14), stime (15).
+    let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+    let ticks: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().expect("utime/stime"))
+        .collect();
+    // SAFETY: sysconf only reads its integer argument.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks.iter().sum::<u64>() as f64 / per_second
 }
 
 /// The nice values of process `pid`'s automatic-compaction threads (`kappa-lake-compact…`;

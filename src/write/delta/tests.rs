@@ -317,3 +317,52 @@ async fn another_writers_commit_of_the_same_range_is_not_taken_for_ours() {
     let files: HashSet<String> = theirs.adds.iter().map(|a| a.path.clone()).collect();
     assert_eq!(after.state().files, files);
 }
+
+#[tokio::test]
+async fn a_commit_rebased_over_another_writers_folds_their_offsets_and_files() {
+    let (lake, layout, cfg, schema) = (
+        lake(),
+        TableLayout::new("t"),
+        WriterConfig::default(),
+        schema(),
+    );
+    let mut a = DeltaLog::open(&lake, &layout, 1, Some(spec(&schema, &cfg)))
+        .await
+        .unwrap();
+    a.commit(pending("p0", 0, 5)).await.unwrap();
+    a.commit(pending("p1", 0, 5)).await.unwrap();
+    // b knows both partitions; a moves p1 on, with files, while b writes p0.
+    let mut b = DeltaLog::open(&lake, &layout, 1, None).await.unwrap();
+    let theirs = pending_with_rows(&a, &cfg, "p1", 5..8).await;
+    let ours = pending_with_rows(&b, &cfg, "p0", 5..9).await;
+    a.commit(theirs).await.unwrap();
+    assert_eq!(b.commit(ours).await.unwrap(), 4, "rebased over a's commit");
+    // What b folded is what the log says.
+    let fresh = DeltaLog::open(&lake, &layout, 1, None).await.unwrap();
+    assert_eq!(
+        b.state().offsets(),
+        [("p0".into(), 9), ("p1".into(), 8)].into()
+    );
+    assert_eq!(b.state().offsets(), fresh.state().offsets());
+    assert_eq!(b.state().files, fresh.state().files);
+    assert_eq!((b.state().rows, b.state().bytes), (7, fresh.state().bytes));
+    assert_eq!(b.state().commits, fresh.state().commits);
+    // b now knows where p1 stands: a stale start is refused up front.
+    assert!(matches!(
+        b.commit(pending("p1", 5, 9)).await,
+        Err(Error::Conflict { .. })
+    ));
+}
+
+/// A commit of partition `p`'s `range`, one row per offset, written to files of `log`.
+async fn pending_with_rows(
+    log: &DeltaLog,
+    cfg: &WriterConfig,
+    p: &str,
+    range: std::ops::Range<u64>,
+) -> PendingCommit {
+    let mut writer = DeltaFileWriter::new(log, cfg, Granularity::Hour, p).unwrap();
+    let mut c = pending(p, range.start, range.end);
+    (c.adds, c.files) = rows(&mut writer, range.start as i64..range.end as i64).await;
+    c
+}

@@ -131,10 +131,10 @@ impl DeltaLog {
                     table.state = Some(done.snapshot());
                     if version == read_version + 1 {
                         self.apply_own(&pending, version);
-                    } else {
-                        // Rebased over other writers' commits: the new snapshot holds their
-                        // offsets too, so read them all (the state must match the snapshot
-                        // the next commit is checked against).
+                    } else if !self.fold_rebased(read_version, &pending, version).await? {
+                        // Rebased over other writers' commits the state cannot fold: read
+                        // every partition's offsets (the state must match the snapshot the
+                        // next commit is checked against).
                         self.read_state(false).await?;
                         self.read_dead_letters_of(&pending);
                     }
@@ -173,8 +173,82 @@ impl DeltaLog {
         }
     }
 
+    /// Folds our commit, which landed at `version` after other writers' commits since
+    /// `read_version` (a compaction's, typically), into the state without a log replay per
+    /// partition ([`DeltaLog::read_state`]): the `txn` actions of the commits in between (read
+    /// from their commit files, which are new, so no clean-up has removed them) and then ours
+    /// set the offsets; the files are the new snapshot's. Returns `false`, having changed
+    /// nothing, when a commit in between is missing or sets the offsets of a partition the
+    /// state does not hold yet (another writer's new partition): the caller reads it all.
+    async fn fold_rebased(
+        &mut self,
+        read_version: u64,
+        pending: &PendingCommit,
+        version: u64,
+    ) -> Result<bool> {
+        let Some(table) = &self.table else {
+            return Ok(false);
+        };
+        let ours: HashMap<String, &str> = self
+            .state
+            .positions
+            .keys()
+            .map(|k| (app_id(self.layout.table(), self.version, k), k.as_str()))
+            .collect();
+        let log_store = table.log_store();
+        let mut theirs: Vec<(String, u64)> = Vec::new();
+        for v in read_version + 1..version {
+            let Some(commit) = log_store
+                .read_commit_entry(v)
+                .await
+                .map_err(|e| delta_err(&self.dir, e))?
+            else {
+                return Ok(false);
+            };
+            for line in commit.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let action: serde_json::Value =
+                    serde_json::from_slice(line).map_err(|e| delta_err(&self.dir, e))?;
+                let Some(txn) = action.get("txn") else {
+                    continue;
+                };
+                let app = txn.get("appId").and_then(serde_json::Value::as_str);
+                let offset = txn.get("version").and_then(serde_json::Value::as_u64);
+                match (app.and_then(|a| ours.get(a)), offset) {
+                    (Some(key), Some(offset)) => theirs.push(((*key).to_owned(), offset)),
+                    _ => return Ok(false),
+                }
+            }
+        }
+        let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
+        super::take_files(snapshot, &mut self.state);
+        for (key, offset) in theirs {
+            self.state.positions.insert(
+                key,
+                SourcePosition {
+                    offset,
+                    end_byte: None,
+                    eof: false,
+                },
+            );
+        }
+        // Our files are in the snapshot already.
+        self.apply_own_ranges(pending, version);
+        Ok(true)
+    }
+
     /// Folds our own commit into the state without re-reading the log.
     fn apply_own(&mut self, pending: &PendingCommit, version: u64) {
+        let s = &mut self.state;
+        for f in &pending.files {
+            s.files.insert(f.path.clone());
+            s.rows += f.rows;
+            s.bytes += f.size;
+        }
+        self.apply_own_ranges(pending, version);
+    }
+
+    /// Folds our commit's offsets, dead letters and version into the state.
+    fn apply_own_ranges(&mut self, pending: &PendingCommit, version: u64) {
         let s = &mut self.state;
         for (p, r) in &pending.ranges {
             s.positions.insert(
@@ -185,11 +259,6 @@ impl DeltaLog {
                     eof: false,
                 },
             );
-        }
-        for f in &pending.files {
-            s.files.insert(f.path.clone());
-            s.rows += f.rows;
-            s.bytes += f.size;
         }
         self.read_dead_letters_of(pending);
         let s = &mut self.state;
