@@ -104,6 +104,44 @@ fn delta_err(path: &Path, e: impl Into<BoxError>) -> Error {
     }
 }
 
+/// Reads of the log retried when a file they listed was removed meanwhile.
+const VANISHED_LOG_FILE_RETRIES: usize = 3;
+
+/// Whether `e` comes from a `_delta_log` file that vanished after the log was listed: another
+/// process's commit cleaned up expired commit files (`log_retention`) while this one read them.
+/// Reading again from the newest checkpoint succeeds.
+fn log_file_vanished(e: &Error) -> bool {
+    let mut link: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = link {
+        if let Some(object_store::Error::NotFound { path, .. }) = err.downcast_ref() {
+            return path.contains("_delta_log");
+        }
+        if let Some(delta_kernel::Error::FileNotFound(path)) = err.downcast_ref() {
+            return path.contains("_delta_log");
+        }
+        link = err.source();
+    }
+    false
+}
+
+/// Runs `read` (a fresh read of version `version`'s log) again, up to
+/// [`VANISHED_LOG_FILE_RETRIES`] times, while it fails on a [`log_file_vanished`].
+async fn reading_again<T, F: Future<Output = Result<T>>>(
+    version: u32,
+    mut read: impl FnMut() -> F,
+) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match read().await {
+            Err(e) if attempt <= VANISHED_LOG_FILE_RETRIES && log_file_vanished(&e) => {
+                tracing::debug!(version, error = %e, "a log file was cleaned up while it was read; reading again");
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Sets `state`'s files, rows and bytes to those of `snapshot` (an in-memory walk of its
 /// file list, no I/O).
 fn take_files(snapshot: &deltalake::table::state::DeltaTableState, state: &mut LogState) {
@@ -142,8 +180,18 @@ impl std::fmt::Debug for DeltaLog {
 
 impl DeltaLog {
     /// Opens version `version`'s table, creating it first when `create` is given and it does
-    /// not exist yet. Without `create`, a missing table reads as empty.
+    /// not exist yet. Without `create`, a missing table reads as empty. A log file cleaned up
+    /// by another process while this one read it is survived by reading again.
     pub async fn open(
+        lake: &Lake,
+        layout: &TableLayout,
+        version: u32,
+        create: Option<CreateSpec<'_>>,
+    ) -> Result<DeltaLog> {
+        reading_again(version, || Self::open_once(lake, layout, version, create)).await
+    }
+
+    async fn open_once(
         lake: &Lake,
         layout: &TableLayout,
         version: u32,
@@ -378,8 +426,27 @@ impl DeltaLog {
         Ok(())
     }
 
-    /// Loads the newest table version and re-reads the offsets.
+    /// Loads the newest table version and re-reads the offsets (again if a log file was
+    /// cleaned up by another process while this one read it).
     pub async fn refresh(&mut self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.refresh_once().await {
+                Err(e) if attempt <= VANISHED_LOG_FILE_RETRIES && log_file_vanished(&e) => {
+                    tracing::debug!(version = self.version, error = %e, "a log file was cleaned up while it was read; reading again");
+                    if let Some(t) = &mut self.table {
+                        // Loaded afresh from the newest checkpoint, not updated from the
+                        // snapshot whose listing named the vanished file.
+                        t.state = None;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn refresh_once(&mut self) -> Result<()> {
         if let Some(t) = &mut self.table {
             t.update_incremental(None)
                 .await

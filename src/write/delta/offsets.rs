@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use percent_encoding::percent_decode_str;
 
-use super::{PARTITIONS_DIR, app_id, delta_err};
+use super::{PARTITIONS_DIR, app_id, delta_err, reading_again};
 use crate::error::{Error, Result};
 use crate::storage::Lake;
 use crate::table::TableLayout;
@@ -19,8 +19,17 @@ use crate::table::TableLayout;
 ///
 /// Promotion checks and catch-up read this after every commit, so it stays cheap: it builds a
 /// kernel snapshot (protocol, metadata and the log segment, never the list of data files) and
-/// resolves each partition's `txn`, newest commit first.
+/// resolves each partition's `txn`, newest commit first. A log file cleaned up by another
+/// process while this one read it is survived by reading again.
 pub async fn offsets(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+) -> Result<BTreeMap<String, u64>> {
+    reading_again(version, || offsets_once(lake, layout, version)).await
+}
+
+async fn offsets_once(
     lake: &Lake,
     layout: &TableLayout,
     version: u32,

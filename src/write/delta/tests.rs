@@ -366,3 +366,26 @@ async fn pending_with_rows(
     (c.adds, c.files) = rows(&mut writer, range.start as i64..range.end as i64).await;
     c
 }
+
+#[test]
+fn only_a_vanished_log_file_is_read_again() {
+    let not_found = |path: &str| {
+        let e = deltalake::DeltaTableError::ObjectStore {
+            source: object_store::Error::NotFound {
+                path: path.into(),
+                source: "gone".into(),
+            },
+        };
+        delta_err(&Path::from("t/v1"), e)
+    };
+    assert!(log_file_vanished(&not_found(
+        "t/v1/_delta_log/00000000000000001488.json"
+    )));
+    assert!(!log_file_vanished(&not_found(
+        "t/v1/date=2026-11-26/part-1.parquet"
+    )));
+    let kernel = deltalake::DeltaTableError::KernelError(delta_kernel::Error::FileNotFound(
+        "t/v1/_delta_log/00000000000000000007.json".into(),
+    ));
+    assert!(log_file_vanished(&delta_err(&Path::from("t/v1"), kernel)));
+}
