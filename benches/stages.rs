@@ -258,6 +258,8 @@ impl Events {
                 oversized: None,
                 offset: i as u64,
                 timestamp_ms: Some(START_MS + i as i64),
+                timestamp_type: None,
+                tombstone: false,
                 key: None,
                 headers: None,
             })

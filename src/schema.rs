@@ -100,6 +100,14 @@ use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
 
 use mapping::{Converter, collect_names};
 
+/// The built-in event schema of `encoding = "raw"`, the rows of a raw archive table:
+/// `schemas/kafka-record.avsc` (key, value, headers, timestamp type; the `_kafka_*` columns
+/// carry the coordinates and the timestamp).
+pub const KAFKA_RECORD_SCHEMA: &str = include_str!("../schemas/kafka-record.avsc");
+
+/// What a raw table's definition names as its schema file.
+pub const KAFKA_RECORD_SCHEMA_FILE: &str = "kafka-record.avsc (built in)";
+
 /// Path used in errors about the top-level schema itself.
 const ROOT_PATH: &str = "<root>";
 

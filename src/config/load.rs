@@ -17,8 +17,8 @@ use super::raw::RawConfig;
 use super::typed::{Config, SourceConfig, TableConfig};
 use crate::domain::{Format, Granularity, TimeSpec};
 use crate::error::ConfigError;
-use crate::schema::EventSchema;
 use crate::schema::rows::row_schema;
+use crate::schema::{EventSchema, KAFKA_RECORD_SCHEMA, KAFKA_RECORD_SCHEMA_FILE};
 use crate::transform::{INPUT_TABLE, Transform};
 
 impl Config {
@@ -68,16 +68,25 @@ fn load_table(table: &mut TableConfig) -> Result<(), ConfigError> {
     }
     check_ca_file(table)?;
     let key = format!("table[{}].schema", table.name);
-    let text = std::fs::read_to_string(&table.schema_path).map_err(|e| ConfigError::Schema {
-        key: key.clone(),
-        path: table.schema_path.clone(),
-        reason: format!("{e}; point `schema` at an existing .avsc file"),
-    })?;
-    let schema = EventSchema::parse(&text).map_err(|e| ConfigError::Schema {
-        key: key.clone(),
-        path: table.schema_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let schema = match &table.schema_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Schema {
+                key: key.clone(),
+                path: path.clone(),
+                reason: format!("{e}; point `schema` at an existing .avsc file"),
+            })?;
+            EventSchema::parse(&text).map_err(|e| ConfigError::Schema {
+                key: key.clone(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?
+        }
+        None => EventSchema::parse(KAFKA_RECORD_SCHEMA).map_err(|e| ConfigError::Schema {
+            key: key.clone(),
+            path: KAFKA_RECORD_SCHEMA_FILE.into(),
+            reason: e.to_string(),
+        })?,
+    };
     let rows = match &table.transform {
         Some(sql) => check_transform(table, sql, &schema)?,
         None => row_schema(&schema.arrow, table.metadata()),

@@ -35,8 +35,9 @@ pub struct RawTable {
     /// `delta` (default) or `parquet`.
     #[serde(default)]
     pub format: Option<Format>,
-    /// Path of the `.avsc` event schema.
-    pub schema: String,
+    /// Path of the `.avsc` event schema (none with `encoding = "raw"`: its schema is built in).
+    #[serde(default)]
+    pub schema: Option<String>,
     /// Optional SQL transform (`SELECT … FROM events`), a path or inline SQL.
     #[serde(default)]
     pub transform: Option<String>,

@@ -31,10 +31,10 @@ pub struct TableConfig {
     pub root: Root,
     /// Output format.
     pub format: Format,
-    /// Schema file as written in the config.
+    /// Schema file as written in the config ([`RAW_SCHEMA_FILE`] for `encoding = "raw"`).
     pub schema_file: String,
-    /// Resolved schema path.
-    pub schema_path: PathBuf,
+    /// Resolved schema path; `None` for `encoding = "raw"`, whose schema is built in.
+    pub schema_path: Option<PathBuf>,
     /// The loaded schema (filled by [`Config::load`]).
     pub schema: Option<EventSchema>,
     /// Transform SQL, if any. Inline SQL is set by validation; SQL from a `.sql` file is read

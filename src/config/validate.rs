@@ -21,6 +21,7 @@ use super::typed::{
 };
 use crate::domain::{Encoding, EpochUnit, Format, Granularity, SourceKind, TimeSpec};
 use crate::error::{ConfigError, printable};
+use crate::schema::KAFKA_RECORD_SCHEMA_FILE;
 use crate::storage::StorageOptions;
 
 impl RawConfig {
@@ -87,9 +88,34 @@ impl RawTable {
             None => (None, None, None),
         };
         let root = parse_root(&self.root, &format!("{label}.root"), base_dir)?;
-        let schema_path = base_dir.join(&self.schema);
         let (time, granularity) = self.time.validate(label)?;
         let source = self.source.validate(label, &self.name, base_dir)?;
+        let raw = source.encoding() == Encoding::Raw;
+        let (schema_file, schema_path) = match self.schema {
+            Some(_) if raw => {
+                return Err(ConfigError::invalid(
+                    format!("{label}.schema"),
+                    "encoding = \"raw\" keeps records as they came, in the built-in schema schemas/kafka-record.avsc",
+                    "remove `schema`",
+                ));
+            }
+            Some(file) => {
+                let path = base_dir.join(&file);
+                (file, Some(path))
+            }
+            None if raw => (KAFKA_RECORD_SCHEMA_FILE.to_string(), None),
+            None => {
+                return Err(ConfigError::invalid(
+                    format!("{label}.schema"),
+                    "a table needs the Avro schema of its events",
+                    "set schema = \"schemas/<name>.avsc\"",
+                ));
+            }
+        };
+        if raw {
+            let has_transform = transform.is_some() || transform_file.is_some();
+            check_raw_table(label, has_transform, self.metadata_columns, &time)?;
+        }
         if matches!(time, TimeSpec::SourceTimestamp) && matches!(source, SourceConfig::Files(_)) {
             return Err(ConfigError::invalid(
                 format!("{label}.time.source"),
@@ -104,7 +130,7 @@ impl RawTable {
             name: self.name,
             root,
             format,
-            schema_file: self.schema,
+            schema_file,
             schema_path,
             schema: None,
             transform,
@@ -121,6 +147,41 @@ impl RawTable {
             storage: StorageOptions::default(),
         })
     }
+}
+
+/// What `encoding = "raw"` (an archive of the records as they came) rules out: a transform,
+/// dropping the coordinates, an event time other than the record's own timestamp.
+fn check_raw_table(
+    label: &str,
+    has_transform: bool,
+    metadata_columns: Option<bool>,
+    time: &TimeSpec,
+) -> Result<(), ConfigError> {
+    let why = "encoding = \"raw\" archives records as they came";
+    if has_transform {
+        return Err(ConfigError::invalid(
+            format!("{label}.transform"),
+            format!("{why}; a transform belongs to the tables rebuilt from it"),
+            "remove `transform`",
+        ));
+    }
+    if metadata_columns == Some(false) {
+        return Err(ConfigError::invalid(
+            format!("{label}.metadata_columns"),
+            format!(
+                "{why}, with their coordinates (_kafka_topic, _kafka_partition, _kafka_offset, _kafka_timestamp)"
+            ),
+            "remove `metadata_columns`",
+        ));
+    }
+    if !matches!(time, TimeSpec::SourceTimestamp) {
+        return Err(ConfigError::invalid(
+            format!("{label}.time"),
+            format!("{why}: its rows have no event-time field"),
+            "use time = { source = \"kafka\", granularity = \"day\" }",
+        ));
+    }
+    Ok(())
 }
 
 impl RawMaintenance {
@@ -316,8 +377,8 @@ impl RawSource {
                 if encoding != Encoding::Json {
                     return Err(ConfigError::invalid(
                         format!("{key}.encoding"),
-                        "a files source holds NDJSON lines; Avro is read from Kafka",
-                        "use encoding = \"json\", or kind = \"kafka\" for Avro",
+                        "a files source holds NDJSON lines; Avro and raw records are read from Kafka",
+                        "use encoding = \"json\", or kind = \"kafka\" for Avro or raw",
                     ));
                 }
                 let path = self.path.ok_or_else(|| {

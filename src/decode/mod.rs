@@ -3,12 +3,14 @@
 pub mod avro;
 pub mod dead_letter;
 pub mod json;
+pub mod raw;
 pub mod record;
 pub mod stage;
 
 pub use avro::{AvroDecoder, Framing};
 pub use dead_letter::{DeadLetter, DeadLetterBuffer, DeadLetterFile, Stage};
 pub use json::JsonDecoder;
+pub use raw::{KafkaRecord, RawDecoder};
 pub use record::{Decoded, RawRecord, Rejected};
 
 use std::sync::Arc;
@@ -31,6 +33,8 @@ pub enum RecordDecoder {
     Json(JsonDecoder),
     /// `encoding = "avro"` or `"avro-confluent"`.
     Avro(AvroDecoder),
+    /// `encoding = "raw"`.
+    Raw(RawDecoder),
 }
 
 impl RecordDecoder {
@@ -40,6 +44,16 @@ impl RecordDecoder {
         let max = source.max_record_bytes();
         let framing = match source.encoding() {
             Encoding::Json => return Ok(RecordDecoder::Json(JsonDecoder::new(arrow, max))),
+            Encoding::Raw => {
+                return RawDecoder::new(arrow, max)
+                    .map(RecordDecoder::Raw)
+                    .map_err(|e| {
+                        Unusable::AvroSchema {
+                            source: Box::new(e),
+                        }
+                        .into()
+                    });
+            }
             Encoding::Avro => Framing::Raw,
             Encoding::AvroConfluent => Framing::Confluent,
         };
@@ -74,10 +88,11 @@ impl RecordDecoder {
     }
 
     /// Decodes `records`, isolating the ones that do not fit.
-    pub fn decode<R: RawRecord>(&self, records: &[R]) -> Decoded {
+    pub fn decode<R: KafkaRecord>(&self, records: &[R]) -> Decoded {
         match self {
             RecordDecoder::Json(d) => d.decode(records),
             RecordDecoder::Avro(d) => d.decode(records),
+            RecordDecoder::Raw(d) => d.decode(records),
         }
     }
 }

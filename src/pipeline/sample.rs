@@ -83,6 +83,8 @@ pub fn run(table: &TableConfig, input: &Path) -> Result<Sample> {
                 oversized,
                 offset: i as u64,
                 timestamp_ms: None,
+                timestamp_type: None,
+                tombstone: false,
                 key: None,
                 headers: None,
             });

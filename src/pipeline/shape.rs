@@ -304,6 +304,8 @@ mod tests {
                 oversized: None,
                 offset: 100 + i as u64,
                 timestamp_ms: Some(0),
+                timestamp_type: None,
+                tombstone: false,
                 key: None,
                 headers: None,
             })

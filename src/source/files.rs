@@ -186,6 +186,8 @@ impl Reader {
                         oversized,
                         offset: first + i as u64,
                         timestamp_ms: None,
+                        timestamp_type: None,
+                        tombstone: false,
                         key: None,
                         headers: None,
                     })

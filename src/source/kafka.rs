@@ -21,13 +21,14 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::message::{Headers as _, Message as _, Timestamp};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::KafkaSourceConfig;
+use crate::domain::TimestampType;
 use crate::error::{BoxError, ContextError, Error, Result};
 
 /// How long a rebalance callback waits for the ingest loop (a commit may be in flight).
@@ -50,8 +51,12 @@ pub struct KafkaMessage {
     pub offset: i64,
     /// Message timestamp, ms since the epoch.
     pub timestamp_ms: Option<i64>,
+    /// What the timestamp is, when there is one.
+    pub timestamp_type: Option<TimestampType>,
     /// Payload (empty for a null payload).
     pub payload: Bytes,
+    /// Whether the payload was null (a tombstone).
+    pub tombstone: bool,
     /// Key, if any.
     pub key: Option<Bytes>,
     /// Headers, if any.
@@ -532,13 +537,22 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
-                    let payload = m.payload().map(Bytes::copy_from_slice).unwrap_or_default();
+                    let payload = m.payload().map(Bytes::copy_from_slice);
+                    let tombstone = payload.is_none();
+                    let payload = payload.unwrap_or_default();
                     bytes += payload.len();
+                    let timestamp_type = match m.timestamp() {
+                        Timestamp::CreateTime(_) => Some(TimestampType::CreateTime),
+                        Timestamp::LogAppendTime(_) => Some(TimestampType::LogAppendTime),
+                        Timestamp::NotAvailable => None,
+                    };
                     let msg = KafkaMessage {
                         partition: m.partition(),
                         offset: m.offset(),
                         timestamp_ms: m.timestamp().to_millis(),
+                        timestamp_type,
                         payload,
+                        tombstone,
                         key: m.key().map(Bytes::copy_from_slice),
                         headers: m.headers().filter(|h| h.count() > 0).map(|h| {
                             h.iter()

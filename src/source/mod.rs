@@ -12,7 +12,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use crate::decode::Headers;
-use crate::decode::RawRecord;
+use crate::decode::{KafkaRecord, RawRecord};
+pub use crate::domain::TimestampType;
 pub use position::{OffsetRange, SourcePosition, kafka_partition_key};
 
 /// One raw record.
@@ -26,6 +27,10 @@ pub struct Record {
     pub offset: u64,
     /// The record's source timestamp in ms since the epoch (Kafka), if it has one.
     pub timestamp_ms: Option<i64>,
+    /// What that timestamp is (Kafka).
+    pub timestamp_type: Option<TimestampType>,
+    /// Whether the value was null (a Kafka tombstone; `bytes` is then empty).
+    pub tombstone: bool,
     /// The record's key (Kafka), if it has one.
     pub key: Option<Bytes>,
     /// The record's headers (Kafka), if it has any.
@@ -38,6 +43,21 @@ impl RawRecord for Record {
     }
     fn oversized(&self) -> Option<u64> {
         self.oversized
+    }
+}
+
+impl KafkaRecord for Record {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn is_tombstone(&self) -> bool {
+        self.tombstone
+    }
+    fn headers(&self) -> &[(String, Option<Bytes>)] {
+        self.headers.as_deref().unwrap_or_default()
+    }
+    fn timestamp_type(&self) -> Option<TimestampType> {
+        self.timestamp_type
     }
 }
 

@@ -152,3 +152,34 @@ fn bad_configs_fail_before_work_naming_the_key() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_raw_archive_config_names_what_raw_rules_out() {
+    use crate::fixture::TableConfig;
+    let dir = crate::support::Workdir::new();
+    let d = dir.path();
+    let raw = || TableConfig::kafka("127.0.0.1:1", "events").raw_archive();
+    raw().schema(EVENT_SCHEMA).write_to(d);
+    fails_naming(d, &["table[events].schema", "built-in", "remove `schema`"]);
+    raw()
+        .table_keys("transform = \"SELECT * FROM events\"")
+        .write_to(d);
+    fails_naming(d, &["table[events].transform", "remove `transform`"]);
+    raw().table_keys("metadata_columns = false").write_to(d);
+    fails_naming(d, &["table[events].metadata_columns", "_kafka_offset"]);
+    raw().granularity("day").write_to(d);
+    fails_naming(d, &["table[events].time", "source = \"kafka\""]);
+    TableConfig::files()
+        .source_keys("encoding = \"raw\"")
+        .write_to(d);
+    fails_naming(d, &["table[events].source.encoding", "read from Kafka"]);
+    // Without `schema`, a table that is not raw is told to name one.
+    let text = std::fs::read_to_string(TableConfig::kafka("127.0.0.1:1", "events").write_to(d))
+        .unwrap()
+        .replace("schema = \"schemas/events.avsc\"\n", "");
+    std::fs::write(d.join(crate::fixture::cli::CONFIG), text).unwrap();
+    fails_naming(d, &["table[events].schema", "set schema ="]);
+    raw().write_to(d);
+    let out = Cli::new(d).cmd("validate", &[]);
+    assert!(out.status.success(), "{}", crate::fixture::stderr(&out));
+}

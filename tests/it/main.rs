@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binary, real files, real DuckDB.
 
+mod archive;
 mod avro;
 mod bad_config;
 mod broker;

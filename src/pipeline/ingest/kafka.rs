@@ -467,6 +467,8 @@ async fn accept(
             oversized,
             offset,
             timestamp_ms: m.timestamp_ms,
+            timestamp_type: m.timestamp_type,
+            tombstone: m.tombstone,
             key: m.key,
             headers: m.headers,
         });

@@ -139,6 +139,8 @@ async fn replay_files(w: &mut VersionWriter<'_>, report: &mut ReplayReport) -> R
                 oversized: None,
                 offset: letter.offset,
                 timestamp_ms: letter.timestamp_ms,
+                timestamp_type: None,
+                tombstone: false,
                 key: None,
                 headers: None,
             });

@@ -70,6 +70,8 @@ fn batch(start: u64, lines: &[&str]) -> SourceBatch {
                 oversized: None,
                 offset,
                 timestamp_ms: None,
+                timestamp_type: None,
+                tombstone: false,
                 key: None,
                 headers: None,
             })

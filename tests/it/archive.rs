@@ -1,0 +1,175 @@
+//! The raw archive (`encoding = "raw"`): a table of the topic's records as they came.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+use crate::fixture::{TableConfig, World, mock_kafka};
+use crate::kafka_support::DAY_START_MS;
+use crate::support::{duckdb, python, scan, tool_ok};
+
+/// What record `i` of the archive test is: every kind of key, value and header a topic holds.
+struct Produced {
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    timestamp_ms: i64,
+}
+
+fn record(i: i64) -> Produced {
+    let value = match i % 5 {
+        0 => None,                                           // a tombstone
+        1 => Some(Vec::new()),                               // empty, not null
+        2 => Some(vec![0xff, 0x00, (i % 256) as u8, b'\n']), // not UTF-8
+        _ => Some(format!(r#"{{"id":{i}}}"#).into_bytes()),
+    };
+    let key = (i % 3 != 0).then(|| format!("k{i}").into_bytes());
+    let headers = match i % 4 {
+        0 => Vec::new(),
+        // Repeated names keep their order; a header's value may be null.
+        _ => vec![
+            ("trace".to_string(), Some(i.to_string().into_bytes())),
+            ("trace".to_string(), None),
+        ],
+    };
+    Produced {
+        partition: (i % 3) as i32,
+        key,
+        value,
+        headers,
+        // Three hours apart: the records span several days.
+        timestamp_ms: DAY_START_MS + i * 3 * 3_600_000,
+    }
+}
+
+fn produce_all(brokers: &str, topic: &str, records: &[Produced]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for r in records {
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &r.headers {
+            headers = headers.insert(Header {
+                key,
+                value: value.as_deref(),
+            });
+        }
+        let mut out = BaseRecord::<Vec<u8>, Vec<u8>>::to(topic)
+            .partition(r.partition)
+            .timestamp(r.timestamp_ms)
+            .headers(headers);
+        if let Some(k) = &r.key {
+            out = out.key(k);
+        }
+        if let Some(v) = &r.value {
+            out = out.payload(v);
+        }
+        producer.send(out).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+fn hex(bytes: &Option<Vec<u8>>) -> serde_json::Value {
+    match bytes {
+        Some(b) => b
+            .iter()
+            .map(|x| format!("{x:02X}"))
+            .collect::<String>()
+            .into(),
+        None => serde_json::Value::Null,
+    }
+}
+
+#[test]
+fn a_raw_archive_keeps_every_record_as_it_came() {
+    const TOTAL: i64 = 60;
+    let (_kafka, brokers) = mock_kafka(&[("raw", 3)]);
+    let produced: Vec<Produced> = (0..TOTAL).map(record).collect();
+    produce_all(&brokers, "raw", &produced);
+    let world = World::with(
+        &TableConfig::kafka(&brokers, "raw")
+            .name("archive")
+            .raw_archive(),
+    );
+    let cli = world.cli();
+    cli.run_ok(&["--stop-at-end"]);
+
+    // What each record must look like, by (partition, offset): offsets count per partition.
+    let mut expected = Vec::new();
+    let mut next = [0i64; 3];
+    for r in &produced {
+        let offset = next[r.partition as usize];
+        next[r.partition as usize] += 1;
+        let first = r.headers.first();
+        expected.push(serde_json::json!([
+            r.partition,
+            offset,
+            hex(&r.key),
+            hex(&r.value),
+            r.headers.len(),
+            first.map(|h| h.0.clone()),
+            first.and_then(|h| hex(&h.1).as_str().map(str::to_string)),
+            r.headers.get(1).is_none_or(|h| h.1.is_none()),
+            "create_time",
+            r.timestamp_ms,
+        ]));
+    }
+    expected.sort_by_key(|row| (row[0].as_i64(), row[1].as_i64()));
+    let lake = world.path().join("lake");
+    let rows = duckdb(&format!(
+        "SELECT _kafka_partition, _kafka_offset, hex(key), hex(value), len(headers), \
+         headers[1].key, hex(headers[1].value), headers[2].value IS NULL, timestamp_type, \
+         epoch_ms(_kafka_timestamp) FROM {} ORDER BY 1, 2",
+        scan(&lake, "archive", 1, "delta")
+    ));
+    let rows: Vec<serde_json::Value> = rows.into_iter().map(serde_json::Value::from).collect();
+    assert_eq!(rows.len(), expected.len(), "one row per record");
+    for (got, want) in rows.iter().zip(&expected) {
+        assert_eq!(got, want, "archived record differs from what was produced");
+    }
+
+    // Partitioned by the records' Kafka timestamps, one directory per day.
+    let days: std::collections::BTreeSet<i64> = produced
+        .iter()
+        .map(|r| r.timestamp_ms.div_euclid(86_400_000))
+        .collect();
+    let dirs = std::fs::read_dir(lake.join("archive/v1"))
+        .expect("v1 exists")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("date="))
+        .count();
+    assert_eq!(
+        dirs,
+        days.len(),
+        "one date= partition per day of Kafka timestamps"
+    );
+
+    // delta-rs reads the same rows, the tombstones' values null and the empty ones empty.
+    // (os._exit: the interpreter's shutdown after delta-rs' threads sometimes aborts.)
+    let script = "import os, sys, deltalake\n\
+        t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_dataset().to_table()\n\
+        v = t.column('value').to_pylist()\n\
+        print(t.num_rows, sum(x is None for x in v), sum(x == b'' for x in v), flush=True)\n\
+        os._exit(0)";
+    let out = tool_ok(
+        std::process::Command::new(python())
+            .args(["-c", script])
+            .arg(lake.join("archive/v1")),
+        "start python",
+        "delta-rs read failed\n",
+    );
+    let counts = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let tombstones = produced.iter().filter(|r| r.value.is_none()).count();
+    let empty = produced
+        .iter()
+        .filter(|r| r.value.as_ref().is_some_and(Vec::is_empty))
+        .count();
+    assert_eq!(counts, format!("{TOTAL} {tombstones} {empty}"));
+    let status = cli.status_json();
+    assert_eq!(status["tables"][0]["versions"][0]["dead_letters"], 0);
+}
