@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kappa_lake::pipeline::rebuild::ReplayFrom;
+use kappa_lake::pipeline::rebuild::{ReplayFrom, ReplaySource};
 use kappa_lake::schema::compat::Level;
 
 #[derive(Parser)]
@@ -166,6 +166,16 @@ pub struct RebuildArgs {
     /// or the first event at or after a time (`2026-11-01T06:00:00Z`, `2026-11-01`; UTC).
     #[arg(long, value_name = "earliest|TIME", default_value = "earliest")]
     pub from: ReplayFrom,
+    /// Where a Kafka table's records come from: `auto` (the default) replays the raw archive
+    /// the table names (`[table.source] archive`) first, then the topic from where the archive
+    /// ends (only the topic with `--from <time>`); `archive` insists on the archive; `topic`
+    /// reads only the topic.
+    #[arg(long, value_name = "archive|topic|auto", default_value = "auto")]
+    pub source: ReplaySource,
+    /// Rebuild even when some offsets are in neither the topic nor the archive (their records
+    /// are missing from the new version); without it, such a rebuild is refused, naming them.
+    #[arg(long)]
+    pub allow_gap: bool,
 }
 
 #[derive(Args)]

@@ -67,6 +67,13 @@ async fn open_table(arg: &args::TableArg, writing: bool) -> anyhow::Result<Table
     Ok(handle.map_err(kappa_lake::Error::from)?)
 }
 
+/// Table `name` of the config at `config`, opened for reading (e.g. a table's raw archive).
+fn open_named_table(config: &std::path::Path, name: &str) -> anyhow::Result<TableHandle> {
+    let config = load(config)?;
+    let cfg = config.table(name).map_err(kappa_lake::Error::from)?;
+    Ok(TableHandle::open(cfg).map_err(kappa_lake::Error::from)?)
+}
+
 /// `version` as given (the command reports a missing one itself), or the table's current
 /// version.
 async fn version_or_current(handle: &TableHandle, version: Option<u32>) -> anyhow::Result<u32> {

@@ -12,7 +12,7 @@ use kappa_lake::pipeline::{IngestOptions, TableHandle};
 use super::args::{DemoArgs, RebuildArgs, RunArgs};
 use super::render::{print_demo, print_json, version_label};
 use super::signals::{shutdown_on_signals, shutdown_on_signals_within};
-use super::{load, open_table};
+use super::{load, open_named_table, open_table};
 
 /// `run`: one task per table keeps its live version up to date until the source ends (files)
 /// or a signal.
@@ -62,8 +62,14 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         force,
         require_same_rows,
         from,
+        source,
+        allow_gap,
     } = args;
     let handle = open_table(&table, true).await?;
+    let archive = match handle.cfg.source.archive() {
+        Some(name) => Some(open_named_table(&table.config.config, name)?),
+        None => None,
+    };
     let report = rebuild::rebuild(
         &handle,
         RebuildOptions {
@@ -72,11 +78,28 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             progress: true,
             require_same_rows,
             from,
+            source,
+            archive,
+            allow_gap,
         },
         shutdown_on_signals(),
     )
     .await?;
     let r = &report.ingest;
+    if let Some((archive, records)) = &report.archived {
+        println!(
+            "{} v{}: {records} records replayed from the archive ({archive}), then the topic",
+            r.table, r.version
+        );
+    }
+    if !report.gaps.is_empty() {
+        println!(
+            "{} v{}: missing (--allow-gap): {}",
+            r.table,
+            r.version,
+            report.gaps.join(", ")
+        );
+    }
     if report.resumed {
         println!(
             "{} v{}: resumed from the offsets stored in it",

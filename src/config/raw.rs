@@ -154,6 +154,10 @@ pub struct RawSource {
     /// Kafka: the topic.
     #[serde(default)]
     pub topic: Option<String>,
+    /// Kafka: the raw archive table (`encoding = "raw"`, same topic, in the same config) a
+    /// rebuild replays first, then the topic from where the archive ends.
+    #[serde(default)]
+    pub archive: Option<String>,
     /// Kafka: consumer group id prefix; `.v<N>` is appended per version. Default
     /// `kappa-lake.<table>`.
     #[serde(default)]

@@ -187,6 +187,13 @@ impl SourceConfig {
             SourceConfig::Kafka(k) => k.encoding,
         }
     }
+    /// The raw archive table a rebuild replays first (Kafka).
+    pub fn archive(&self) -> Option<&str> {
+        match self {
+            SourceConfig::Files(_) => None,
+            SourceConfig::Kafka(k) => k.archive.as_deref(),
+        }
+    }
     /// Records larger than this are dead-lettered.
     pub fn max_record_bytes(&self) -> usize {
         match self {
@@ -243,6 +250,9 @@ pub struct KafkaSourceConfig {
     pub max_record_bytes: usize,
     /// Records per batch.
     pub batch_size: usize,
+    /// The raw archive table of this topic that a rebuild reads first (validated: a raw
+    /// table of the same config on the same topic).
+    pub archive: Option<String>,
 }
 
 /// Validated `[table.writer]`.

@@ -54,7 +54,43 @@ impl RawConfig {
                 StorageOptions::check(&table.root, storage, &format!("{label}.storage"))?;
             tables.push(table);
         }
+        for table in &tables {
+            check_archive(table, &tables)?;
+        }
         Ok(Config { tables })
+    }
+}
+
+/// A table's `source.archive` names a raw table of the same config on the same topic.
+fn check_archive(table: &TableConfig, tables: &[TableConfig]) -> Result<(), ConfigError> {
+    let SourceConfig::Kafka(KafkaSourceConfig {
+        archive: Some(name),
+        topic,
+        ..
+    }) = &table.source
+    else {
+        return Ok(());
+    };
+    let key = format!("table[{}].source.archive", table.name);
+    let Some(archive) = tables.iter().find(|t| &t.name == name) else {
+        return Err(ConfigError::invalid(
+            key,
+            format!("no table `{}` in this config", printable(name)),
+            "name the [[table]] with encoding = \"raw\" that archives this topic",
+        ));
+    };
+    match &archive.source {
+        SourceConfig::Kafka(a) if a.encoding == Encoding::Raw && &a.topic == topic => Ok(()),
+        SourceConfig::Kafka(a) if a.encoding == Encoding::Raw => Err(ConfigError::invalid(
+            key,
+            format!("`{name}` archives topic `{}`, not `{topic}`", a.topic),
+            "name the raw table of this table's topic",
+        )),
+        _ => Err(ConfigError::invalid(
+            key,
+            format!("`{name}` is not a raw archive"),
+            format!("give table `{name}` encoding = \"raw\", or name the raw table of `{topic}`"),
+        )),
     }
 }
 
@@ -374,6 +410,7 @@ impl RawSource {
                 only_for("group_id", self.group_id.is_some(), "kafka")?;
                 only_for("kafka", !self.kafka.is_empty(), "kafka")?;
                 only_for("schema_registry", self.schema_registry.is_some(), "kafka")?;
+                only_for("archive", self.archive.is_some(), "kafka")?;
                 if encoding != Encoding::Json {
                     return Err(ConfigError::invalid(
                         format!("{key}.encoding"),
@@ -473,7 +510,15 @@ impl RawSource {
                         "add [table.source.schema_registry] with url = \"http://host:8081\"",
                     ));
                 }
+                if encoding == Encoding::Raw && self.archive.is_some() {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.archive"),
+                        "a raw table is an archive itself",
+                        "remove `archive`",
+                    ));
+                }
                 Ok(SourceConfig::Kafka(KafkaSourceConfig {
+                    archive: self.archive,
                     brokers,
                     topic,
                     group_id,

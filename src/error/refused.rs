@@ -70,6 +70,19 @@ pub enum Missing {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
+    /// A rebuild would miss offsets that neither the topic nor an archive holds.
+    #[error(
+        "v{version} of `{table}` would miss records: {} are no longer in the topic and no archive holds them; archive the topic (`[table.source] archive`) before its retention drops records, or rebuild with --allow-gap to accept the gap",
+        .gaps.join(", ")
+    )]
+    Gap {
+        /// The table.
+        table: String,
+        /// The version being rebuilt.
+        version: u32,
+        /// The missing ranges, `topic/partition [from, to)`.
+        gaps: Vec<String>,
+    },
     /// `rebuild` of the definition the live version already has (`--force` replays anyway).
     #[error(
         "live v{version} of `{table}` already has this definition (hash {hash}); nothing to rebuild (use --force to replay anyway)"
@@ -147,6 +160,14 @@ pub enum Refusal {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Unsupported {
+    /// `rebuild --source archive` of a table without an archive to read.
+    #[error("table `{table}`: `--source archive` has no archive to read: {why}")]
+    NoArchive {
+        /// The table.
+        table: String,
+        /// Why.
+        why: &'static str,
+    },
     /// `rebuild --from <time>` on a files source.
     #[error(
         "table `{table}`: `--from <time>` needs a Kafka source (a files source has no event times to seek by); use `--from earliest`"

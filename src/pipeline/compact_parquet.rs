@@ -31,7 +31,7 @@ use crate::config::Format;
 use crate::error::{Error, Refusal, Result, Unsupported};
 use crate::pipeline::compact::{CompactOptions, CompactReport, PartitionReport, event_times};
 use crate::pipeline::handle::TableHandle;
-use crate::pipeline::rebuild::{self, RebuildOptions, ReplayFrom};
+use crate::pipeline::rebuild::{self, RebuildOptions, ReplayFrom, ReplaySource};
 use crate::pipeline::shape::Shaper;
 use crate::shutdown::Shutdown;
 use crate::table::version::{self, VersionState};
@@ -150,6 +150,10 @@ pub async fn compact(
             progress: false,
             require_same_rows: true,
             from: ReplayFrom::Earliest,
+            // The snapshot holds the history; only the tail since it is replayed.
+            source: ReplaySource::Topic,
+            archive: None,
+            allow_gap: false,
         },
         shutdown,
     )

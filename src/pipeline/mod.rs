@@ -5,6 +5,7 @@
 //! (writes a version; never imports a job above it) ← [`rebuild`] ← [`run`]. Children import
 //! their siblings by path, never this file, which only declares and re-exports them.
 
+pub mod archive;
 pub mod compact;
 pub mod compact_parquet;
 pub mod dead_letters;

@@ -3,18 +3,27 @@
 //!
 //! A rebuild that finds a version it already started (same definition, never current) resumes
 //! it from its stored offsets, so an interrupted rebuild continues where it stopped.
+//!
+//! A Kafka table that names a raw archive (`[table.source] archive`) replays the archive first,
+//! up to the offsets the archive stores, then the topic from exactly there. Before the topic is
+//! read, every partition's position is checked against what the topic still holds: offsets
+//! that neither the archive nor the topic holds refuse the rebuild (naming them) unless
+//! `--allow-gap`.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Serialize;
 
-use crate::config::SourceConfig;
+use crate::config::{KafkaSourceConfig, SourceConfig};
 use crate::error::{Error, Refusal, Result, Unsupported};
+use crate::pipeline::archive::ArchiveReader;
 use crate::pipeline::handle::TableHandle;
 use crate::pipeline::ingest::{self, CatchUp, IngestReport, Mode, PromoteOnCatchUp, RebuildRead};
 use crate::pipeline::promote::{self, MoveReport, PromoteOutcome};
 use crate::shutdown::Shutdown;
+use crate::source::{kafka_partition_key, seek};
 use crate::table::pointer;
-use crate::table::version::{self, VersionState};
+use crate::table::version::{self, VersionDefinition, VersionState};
+use crate::write::VersionLog;
 
 /// What a rebuild did.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +34,10 @@ pub struct RebuildReport {
     pub resumed: bool,
     /// The promotion, when asked for and done.
     pub promoted: Option<MoveReport>,
+    /// The records replayed from the raw archive (`<table> v<N>`) before the topic.
+    pub archived: Option<(String, u64)>,
+    /// Offset ranges neither the archive nor the topic held, accepted with `--allow-gap`.
+    pub gaps: Vec<String>,
 }
 
 /// Options of a rebuild.
@@ -41,6 +54,38 @@ pub struct RebuildOptions {
     pub require_same_rows: bool,
     /// Where partitions without a stored offset start.
     pub from: ReplayFrom,
+    /// Where the records come from.
+    pub source: ReplaySource,
+    /// The table's raw archive (`[table.source] archive`), opened.
+    pub archive: Option<TableHandle>,
+    /// Rebuild even where neither the archive nor the topic holds some offsets.
+    pub allow_gap: bool,
+}
+
+/// Where a rebuild reads the records of a Kafka table from (`rebuild --source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplaySource {
+    /// The raw archive first when the table names one (and it has a current version), then
+    /// the topic. Without `--from`.
+    #[default]
+    Auto,
+    /// The raw archive first, then the topic; refused when there is no archive to read.
+    Archive,
+    /// Only the topic.
+    Topic,
+}
+
+impl std::str::FromStr for ReplaySource {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(ReplaySource::Auto),
+            "archive" => Ok(ReplaySource::Archive),
+            "topic" => Ok(ReplaySource::Topic),
+            other => Err(format!("`{other}` is not one of archive, topic, auto")),
+        }
+    }
 }
 
 /// Where a rebuild starts reading partitions the new version holds no offset for yet.
@@ -136,6 +181,39 @@ pub async fn rebuild(
         progress: opts.progress,
         start_from_ms,
     });
+    let mut archived = None;
+    let mut gaps = Vec::new();
+    if let SourceConfig::Kafka(kafka) = &table.cfg.source {
+        if let Some(archive) = open_archive(table, kafka, &opts).await? {
+            let report =
+                ingest::replay_archive(lake, layout, &def, &table.cfg, &archive, shutdown.clone())
+                    .await?;
+            archived = Some((archive.label(), report.records));
+            if report.interrupted {
+                return Ok(RebuildReport {
+                    ingest: report,
+                    resumed,
+                    promoted: None,
+                    archived,
+                    gaps,
+                });
+            }
+        }
+        if start_from_ms.is_none() {
+            gaps = missing(table, &def, kafka).await?;
+            if !gaps.is_empty() && !opts.allow_gap {
+                return Err(Refusal::Gap {
+                    table: table.cfg.name.clone(),
+                    version: def.version,
+                    gaps,
+                }
+                .into());
+            }
+            if !gaps.is_empty() {
+                tracing::warn!(table = %table.cfg.name, version = def.version, gaps = %gaps.join(", "), "rebuilding with a gap (--allow-gap)");
+            }
+        }
+    }
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -146,6 +224,8 @@ pub async fn rebuild(
                 ingest,
                 resumed,
                 promoted: Some(p),
+                archived,
+                gaps,
             });
         }
         if !opts.promote || ingest.interrupted {
@@ -153,6 +233,8 @@ pub async fn rebuild(
                 ingest,
                 resumed,
                 promoted: None,
+                archived,
+                gaps,
             });
         }
         if let PromoteOutcome::Promoted(p) = promote::promote_caught_up(
@@ -168,6 +250,8 @@ pub async fn rebuild(
                 ingest,
                 resumed,
                 promoted: Some(p),
+                archived,
+                gaps,
             });
         }
         if attempts >= MAX_CATCH_UP_ROUNDS {
@@ -178,4 +262,66 @@ pub async fn rebuild(
         }
         tracing::info!(table = %table.cfg.name, version = def.version, "the live version moved on; catching up again");
     }
+}
+
+/// The archive a rebuild of a Kafka table replays first, as `--source` and the config say.
+async fn open_archive(
+    table: &TableHandle,
+    kafka: &KafkaSourceConfig,
+    opts: &RebuildOptions,
+) -> Result<Option<ArchiveReader>> {
+    let name = &table.cfg.name;
+    let handle = match (opts.source, &opts.archive) {
+        (ReplaySource::Topic, _) => return Ok(None),
+        (ReplaySource::Auto, _) if !matches!(opts.from, ReplayFrom::Earliest) => return Ok(None),
+        (ReplaySource::Auto, None) => return Ok(None),
+        (ReplaySource::Archive, None) => {
+            return Err(Unsupported::NoArchive {
+                table: name.clone(),
+                why: "it names none: set `[table.source] archive` to a raw table of its topic",
+            }
+            .into());
+        }
+        (_, Some(handle)) => handle,
+    };
+    let reader = ArchiveReader::open(handle, &kafka.topic).await?;
+    if reader.is_none() && opts.source == ReplaySource::Archive {
+        return Err(Unsupported::NoArchive {
+            table: name.clone(),
+            why: "its archive has no current version yet: `run` writes it",
+        }
+        .into());
+    }
+    Ok(reader)
+}
+
+/// The offset ranges version `def` would miss: per partition of the topic, from where the
+/// version stands (its stored offset, 0 without one) to the first offset the topic still holds.
+async fn missing(
+    table: &TableHandle,
+    def: &VersionDefinition,
+    kafka: &KafkaSourceConfig,
+) -> Result<Vec<String>> {
+    let stored = VersionLog::offsets_of(
+        &table.lake,
+        &table.layout,
+        def.version,
+        def.definition.format,
+    )
+    .await?;
+    let cfg = kafka.clone();
+    let lows = tokio::task::spawn_blocking(move || seek::low_watermarks(&cfg))
+        .await
+        .map_err(|source| Error::Task {
+            task: "reading the topic's watermarks",
+            source,
+        })??;
+    Ok(lows
+        .into_iter()
+        .filter_map(|(p, low)| {
+            let key = kafka_partition_key(&kafka.topic, p);
+            let at = stored.get(&key).copied().unwrap_or(0);
+            (at < low).then(|| format!("{key} [{at}, {low})"))
+        })
+        .collect())
 }

@@ -34,6 +34,16 @@ pub fn high_watermarks(cfg: &KafkaSourceConfig) -> Result<BTreeMap<i32, u64>> {
         .collect())
 }
 
+/// Per partition of `cfg.topic`, its low watermark (the first offset it still holds).
+/// Blocking: call it off the async runtime.
+pub fn low_watermarks(cfg: &KafkaSourceConfig) -> Result<BTreeMap<i32, u64>> {
+    let consumer = consumer(cfg)?;
+    Ok(watermarks(&consumer, cfg.topic.as_str())?
+        .into_iter()
+        .map(|(p, (low, _))| (p, low))
+        .collect())
+}
+
 /// A consumer for one-off lookups (a group id is required by the client; nothing is ever
 /// committed to it).
 fn consumer(cfg: &KafkaSourceConfig) -> Result<BaseConsumer> {

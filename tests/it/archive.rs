@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
+use kappa_lake::source::mock::{OutRecord, produce};
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 use crate::fixture::{TableConfig, World, mock_kafka};
-use crate::kafka_support::DAY_START_MS;
+use crate::kafka_support::{DAY_START_MS, assert_exactly_once};
 use crate::support::{duckdb, python, scan, tool_ok};
 
 /// What record `i` of the archive test is: every kind of key, value and header a topic holds.
@@ -172,4 +174,124 @@ fn a_raw_archive_keeps_every_record_as_it_came() {
     assert_eq!(counts, format!("{TOTAL} {tombstones} {empty}"));
     let status = cli.status_json();
     assert_eq!(status["tables"][0]["versions"][0]["dead_letters"], 0);
+}
+
+/// Events of about 1 KB (a padded name): a few thousand per partition pass the mock cluster's
+/// 5 MB per partition, after which it drops the oldest message sets (retention).
+fn big_events(ids: std::ops::Range<i64>) -> impl Iterator<Item = OutRecord> {
+    ids.map(|id| OutRecord {
+        partition: Some((id % 2) as i32),
+        key: None,
+        payload: format!(
+            r#"{{"id":{id},"ts":{},"name":"{}"}}"#,
+            DAY_START_MS + (id * 7919) % 86_400_000,
+            "x".repeat(1000)
+        )
+        .into_bytes(),
+        timestamp_ms: Some(DAY_START_MS + id),
+    })
+}
+
+/// The first offset each of the topic's 2 partitions still holds.
+fn low_watermarks(brokers: &str, topic: &str) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "kappa-lake-test-watermarks")
+        .create()
+        .expect("consumer");
+    (0..2)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .0
+        })
+        .collect()
+}
+
+#[test]
+fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
+    const TOTAL: i64 = 12_000;
+    let (_kafka, brokers) = mock_kafka(&[("events", 2)]);
+    let archive = TableConfig::kafka(&brokers, "events")
+        .name("archive")
+        .default_group()
+        .raw_archive();
+    let events = TableConfig::kafka(&brokers, "events")
+        .default_group()
+        .source_keys(r#"archive = "archive""#);
+    let world = World::new();
+    // `events` first: the helpers read the first table of `status`.
+    world.config_tables(&[events.clone(), archive.clone()]);
+    let cli = world.cli();
+    // `run` keeps both tables up with the topic while it grows past its retention: each step
+    // adds less than what retention keeps, so the live tables never miss a record.
+    for ids in [0..4_000, 4_000..8_000, 8_000..TOTAL] {
+        produce(&brokers, "events", big_events(ids)).expect("produce");
+        cli.run_ok(&["--stop-at-end"]);
+    }
+    // The last records only reach `events` (a config without the archive; naming it changes
+    // nothing in the definition): the rebuild
+    // must read them from the topic, after the archive's end.
+    const ALL: i64 = TOTAL + 400;
+    TableConfig::kafka(&brokers, "events")
+        .default_group()
+        .write_to(world.path());
+    produce(&brokers, "events", big_events(TOTAL..ALL)).expect("produce");
+    cli.run_ok(&["--stop-at-end"]);
+    let low = low_watermarks(&brokers, "events");
+    assert!(
+        low.iter().all(|&l| l > 0),
+        "the topic's start moved (retention): {low:?}"
+    );
+    assert_exactly_once(world.path(), 1, ALL as u64);
+
+    // A definition change, rebuilt from the archive and then the topic: every event ever
+    // produced, exactly once, equal to v1.
+    let changed = events
+        .clone()
+        .table_keys(r#"transform = "SELECT *, id * 2 AS twice FROM events""#);
+    world.config_tables(&[changed, archive]);
+    let out = cli.rebuild_ok(&["--promote"]);
+    assert!(
+        out.contains(&format!(
+            "{TOTAL} records replayed from the archive (archive v1), then the topic"
+        )),
+        "{out}"
+    );
+    assert_eq!(cli.status_json()["tables"][0]["current"], 2, "{out}");
+    assert_exactly_once(world.path(), 2, ALL as u64);
+    let diff = cli.diff_ok(1, 2);
+    assert!(
+        diff.lines()
+            .any(|l| l.starts_with("total") && l.ends_with("yes")),
+        "{diff}"
+    );
+
+    // Without the archive the topic alone misses the start: refused, naming the ranges.
+    let refused = cli.rebuild(&["--source", "topic", "--force"]);
+    let stderr = crate::fixture::stderr(&refused);
+    assert!(!refused.status.success(), "{stderr}");
+    for (p, l) in low.iter().enumerate() {
+        assert!(
+            stderr.contains(&format!("events/{p} [0, {l})")),
+            "names the missing range of partition {p}: {stderr}"
+        );
+    }
+    // With --allow-gap it builds what the topic holds, and says what is missing.
+    let out = cli.rebuild_ok(&["--source", "topic", "--force", "--allow-gap"]);
+    assert!(
+        out.contains("missing (--allow-gap): events/0 [0, "),
+        "{out}"
+    );
+    let held: i64 = low.iter().sum::<i64>();
+    let v3 = cli.status_json()["tables"][0]["versions"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["version"] == 3).cloned())
+        .expect("v3 in status");
+    assert_eq!(
+        v3["rows"],
+        ALL - held,
+        "v3 holds what the topic still holds"
+    );
 }

@@ -179,6 +179,34 @@ fn a_raw_archive_config_names_what_raw_rules_out() {
         .replace("schema = \"schemas/events.avsc\"\n", "");
     std::fs::write(d.join(crate::fixture::cli::CONFIG), text).unwrap();
     fails_naming(d, &["table[events].schema", "set schema ="]);
+    // `source.archive` names a raw table of the same topic in the same config.
+    let json = || TableConfig::kafka("127.0.0.1:1", "events");
+    json().source_keys(r#"archive = "nope""#).write_to(d);
+    fails_naming(d, &["table[events].source.archive", "no table `nope`"]);
+    crate::fixture::write_tables(
+        d,
+        &[
+            json().source_keys(r#"archive = "other""#),
+            json().name("other"),
+        ],
+    );
+    fails_naming(
+        d,
+        &[
+            "table[events].source.archive",
+            "`other` is not a raw archive",
+        ],
+    );
+    crate::fixture::write_tables(
+        d,
+        &[
+            json().source_keys(r#"archive = "other""#),
+            TableConfig::kafka("127.0.0.1:1", "elsewhere")
+                .name("other")
+                .raw_archive(),
+        ],
+    );
+    fails_naming(d, &["table[events].source.archive", "not `events`"]);
     raw().write_to(d);
     let out = Cli::new(d).cmd("validate", &[]);
     assert!(out.status.success(), "{}", crate::fixture::stderr(&out));

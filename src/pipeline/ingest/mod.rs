@@ -4,9 +4,10 @@
 //! the same path.
 //!
 //! ```text
-//!   files::run ─┐                      (one driver per source, each ends with a Stop)
-//!   kafka::run ─┼─▶ writer::VersionWriter ─▶ Parquet files + commit log (offsets, dead letters)
-//!   replay     ─┘        │
+//!   files::run   ─┐                    (one driver per source, each ends with a Stop)
+//!   archive::run ─┤                    (a rebuild's raw archive, before kafka::run)
+//!   kafka::run   ─┼─▶ writer::VersionWriter ─▶ Parquet files + commit log (offsets, dead letters)
+//!   replay       ─┘        │
 //!                        └─▶ observe (progress view, lag, lease heartbeat)
 //! ```
 //!
@@ -18,6 +19,7 @@
 //! Invariant: this module never imports the jobs above it (`rebuild`, `run`): a rebuild
 //! promotes from inside its replay through [`crate::pipeline::promote`].
 
+mod archive;
 mod files;
 mod kafka;
 pub mod mode;
@@ -32,6 +34,7 @@ pub use report::IngestReport;
 
 use crate::config::{SourceConfig, TableConfig};
 use crate::error::Result;
+use crate::pipeline::archive::ArchiveReader;
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
 use crate::storage::Lake;
@@ -58,5 +61,22 @@ pub async fn materialize(
         }
         SourceConfig::Kafka(cfg) => kafka::run(&mut w, cfg, &mut shutdown, mode).await,
     };
+    w.finish(outcome).await
+}
+
+/// A rebuild's first phase when its table names a raw archive: replays `archive` into version
+/// `def` up to the archive's stored offsets (or until `shutdown`); [`materialize`] then
+/// continues from the topic at exactly those offsets.
+#[tracing::instrument(name = "writer", skip_all, fields(table = %table.name, table_version = def.version))]
+pub async fn replay_archive(
+    lake: &Lake,
+    layout: &TableLayout,
+    def: &VersionDefinition,
+    table: &TableConfig,
+    archive: &ArchiveReader,
+    shutdown: Shutdown,
+) -> Result<IngestReport> {
+    let mut w = writer::VersionWriter::open(lake, layout, def, table).await?;
+    let outcome = archive::run(&mut w, archive, &shutdown).await;
     w.finish(outcome).await
 }

@@ -4,6 +4,7 @@ use super::*;
 
 fn cfg(settings: &[(&str, &str)]) -> KafkaSourceConfig {
     KafkaSourceConfig {
+        archive: None,
         brokers: "127.0.0.1:1".into(),
         topic: "t".into(),
         group_id: "g".into(),
