@@ -209,15 +209,20 @@ fn low_watermarks(brokers: &str, topic: &str) -> Vec<i64> {
         .collect()
 }
 
-#[test]
-fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
-    const TOTAL: i64 = 12_000;
-    let (_kafka, brokers) = mock_kafka(&[("events", 2)]);
-    let archive = TableConfig::kafka(&brokers, "events")
+/// Records produced to the topic of [`past_retention`]; the archive holds the first `TOTAL`.
+const TOTAL: i64 = 12_000;
+const ALL: i64 = TOTAL + 400;
+
+/// A topic `events` (2 partitions) that grew past the mock cluster's retention while `run`
+/// kept its raw archive (`archive`) and table `events` (v1) up with it; the last 400 records
+/// reached only `events`. Returns the world, the two tables' configs and the first offset
+/// each partition still holds (all above 0).
+fn past_retention(brokers: &str) -> (World, TableConfig, TableConfig, Vec<i64>) {
+    let archive = TableConfig::kafka(brokers, "events")
         .name("archive")
         .default_group()
         .raw_archive();
-    let events = TableConfig::kafka(&brokers, "events")
+    let events = TableConfig::kafka(brokers, "events")
         .default_group()
         .source_keys(r#"archive = "archive""#);
     let world = World::new();
@@ -227,39 +232,37 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
     // `run` keeps both tables up with the topic while it grows past its retention: each step
     // adds less than what retention keeps, so the live tables never miss a record.
     for ids in [0..4_000, 4_000..8_000, 8_000..TOTAL] {
-        produce(&brokers, "events", big_events(ids)).expect("produce");
+        produce(brokers, "events", big_events(ids)).expect("produce");
         cli.run_ok(&["--stop-at-end"]);
     }
     // The last records only reach `events` (a config without the archive; naming it changes
-    // nothing in the definition): the rebuild
-    // must read them from the topic, after the archive's end.
-    const ALL: i64 = TOTAL + 400;
-    TableConfig::kafka(&brokers, "events")
+    // nothing in the definition): a rebuild must read them from the topic, after the archive.
+    TableConfig::kafka(brokers, "events")
         .default_group()
         .write_to(world.path());
-    produce(&brokers, "events", big_events(TOTAL..ALL)).expect("produce");
+    produce(brokers, "events", big_events(TOTAL..ALL)).expect("produce");
     cli.run_ok(&["--stop-at-end"]);
-    let low = low_watermarks(&brokers, "events");
+    let low = low_watermarks(brokers, "events");
     assert!(
         low.iter().all(|&l| l > 0),
         "the topic's start moved (retention): {low:?}"
     );
     assert_exactly_once(world.path(), 1, ALL as u64);
+    (world, events, archive, low)
+}
 
-    // A definition change, rebuilt from the archive and then the topic: every event ever
-    // produced, exactly once, equal to v1.
-    let changed = events
-        .clone()
-        .table_keys(r#"transform = "SELECT *, id * 2 AS twice FROM events""#);
-    world.config_tables(&[changed, archive]);
-    let out = cli.rebuild_ok(&["--promote"]);
-    assert!(
-        out.contains(&format!(
-            "{TOTAL} records replayed from the archive (archive v1), then the topic"
-        )),
-        "{out}"
-    );
-    assert_eq!(cli.status_json()["tables"][0]["current"], 2, "{out}");
+/// `events` with a changed definition (a computed column, daily partitions): what the tests
+/// rebuild.
+fn changed(events: TableConfig) -> TableConfig {
+    events
+        .granularity("day")
+        .table_keys(r#"transform = "SELECT *, id * 2 AS twice FROM events""#)
+}
+
+/// v2 holds every record ever produced exactly once, equal to v1 by `diff`, and is current.
+fn assert_rebuilt_whole(world: &World) {
+    let cli = world.cli();
+    assert_eq!(cli.status_json()["tables"][0]["current"], 2);
     assert_exactly_once(world.path(), 2, ALL as u64);
     let diff = cli.diff_ok(1, 2);
     assert!(
@@ -267,6 +270,23 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
             .any(|l| l.starts_with("total") && l.ends_with("yes")),
         "{diff}"
     );
+}
+
+#[test]
+fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
+    let (_kafka, brokers) = mock_kafka(&[("events", 2)]);
+    let (world, events, archive, low) = past_retention(&brokers);
+    let cli = world.cli();
+    // A definition change, rebuilt from the archive and then the topic.
+    world.config_tables(&[changed(events), archive]);
+    let out = cli.rebuild_ok(&["--promote"]);
+    assert!(
+        out.contains(&format!(
+            "{TOTAL} records replayed from the archive (archive v1), then the topic"
+        )),
+        "{out}"
+    );
+    assert_rebuilt_whole(&world);
 
     // Without the archive the topic alone misses the start: refused, naming the ranges.
     let refused = cli.rebuild(&["--source", "topic", "--force"]);
@@ -280,18 +300,60 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
     }
     // With --allow-gap it builds what the topic holds, and says what is missing.
     let out = cli.rebuild_ok(&["--source", "topic", "--force", "--allow-gap"]);
-    assert!(
-        out.contains("missing (--allow-gap): events/0 [0, "),
-        "{out}"
-    );
+    assert!(out.contains("missing (--allow-gap): events/0 [0, "), "{out}");
     let held: i64 = low.iter().sum::<i64>();
     let v3 = cli.status_json()["tables"][0]["versions"]
         .as_array()
         .and_then(|v| v.iter().find(|v| v["version"] == 3).cloned())
         .expect("v3 in status");
-    assert_eq!(
-        v3["rows"],
-        ALL - held,
-        "v3 holds what the topic still holds"
-    );
+    assert_eq!(v3["rows"], ALL - held, "v3 holds what the topic still holds");
+}
+
+#[test]
+fn a_rebuild_from_the_archive_killed_ten_times_gives_the_same_result() {
+    use rand::{Rng, SeedableRng};
+    let (_kafka, brokers) = mock_kafka(&[("events", 2)]);
+    let (world, events, archive, _) = past_retention(&brokers);
+    let cli = world.cli();
+    // A commit every batch of 40 (about 310 in all), so that each life commits some and is
+    // killed between commits: in the archive, at its end where the topic takes over, in the
+    // topic.
+    let events = changed(events)
+        .source_keys("batch_size = 40")
+        .writer(r#"max_age = "1ms""#);
+    world.config_tables(&[events, archive]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(crate::support::seed());
+    let mut kills = 0;
+    for life in 0..40 {
+        let args = cli.table_args("rebuild", &["--promote"]);
+        let before = cli.commits(2);
+        let mut child = cli.spawn(&args, &format!("rebuild-{life}.log"));
+        // Once this life has committed (status --json), anywhere in what follows.
+        let committed = crate::kafka_support::wait_for(Duration::from_secs(60), || {
+            cli.commits(2) > before || child.0.try_wait().ok().flatten().is_some()
+        });
+        assert!(committed, "rebuild life {life} committed nothing in 60 s");
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
+        match child.try_wait().expect("wait") {
+            Some(status) if status.success() => break,
+            Some(status) => panic!("rebuild life {life} failed ({status})"),
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+                kills += 1;
+            }
+        }
+        if kills == 10 {
+            break;
+        }
+    }
+    eprintln!("{kills} kills");
+    assert!(kills >= 10, "only {kills} kills landed before the rebuild finished");
+    if cli.status_json()["tables"][0]["current"] != 2 {
+        let out = cli.rebuild_ok(&["--promote"]);
+        assert!(out.contains("promoted"), "{out}");
+    }
+    assert_rebuilt_whole(&world);
+    let versions = cli.status_json()["tables"][0]["versions"].as_array().map(Vec::len);
+    assert_eq!(versions, Some(2), "one rebuilt version, promoted once");
 }
