@@ -72,6 +72,10 @@ pub struct VersionStatus {
     pub lag: BTreeMap<String, i64>,
     /// Processes writing (or that recently wrote) this version, with their run metrics.
     pub writers: Vec<WriterStatus>,
+    /// Offset ranges (`topic/partition [from, to)`) this version was rebuilt without
+    /// (`rebuild --allow-gap`: neither the topic nor the archive held them); absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<String>,
 }
 
 /// One writer process of a version, from its lease.
@@ -159,6 +163,7 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
             last_commit_at: s.last_commit_at,
             lag,
             writers,
+            gaps: version::gaps(&table.lake, &table.layout, def.version).await?,
         });
     }
     Ok(TableStatus {

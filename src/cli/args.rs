@@ -98,6 +98,10 @@ pub struct MoveArgs {
     /// partition.
     #[arg(long, default_value_t = 0)]
     pub max_lag: u64,
+    /// Move to a version rebuilt with gaps (`rebuild --allow-gap`: offsets neither the topic
+    /// nor an archive held) too.
+    #[arg(long)]
+    pub allow_gap: bool,
 }
 
 #[derive(Subcommand)]

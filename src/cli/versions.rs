@@ -75,6 +75,7 @@ fn move_request(args: &MoveArgs) -> MoveRequest {
         force: args.force,
         expect_current: args.expect_current,
         max_lag: args.max_lag,
+        allow_gap: args.allow_gap,
     }
 }
 

@@ -70,6 +70,19 @@ pub enum Missing {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
+    /// A move to a version rebuilt without some offsets (`rebuild --allow-gap`).
+    #[error(
+        "v{version} of `{table}` was rebuilt without {} (neither the topic nor an archive held them); add --allow-gap to make it current anyway",
+        .gaps.join(", ")
+    )]
+    GappedVersion {
+        /// The table.
+        table: String,
+        /// The target version.
+        version: u32,
+        /// Its missing ranges.
+        gaps: Vec<String>,
+    },
     /// A rebuild would miss offsets that neither the topic nor an archive holds.
     #[error(
         "v{version} of `{table}` would miss records: {} are no longer in the topic and no archive holds them; archive the topic (`[table.source] archive`) before its retention drops records, or rebuild with --allow-gap to accept the gap",

@@ -148,6 +148,17 @@ impl ArchiveReader {
         self.ends.get(&partition).copied().unwrap_or(0)
     }
 
+    /// The first offset at or after `from` the archive holds of `partition` (`from` itself
+    /// when a file's span covers it), if any.
+    pub fn first_offset(&self, partition: i32, from: u64) -> Option<u64> {
+        self.spans
+            .get(&partition)?
+            .iter()
+            .filter(|s| s.last >= from)
+            .map(|s| s.first.max(from))
+            .min()
+    }
+
     /// The files holding records of `partition` in `[from, to)`, grouped into clusters whose
     /// offset spans overlap, in offset order.
     pub fn clusters(&self, partition: i32, from: u64, to: u64) -> Vec<Vec<String>> {

@@ -39,6 +39,8 @@ pub struct MoveRequest {
     /// While nobody writes the current version: accept a target behind it if, per partition,
     /// it is at most this many offsets short of the topic's high watermark.
     pub max_lag: u64,
+    /// Move to a version rebuilt with gaps (`rebuild --allow-gap`) too.
+    pub allow_gap: bool,
 }
 
 /// What a pointer move did.
@@ -150,6 +152,7 @@ pub async fn promote_caught_up(
     live: Option<(u32, Format)>,
     current: Option<u32>,
     require_same_rows: bool,
+    allow_gap: bool,
 ) -> Result<PromoteOutcome> {
     crash_point!("rebuild.before_promote");
     let (lake, layout) = (&table.lake, &table.layout);
@@ -179,6 +182,7 @@ pub async fn promote_caught_up(
         force: false,
         expect_current: current,
         max_lag: 0,
+        allow_gap,
     };
     let outcome = move_pointer(table, req, Move::Promote).await?;
     if let PromoteOutcome::Behind { reason } = &outcome {
@@ -231,6 +235,17 @@ async fn move_pointer(table: &TableHandle, req: MoveRequest, kind: Move) -> Resu
         }
         .into());
     };
+    if !req.allow_gap && Some(target) != from {
+        let gaps = version::gaps(lake, layout, target).await?;
+        if !gaps.is_empty() {
+            return Err(Refusal::GappedVersion {
+                table: name.clone(),
+                version: target,
+                gaps,
+            }
+            .into());
+        }
+    }
     // Offsets only: no need to read the versions' commit histories.
     let candidate =
         VersionLog::offsets_of(lake, layout, target, target_def.definition.format).await?;

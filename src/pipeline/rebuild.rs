@@ -176,6 +176,7 @@ pub async fn rebuild(
             promote: opts.promote.then_some(PromoteOnCatchUp {
                 expect_current: current,
                 require_same_rows: opts.require_same_rows,
+                allow_gap: opts.allow_gap,
             }),
         }),
         progress: opts.progress,
@@ -184,7 +185,24 @@ pub async fn rebuild(
     let mut archived = None;
     let mut gaps = Vec::new();
     if let SourceConfig::Kafka(kafka) = &table.cfg.source {
-        if let Some(archive) = open_archive(table, kafka, &opts).await? {
+        let archive = open_archive(table, kafka, &opts).await?;
+        // Checked before any work: what neither the archive nor the topic holds.
+        if start_from_ms.is_none() {
+            gaps = missing(table, &def, kafka, archive.as_ref()).await?;
+            if !gaps.is_empty() && !opts.allow_gap {
+                return Err(Refusal::Gap {
+                    table: table.cfg.name.clone(),
+                    version: def.version,
+                    gaps,
+                }
+                .into());
+            }
+            if !gaps.is_empty() {
+                version::record_gaps(lake, layout, def.version, &gaps).await?;
+                tracing::warn!(table = %table.cfg.name, version = def.version, gaps = %gaps.join(", "), "rebuilding with a gap (--allow-gap)");
+            }
+        }
+        if let Some(archive) = archive {
             let report =
                 ingest::replay_archive(lake, layout, &def, &table.cfg, &archive, shutdown.clone())
                     .await?;
@@ -197,20 +215,6 @@ pub async fn rebuild(
                     archived,
                     gaps,
                 });
-            }
-        }
-        if start_from_ms.is_none() {
-            gaps = missing(table, &def, kafka).await?;
-            if !gaps.is_empty() && !opts.allow_gap {
-                return Err(Refusal::Gap {
-                    table: table.cfg.name.clone(),
-                    version: def.version,
-                    gaps,
-                }
-                .into());
-            }
-            if !gaps.is_empty() {
-                tracing::warn!(table = %table.cfg.name, version = def.version, gaps = %gaps.join(", "), "rebuilding with a gap (--allow-gap)");
             }
         }
     }
@@ -243,6 +247,7 @@ pub async fn rebuild(
             live.map(|l| (l.version, l.definition.format)),
             current,
             opts.require_same_rows,
+            opts.allow_gap,
         )
         .await?
         {
@@ -295,12 +300,15 @@ async fn open_archive(
     Ok(reader)
 }
 
-/// The offset ranges version `def` would miss: per partition of the topic, from where the
-/// version stands (its stored offset, 0 without one) to the first offset the topic still holds.
+/// The offset ranges version `def` would miss, per partition of the topic: from where the
+/// version stands (its stored offset, 0 without one) up to what the archive holds (an archive
+/// that started late) and from the archive's end (or where the version stands) up to the first
+/// offset the topic still holds.
 async fn missing(
     table: &TableHandle,
     def: &VersionDefinition,
     kafka: &KafkaSourceConfig,
+    archive: Option<&ArchiveReader>,
 ) -> Result<Vec<String>> {
     let stored = VersionLog::offsets_of(
         &table.lake,
@@ -316,12 +324,23 @@ async fn missing(
             task: "reading the topic's watermarks",
             source,
         })??;
-    Ok(lows
-        .into_iter()
-        .filter_map(|(p, low)| {
-            let key = kafka_partition_key(&kafka.topic, p);
-            let at = stored.get(&key).copied().unwrap_or(0);
-            (at < low).then(|| format!("{key} [{at}, {low})"))
-        })
-        .collect())
+    let mut gaps = Vec::new();
+    for (p, low) in lows {
+        let key = kafka_partition_key(&kafka.topic, p);
+        let at = stored.get(&key).copied().unwrap_or(0);
+        let mut next = at;
+        if let Some(a) = archive
+            && a.end(p) > at
+        {
+            let first = a.first_offset(p, at).unwrap_or(a.end(p));
+            if at < first.min(low) {
+                gaps.push(format!("{key} [{at}, {})", first.min(low)));
+            }
+            next = a.end(p);
+        }
+        if next < low {
+            gaps.push(format!("{key} [{next}, {low})"));
+        }
+    }
+    Ok(gaps)
 }

@@ -46,6 +46,12 @@ impl TableLayout {
         self.versions_dir().join(format!("v{version}.json"))
     }
 
+    /// `<table>/_kappa/versions/v{n}.gaps.json`: the offset ranges a rebuild with
+    /// `--allow-gap` built version `n` without.
+    pub fn version_gaps(&self, version: u32) -> Path {
+        self.versions_dir().join(format!("v{version}.gaps.json"))
+    }
+
     /// `<table>/v{n}`
     pub fn version_dir(&self, version: u32) -> Path {
         Path::from_iter([self.table.clone(), format!("v{version}")])

@@ -286,6 +286,42 @@ async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Re
     Ok(())
 }
 
+/// Records the offset ranges (`topic/partition [from, to)`) version `version` was rebuilt
+/// without (`rebuild --allow-gap`), beside its definition.
+pub async fn record_gaps(
+    lake: &Lake,
+    layout: &TableLayout,
+    version: u32,
+    gaps: &[String],
+) -> Result<()> {
+    let path = layout.version_gaps(version);
+    let body = serde_json::to_vec_pretty(gaps).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    lake.store
+        .put(&path, body.into())
+        .await
+        .map_err(|e| Error::storage(&path, e))?;
+    Ok(())
+}
+
+/// The offset ranges version `version` was rebuilt without; empty for a whole version.
+pub async fn gaps(lake: &Lake, layout: &TableLayout, version: u32) -> Result<Vec<String>> {
+    let path = layout.version_gaps(version);
+    match lake.store.get(&path).await {
+        Ok(got) => {
+            let bytes = got.bytes().await.map_err(|e| Error::storage(&path, e))?;
+            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+                path,
+                source: e.into(),
+            })
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+        Err(e) => Err(Error::storage(&path, e)),
+    }
+}
+
 /// Deletes version `version`: its data, its dead letters, then its definition (last, so a
 /// half-deleted version is still listed and `gc` can finish the job).
 pub async fn delete(lake: &Lake, layout: &TableLayout, version: u32) -> Result<usize> {
@@ -297,6 +333,7 @@ pub async fn delete(lake: &Lake, layout: &TableLayout, version: u32) -> Result<u
             crash_point!("gc.mid_delete");
         }
     }
+    lake.delete_if_exists(&layout.version_gaps(version)).await?;
     lake.delete_if_exists(&layout.version_definition(version))
         .await?;
     Ok(deleted)

@@ -300,13 +300,59 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
     }
     // With --allow-gap it builds what the topic holds, and says what is missing.
     let out = cli.rebuild_ok(&["--source", "topic", "--force", "--allow-gap"]);
-    assert!(out.contains("missing (--allow-gap): events/0 [0, "), "{out}");
+    assert!(
+        out.contains("missing (--allow-gap): events/0 [0, "),
+        "{out}"
+    );
     let held: i64 = low.iter().sum::<i64>();
     let v3 = cli.status_json()["tables"][0]["versions"]
         .as_array()
         .and_then(|v| v.iter().find(|v| v["version"] == 3).cloned())
         .expect("v3 in status");
-    assert_eq!(v3["rows"], ALL - held, "v3 holds what the topic still holds");
+    assert_eq!(
+        v3["rows"],
+        ALL - held,
+        "v3 holds what the topic still holds"
+    );
+    let gaps: Vec<String> = low
+        .iter()
+        .enumerate()
+        .map(|(p, l)| format!("events/{p} [0, {l})"))
+        .collect();
+    assert_eq!(v3["gaps"], serde_json::json!(gaps), "status shows the gap");
+    assert!(
+        crate::fixture::cli::version_of(&cli.status_json(), 2).is_some_and(|v| v["gaps"].is_null()),
+        "a whole version shows none"
+    );
+    // Promoting it is refused, naming the gap, unless --allow-gap.
+    let refused = cli.table("promote", &["--version", "3"]);
+    let stderr = crate::fixture::stderr(&refused);
+    assert!(
+        !refused.status.success() && stderr.contains(&gaps[0]) && stderr.contains("--allow-gap"),
+        "{stderr}"
+    );
+    cli.table_ok("promote", &["--version", "3", "--allow-gap"]);
+    assert_eq!(cli.status_json()["tables"][0]["current"], 3);
+
+    // An archive started late (after retention dropped the start) covers only what the topic
+    // still held then: the rebuild is refused, naming the same ranges.
+    let late = TableConfig::kafka(&brokers, "events")
+        .name("late")
+        .default_group()
+        .raw_archive();
+    let events = changed(
+        TableConfig::kafka(&brokers, "events")
+            .default_group()
+            .source_keys(r#"archive = "late""#),
+    );
+    world.config_tables(&[events, late]);
+    cli.run_ok(&["--stop-at-end"]);
+    let refused = cli.rebuild(&["--force"]);
+    let stderr = crate::fixture::stderr(&refused);
+    assert!(
+        !refused.status.success() && gaps.iter().all(|g| stderr.contains(g.as_str())),
+        "a late archive leaves the same gap: {stderr}"
+    );
 }
 
 #[test]
@@ -348,12 +394,17 @@ fn a_rebuild_from_the_archive_killed_ten_times_gives_the_same_result() {
         }
     }
     eprintln!("{kills} kills");
-    assert!(kills >= 10, "only {kills} kills landed before the rebuild finished");
+    assert!(
+        kills >= 10,
+        "only {kills} kills landed before the rebuild finished"
+    );
     if cli.status_json()["tables"][0]["current"] != 2 {
         let out = cli.rebuild_ok(&["--promote"]);
         assert!(out.contains("promoted"), "{out}");
     }
     assert_rebuilt_whole(&world);
-    let versions = cli.status_json()["tables"][0]["versions"].as_array().map(Vec::len);
+    let versions = cli.status_json()["tables"][0]["versions"]
+        .as_array()
+        .map(Vec::len);
     assert_eq!(versions, Some(2), "one rebuilt version, promoted once");
 }

@@ -324,9 +324,15 @@ impl Session<'_, '_> {
         // would never finish while the live version keeps committing). What arrives later is
         // written by both from the same source events.
         let compare = p.require_same_rows && !*self.same_rows_checked;
-        let outcome =
-            promote::promote_caught_up(&table, w.def, Some(live), p.expect_current, compare)
-                .await?;
+        let outcome = promote::promote_caught_up(
+            &table,
+            w.def,
+            Some(live),
+            p.expect_current,
+            compare,
+            p.allow_gap,
+        )
+        .await?;
         *self.same_rows_checked |= compare;
         match outcome {
             PromoteOutcome::Promoted(report) => {

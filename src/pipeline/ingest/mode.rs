@@ -102,6 +102,8 @@ pub struct PromoteOnCatchUp {
     pub expect_current: Option<u32>,
     /// Refuse if the versions' records differ.
     pub require_same_rows: bool,
+    /// Promote a version rebuilt with gaps (`--allow-gap`) too.
+    pub allow_gap: bool,
 }
 
 #[cfg(test)]
