@@ -91,6 +91,47 @@ impl Encoding {
     }
 }
 
+/// A deterministic share of a topic's partitions (`rebuild --shard I/N`): partition `p`
+/// belongs to shard `p mod N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard, `0..count`.
+    pub index: u32,
+    /// How many shards split the partitions.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Whether Kafka partition `partition` is this shard's.
+    pub fn holds(self, partition: i32) -> bool {
+        u32::try_from(partition).is_ok_and(|p| p % self.count == self.index)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `I/N` with `0 <= I < N`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a shard like 0/3 (I/N with 0 <= I < N)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
 /// What a Kafka record's timestamp means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
@@ -255,6 +296,19 @@ impl std::fmt::Display for SourceIdentity {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_shard_is_i_of_n_and_holds_every_nth_partition() {
+        let s: Shard = "1/3".parse().expect("1/3");
+        assert_eq!(s, Shard { index: 1, count: 3 });
+        assert_eq!(s.to_string(), "1/3");
+        let held: Vec<i32> = (0..7).filter(|p| s.holds(*p)).collect();
+        assert_eq!(held, [1, 4]);
+        for bad in ["3/3", "1", "a/3", "1/0", "-1/3"] {
+            assert!(bad.parse::<Shard>().is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     /// The forms found in `vN.json` files today, byte for byte.

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kappa_lake::domain::Shard;
 use kappa_lake::pipeline::rebuild::{ReplayFrom, ReplaySource};
 use kappa_lake::schema::compat::Level;
 
@@ -180,6 +181,11 @@ pub struct RebuildArgs {
     /// are missing from the new version); without it, such a rebuild is refused, naming them.
     #[arg(long)]
     pub allow_gap: bool,
+    /// Replay only shard I of N (`0/3`, `1/3`, `2/3`): Kafka partitions p with p mod N = I.
+    /// N processes (on one machine or many) build one version together; with --promote, the
+    /// one that finds every partition caught up promotes it, and the others stop.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
 }
 
 #[derive(Args)]

@@ -64,6 +64,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         from,
         source,
         allow_gap,
+        shard,
     } = args;
     let handle = open_table(&table, true).await?;
     let archive = match handle.cfg.source.archive() {
@@ -81,6 +82,7 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             source,
             archive,
             allow_gap,
+            shard,
         },
         shutdown_on_signals(),
     )
@@ -99,6 +101,9 @@ pub async fn rebuild(args: RebuildArgs) -> anyhow::Result<()> {
             r.version,
             report.gaps.join(", ")
         );
+    }
+    if let Some(shard) = shard {
+        println!("{} v{}: shard {shard}", r.table, r.version);
     }
     if report.resumed {
         println!(

@@ -173,6 +173,24 @@ pub enum Refusal {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Unsupported {
+    /// `rebuild --shard` of a files source.
+    #[error(
+        "table `{table}`: `--shard` splits a Kafka topic's partitions; a files source is one log"
+    )]
+    ShardedFiles {
+        /// The table.
+        table: String,
+    },
+    /// `rebuild --shard … --promote` without a live version to catch up with.
+    #[error(
+        "table `{table}` has no live version: shard {shard} cannot tell when every shard has reached the topic's end; rebuild the shards without --promote, then `kappa-lake promote`"
+    )]
+    ShardedFirstVersion {
+        /// The table.
+        table: String,
+        /// The shard.
+        shard: crate::domain::Shard,
+    },
     /// `rebuild --source archive` of a table without an archive to read.
     #[error("table `{table}`: `--source archive` has no archive to read: {why}")]
     NoArchive {

@@ -154,6 +154,7 @@ pub async fn compact(
             source: ReplaySource::Topic,
             archive: None,
             allow_gap: false,
+            shard: None,
         },
         shutdown,
     )

@@ -14,6 +14,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use serde::Serialize;
 
 use crate::config::{KafkaSourceConfig, SourceConfig};
+use crate::domain::Shard;
 use crate::error::{Error, Refusal, Result, Unsupported};
 use crate::pipeline::archive::ArchiveReader;
 use crate::pipeline::handle::TableHandle;
@@ -60,6 +61,8 @@ pub struct RebuildOptions {
     pub archive: Option<TableHandle>,
     /// Rebuild even where neither the archive nor the topic holds some offsets.
     pub allow_gap: bool,
+    /// Only this shard's partitions (`--shard I/N`, Kafka): N processes build one version.
+    pub shard: Option<Shard>,
 }
 
 /// Where a rebuild reads the records of a Kafka table from (`rebuild --source`).
@@ -152,9 +155,34 @@ pub async fn rebuild(
         Some(v) => (v.clone(), true),
         None => {
             let next = versions.last().map_or(1, |v| v.version + 1);
-            (version::create(lake, layout, next, wanted).await?, false)
+            match version::create(lake, layout, next, wanted).await {
+                Ok(def) => (def, false),
+                // Shards started together: the one that created it first is joined.
+                Err(Error::Conflict { .. })
+                    if let Some(v) = version::load(lake, layout, next).await?
+                        && v.definition_hash == hash =>
+                {
+                    (v, true)
+                }
+                Err(e) => return Err(e),
+            }
         }
     };
+    if let Some(shard) = opts.shard {
+        if !matches!(table.cfg.source, SourceConfig::Kafka(_)) {
+            return Err(Unsupported::ShardedFiles {
+                table: table.cfg.name.clone(),
+            }
+            .into());
+        }
+        if opts.promote && live.is_none() {
+            return Err(Unsupported::ShardedFirstVersion {
+                table: table.cfg.name.clone(),
+                shard,
+            }
+            .into());
+        }
+    }
     let start_from_ms = match opts.from {
         ReplayFrom::Earliest => None,
         ReplayFrom::Time(_) if !matches!(table.cfg.source, SourceConfig::Kafka(_)) => {
@@ -181,6 +209,7 @@ pub async fn rebuild(
         }),
         progress: opts.progress,
         start_from_ms,
+        shard: opts.shard,
     });
     let mut archived = None;
     let mut gaps = Vec::new();
@@ -188,7 +217,7 @@ pub async fn rebuild(
         let archive = open_archive(table, kafka, &opts).await?;
         // Checked before any work: what neither the archive nor the topic holds.
         if start_from_ms.is_none() {
-            gaps = missing(table, &def, kafka, archive.as_ref()).await?;
+            gaps = missing(table, &def, kafka, archive.as_ref(), opts.shard).await?;
             if !gaps.is_empty() && !opts.allow_gap {
                 return Err(Refusal::Gap {
                     table: table.cfg.name.clone(),
@@ -203,9 +232,15 @@ pub async fn rebuild(
             }
         }
         if let Some(archive) = archive {
-            let report =
-                ingest::replay_archive(lake, layout, &def, &table.cfg, &archive, shutdown.clone())
-                    .await?;
+            let report = ingest::replay_archive(
+                lake,
+                layout,
+                &def,
+                &table.cfg,
+                (&archive, opts.shard),
+                shutdown.clone(),
+            )
+            .await?;
             archived = Some((archive.label(), report.records));
             if report.interrupted {
                 return Ok(RebuildReport {
@@ -232,7 +267,8 @@ pub async fn rebuild(
                 gaps,
             });
         }
-        if !opts.promote || ingest.interrupted {
+        let now = pointer::read(lake, layout).await?.map(|p| p.version);
+        if !opts.promote || ingest.interrupted || now == Some(def.version) {
             return Ok(RebuildReport {
                 ingest,
                 resumed,
@@ -309,6 +345,7 @@ async fn missing(
     def: &VersionDefinition,
     kafka: &KafkaSourceConfig,
     archive: Option<&ArchiveReader>,
+    shard: Option<Shard>,
 ) -> Result<Vec<String>> {
     let stored = VersionLog::offsets_of(
         &table.lake,
@@ -325,7 +362,10 @@ async fn missing(
             source,
         })??;
     let mut gaps = Vec::new();
-    for (p, low) in lows {
+    for (p, low) in lows
+        .into_iter()
+        .filter(|(p, _)| shard.is_none_or(|s| s.holds(*p)))
+    {
         let key = kafka_partition_key(&kafka.topic, p);
         let at = stored.get(&key).copied().unwrap_or(0);
         let mut next = at;

@@ -28,7 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use crate::config::KafkaSourceConfig;
-use crate::domain::TimestampType;
+use crate::domain::{Shard, TimestampType};
 use crate::error::{BoxError, ContextError, Error, Result};
 
 /// How long a rebalance callback waits for the ingest loop (a commit may be in flight).
@@ -300,9 +300,10 @@ pub enum Membership {
     /// Join the version's consumer group; the group splits the partitions among writers.
     #[default]
     Group,
-    /// Assign every partition of the topic to this one consumer, with no consumer group (a
-    /// rebuild: it never disturbs a group, and nothing is committed to one).
-    Assign,
+    /// Assign every partition of the topic (of the shard, if one is given) to this one
+    /// consumer, with no consumer group (a rebuild: it never disturbs a group, and nothing is
+    /// committed to one).
+    Assign(Option<Shard>),
 }
 
 /// The consumer settings of `cfg` (the user's `settings` apply, except those that would break
@@ -374,7 +375,9 @@ impl KafkaSource {
                 let (consumer, stop, count) =
                     (consumer.clone(), stop.clone(), partition_count.clone());
                 move || {
-                    if membership == Membership::Assign && !assign_all(&consumer, &stop, &count) {
+                    if let Membership::Assign(shard) = membership
+                        && !assign_all(&consumer, &stop, &count, shard)
+                    {
                         return;
                     }
                     poll_loop(&consumer, &stop, &count);
@@ -387,8 +390,11 @@ impl KafkaSource {
             Membership::Group => {
                 tracing::info!(topic = %topic, group = %group_id, brokers = %cfg.brokers, "consumer started");
             }
-            Membership::Assign => {
+            Membership::Assign(None) => {
                 tracing::info!(topic = %topic, brokers = %cfg.brokers, "consumer started (all partitions, no group)");
+            }
+            Membership::Assign(Some(shard)) => {
+                tracing::info!(topic = %topic, brokers = %cfg.brokers, %shard, "consumer started (the shard's partitions, no group)");
             }
         }
         Ok(KafkaSource {
@@ -430,7 +436,7 @@ impl KafkaSource {
         let Some(consumer) = &self.consumer else {
             return;
         };
-        if offsets.is_empty() || self.membership == Membership::Assign {
+        if offsets.is_empty() || matches!(self.membership, Membership::Assign(_)) {
             return;
         }
         let mut tpl = TopicPartitionList::new();
@@ -480,6 +486,7 @@ fn assign_all(
     consumer: &BaseConsumer<Context>,
     stop: &AtomicBool,
     partition_count: &AtomicUsize,
+    shard: Option<Shard>,
 ) -> bool {
     let ctx = consumer.context();
     let partitions = loop {
@@ -489,7 +496,12 @@ fn assign_all(
         match consumer.fetch_metadata(Some(&ctx.topic), Duration::from_secs(5)) {
             Ok(md) => match md.topics().iter().find(|t| t.name() == &*ctx.topic) {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    break t.partitions().iter().map(|p| p.id()).collect::<Vec<i32>>();
+                    break t
+                        .partitions()
+                        .iter()
+                        .map(|p| p.id())
+                        .filter(|p| shard.is_none_or(|s| s.holds(*p)))
+                        .collect::<Vec<i32>>();
                 }
                 _ => {
                     if ctx.should_log_error() {

@@ -21,6 +21,7 @@ mod ops;
 mod promote_race;
 mod rebuild;
 mod security;
+mod shard;
 mod stores;
 mod support;
 mod transform;

@@ -11,6 +11,7 @@
 
 use tokio::time::Instant;
 
+use crate::domain::Shard;
 use crate::error::Result;
 use crate::pipeline::archive::ArchiveReader;
 use crate::pipeline::ingest::report::Stop;
@@ -23,13 +24,17 @@ use crate::source::{Origin, Record, SourceBatch, SourcePosition};
 pub(super) async fn run(
     w: &mut VersionWriter<'_>,
     archive: &ArchiveReader,
+    shard: Option<Shard>,
     shutdown: &Shutdown,
 ) -> Result<Stop> {
     let max_age = w.table.writer.max_age;
     let batch_size = w.table.source.batch_size();
     let mut deadline = Instant::now() + max_age;
     let topic: std::sync::Arc<str> = archive.topic().into();
-    let partitions: Vec<i32> = archive.partitions().collect();
+    let partitions: Vec<i32> = archive
+        .partitions()
+        .filter(|p| shard.is_none_or(|s| s.holds(*p)))
+        .collect();
     w.metrics.assigned(partitions.len());
     for partition in partitions {
         let key = archive.key(partition);

@@ -323,8 +323,12 @@ impl Session<'_, '_> {
         // the replay catches up (a diff reads both versions; repeating it at every catch-up
         // would never finish while the live version keeps committing). What arrives later is
         // written by both from the same source events.
+        // A sharded rebuild: another shard may have promoted it already.
+        if promoted_elsewhere(&table, w.version()).await? {
+            return Ok(true);
+        }
         let compare = p.require_same_rows && !*self.same_rows_checked;
-        let outcome = promote::promote_caught_up(
+        let outcome = match promote::promote_caught_up(
             &table,
             w.def,
             Some(live),
@@ -332,7 +336,13 @@ impl Session<'_, '_> {
             compare,
             p.allow_gap,
         )
-        .await?;
+        .await
+        {
+            Err(Error::Conflict { .. }) if promoted_elsewhere(&table, w.def.version).await? => {
+                return Ok(true);
+            }
+            other => other?,
+        };
         *self.same_rows_checked |= compare;
         match outcome {
             PromoteOutcome::Promoted(report) => {
@@ -525,6 +535,19 @@ fn group_offsets(
         .filter_map(|(k, pos)| Some((k.strip_prefix(&prefix)?.parse().ok()?, pos.offset)))
         .filter(|(p, _)| assigned.is_none_or(|a| a.contains_key(p)))
         .collect()
+}
+
+/// Whether `current` already names `version` (another shard of a sharded rebuild promoted
+/// it).
+async fn promoted_elsewhere(table: &TableHandle, version: u32) -> Result<bool> {
+    let current = pointer::read(&table.lake, &table.layout)
+        .await?
+        .map(|p| p.version);
+    if current == Some(version) {
+        tracing::info!(table = %table.cfg.name, version, "already current (promoted by another shard)");
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The live version's offsets for `topic`, by partition, when catching up with it.

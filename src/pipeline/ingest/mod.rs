@@ -33,6 +33,7 @@ pub use replay::{ReplayReport, replay_dead_letters};
 pub use report::IngestReport;
 
 use crate::config::{SourceConfig, TableConfig};
+use crate::domain::Shard;
 use crate::error::Result;
 use crate::pipeline::archive::ArchiveReader;
 use crate::shutdown::Shutdown;
@@ -64,19 +65,19 @@ pub async fn materialize(
     w.finish(outcome).await
 }
 
-/// A rebuild's first phase when its table names a raw archive: replays `archive` into version
-/// `def` up to the archive's stored offsets (or until `shutdown`); [`materialize`] then
-/// continues from the topic at exactly those offsets.
+/// A rebuild's first phase when its table names a raw archive: replays `archive` (the shard's
+/// partitions, if one is given) into version `def` up to the archive's stored offsets (or until
+/// `shutdown`); [`materialize`] then continues from the topic at exactly those offsets.
 #[tracing::instrument(name = "writer", skip_all, fields(table = %table.name, table_version = def.version))]
 pub async fn replay_archive(
     lake: &Lake,
     layout: &TableLayout,
     def: &VersionDefinition,
     table: &TableConfig,
-    archive: &ArchiveReader,
+    (archive, shard): (&ArchiveReader, Option<Shard>),
     shutdown: Shutdown,
 ) -> Result<IngestReport> {
     let mut w = writer::VersionWriter::open(lake, layout, def, table).await?;
-    let outcome = archive::run(&mut w, archive, &shutdown).await;
+    let outcome = archive::run(&mut w, archive, shard, &shutdown).await;
     w.finish(outcome).await
 }

@@ -5,6 +5,7 @@
 //! Invariant: only a rebuild catches up or promotes; only the live version follows `current`.
 
 use crate::config::Format;
+use crate::domain::Shard;
 use crate::source::kafka::Membership;
 
 /// What a materialization is for, and so how it reads Kafka and when it ends (a files source
@@ -37,6 +38,9 @@ pub struct RebuildRead {
     /// Partitions without a stored offset start at the first message at or after this time
     /// (ms since the epoch) instead of the earliest retained one (`rebuild --from`).
     pub start_from_ms: Option<i64>,
+    /// Only this shard's partitions (`rebuild --shard I/N`): N processes build the version
+    /// together, and it is caught up when each has.
+    pub shard: Option<Shard>,
 }
 
 /// A replay catching up with the live version.
@@ -63,7 +67,7 @@ impl Mode {
     pub(super) fn membership(&self) -> Membership {
         match self {
             Mode::Live { .. } | Mode::Retained { .. } => Membership::Group,
-            Mode::Rebuild(_) => Membership::Assign,
+            Mode::Rebuild(r) => Membership::Assign(r.shard),
         }
     }
 
@@ -119,7 +123,7 @@ mod tests {
         assert!(!retained.follows_pointer() && !rebuild.follows_pointer());
         assert_eq!(live.membership(), Membership::Group);
         assert_eq!(retained.membership(), Membership::Group);
-        assert_eq!(rebuild.membership(), Membership::Assign);
+        assert_eq!(rebuild.membership(), Membership::Assign(None));
         assert!(!live.stop_at_end() && retained.stop_at_end());
         assert!(live.catch_up().is_none() && live.start_from_ms().is_none() && !live.progress());
     }
@@ -130,6 +134,7 @@ mod tests {
             catch_up: None,
             progress: true,
             start_from_ms: Some(7),
+            shard: None,
         });
         assert!(alone.stop_at_end() && alone.progress());
         assert_eq!(alone.start_from_ms(), Some(7));
