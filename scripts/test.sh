@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs what it needs, then lints and tests.
 #   - the system OpenSSL's headers (libssl-dev, pkg-config; apt-get) librdkafka links against
 #   - a Python venv with the real readers the tests verify the lake with: DuckDB (with its
-#     delta extension), delta-rs (`deltalake`), Polars, pyarrow, PySpark (on the machine's Java)
+#     delta extension), delta-rs (`deltalake`), Polars, pyarrow, PySpark (on the machine's Java),
+#     and kubernetes-validate (the API's schemas, offline) for the manifests under deploy/
 #   - a real Kafka-protocol broker (tansu, S3 storage on SeaweedFS) and an independent
 #     producer (confluent-kafka), Azurite, libfaketime (apt), see scripts/services.sh
 #   - root: the disk-full test mounts a small tmpfs; apt-get installs faketime
@@ -42,9 +43,10 @@ python_venv() {
   # duckdb-ext-delta ships DuckDB's `delta` extension (it exists only for DuckDB 1.4.4, and
   # extensions cannot be downloaded here).
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17" pyspark jsonschema
+    "duckdb==1.4.4" duckdb-ext-delta deltalake polars "pyarrow>=17" pyspark jsonschema \
+    kubernetes-validate
   "$VENV/bin/python" -c "
-import deltalake, duckdb, jsonschema, polars, pyarrow, pyspark
+import deltalake, duckdb, jsonschema, kubernetes_validate, polars, pyarrow, pyspark
 print('duckdb', duckdb.__version__, 'deltalake', deltalake.__version__, 'polars', polars.__version__,
       'pyarrow', pyarrow.__version__, 'pyspark', pyspark.__version__)"
   command -v java >/dev/null || { echo "PySpark needs java (17) on PATH" >&2; exit 1; }
@@ -77,7 +79,7 @@ fuzz_build_wait() {
   echo "the fuzz build took $(( $(date +%s) - FUZZ_BUILD_START ))s from the start, beside the phases above"
   [ "$outcome" = 0 ] || { echo "the fuzz build failed (log above)" >&2; return 1; }
 }
-phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark, jsonschema)" python_venv
+phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspark, jsonschema, kubernetes-validate)" python_venv
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh

@@ -9,6 +9,7 @@ mod crash;
 mod dead_letters;
 mod delta;
 mod demo;
+mod deploy;
 mod evolve;
 mod faults;
 mod fixture;
