@@ -1,10 +1,19 @@
-//! `source.kind = "files"`: a directory of NDJSON files read as an immutable log.
+//! `source.kind = "files"`: a directory of NDJSON files read as an immutable log, and of
+//! Parquet and CSV files (a one-time historical load: an export from a warehouse).
 //!
 //! Each file is a source partition named by its file name; its offsets are line indexes
-//! (0-based; offset N means "the first N lines are consumed"). Files are read in lexical order
-//! of their names; `.ndjson`, `.jsonl` and `.json` files, optionally `.gz`-compressed, are
-//! read; names starting with `.` or `_` are ignored. Files must be complete when they appear
-//! (write elsewhere, then rename into the directory) and never change afterwards.
+//! (0-based; offset N means "the first N lines are consumed"), or row indexes for Parquet and
+//! CSV (the header is not a row). Files are read in lexical order of their names; `.ndjson`,
+//! `.jsonl` and `.json` files, optionally `.gz`-compressed, `.parquet` files and `.csv` files
+//! (optionally `.gz`) are read; names starting with `.` or `_` are ignored. Files must be
+//! complete when they appear (write elsewhere, then rename into the directory) and never change
+//! afterwards.
+//!
+//! A Parquet or CSV row becomes the JSON object of its columns, decoded against the version's
+//! schema like any NDJSON line (so a row that does not fit is dead-lettered with its file and
+//! row, and its object as the raw record). CSV values are typed by the schema's field of the
+//! same name: numbers and booleans as JSON literals, everything else as a string, an empty
+//! value as null.
 //!
 //! On resume, a file recorded as fully read is skipped, an uncompressed file is reopened at the
 //! stored byte position, and a compressed one is decompressed again and its first lines skipped.
@@ -20,9 +29,13 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
+use arrow::datatypes::SchemaRef;
+
 use crate::config::FilesSourceConfig;
 use crate::error::{Error, Result};
 use crate::source::{Origin, Record, SourceBatch, SourcePosition};
+
+mod tabular;
 
 /// Bytes of record data per batch, at most (besides the record-count limit).
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -37,9 +50,10 @@ pub fn list_files(dir: &Path) -> Result<Vec<String>> {
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_log = [".ndjson", ".jsonl", ".json"]
+        let is_log = [".ndjson", ".jsonl", ".json", ".csv"]
             .iter()
-            .any(|ext| name.ends_with(ext) || name.ends_with(&format!("{ext}.gz")));
+            .any(|ext| name.ends_with(ext) || name.ends_with(&format!("{ext}.gz")))
+            || name.ends_with(".parquet");
         if is_log && !name.starts_with(['.', '_']) && entry.file_type().map_err(io)?.is_file() {
             names.push(name);
         }
@@ -55,10 +69,12 @@ pub struct FilesSource {
 }
 
 impl FilesSource {
-    /// Starts reading `cfg.path`, resuming every file at `positions`.
+    /// Starts reading `cfg.path`, resuming every file at `positions`; CSV values are typed by
+    /// the fields of `schema` (the version's event schema).
     pub fn start(
         cfg: &FilesSourceConfig,
         positions: &BTreeMap<String, SourcePosition>,
+        schema: SchemaRef,
     ) -> Result<FilesSource> {
         let files = list_files(&cfg.path)?;
         let (tx, rx) = mpsc::channel(2);
@@ -68,6 +84,7 @@ impl FilesSource {
             positions: positions.clone(),
             batch_size: cfg.batch_size,
             max_record_bytes: cfg.max_record_bytes,
+            schema,
             tx,
         };
         std::thread::Builder::new()
@@ -92,6 +109,7 @@ struct Reader {
     positions: BTreeMap<String, SourcePosition>,
     batch_size: usize,
     max_record_bytes: usize,
+    schema: SchemaRef,
     tx: mpsc::Sender<Result<SourceBatch>>,
 }
 
@@ -112,6 +130,74 @@ impl Reader {
 
     /// Returns Ok even when the receiver hung up (shutdown): reading simply stops.
     fn read_file(&self, name: &str, pos: SourcePosition) -> Result<()> {
+        if name.ends_with(".parquet") {
+            return self.read_rows(name, pos, |path, skip, emit| {
+                tabular::parquet_rows(path, skip, emit)
+            });
+        }
+        if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+            return self.read_rows(name, pos, |path, skip, emit| {
+                tabular::csv_rows(path, &self.schema, skip, emit)
+            });
+        }
+        self.read_lines(name, pos)
+    }
+
+    /// A Parquet or CSV file: `rows(path, skip, emit)` hands each row after the first `skip`
+    /// to `emit` as a JSON object (`emit` returns false once the receiver hung up).
+    fn read_rows(
+        &self,
+        name: &str,
+        pos: SourcePosition,
+        rows: impl FnOnce(&Path, u64, &mut dyn FnMut(Vec<u8>) -> bool) -> Result<()>,
+    ) -> Result<()> {
+        let path = self.dir.join(name);
+        let partition: Arc<str> = Arc::from(name);
+        let mut first = pos.offset;
+        let mut records: Vec<Record> = Vec::with_capacity(self.batch_size);
+        let mut bytes = 0usize;
+        let mut open = true;
+        let send = |records: &mut Vec<Record>, first: &mut u64, eof: bool| {
+            let batch = SourceBatch {
+                partition: partition.clone(),
+                origin: Origin::File,
+                start: *first,
+                position: SourcePosition {
+                    offset: *first + records.len() as u64,
+                    end_byte: None,
+                    eof,
+                },
+                records: std::mem::take(records),
+            };
+            *first = batch.position.offset;
+            self.tx.blocking_send(Ok(batch)).is_ok()
+        };
+        rows(&path, pos.offset, &mut |row: Vec<u8>| {
+            let len = row.len();
+            records.push(Record {
+                oversized: (len > self.max_record_bytes).then_some(len as u64),
+                bytes: row.into(),
+                offset: first + records.len() as u64,
+                timestamp_ms: None,
+                timestamp_type: None,
+                tombstone: false,
+                key: None,
+                headers: None,
+            });
+            bytes += len;
+            if records.len() >= self.batch_size || bytes >= MAX_BATCH_BYTES {
+                bytes = 0;
+                open = send(&mut records, &mut first, false);
+            }
+            open
+        })?;
+        if open {
+            send(&mut records, &mut first, true);
+        }
+        Ok(())
+    }
+
+    fn read_lines(&self, name: &str, pos: SourcePosition) -> Result<()> {
         let path = self.dir.join(name);
         let io = |source| Error::Source {
             location: path.display().to_string(),

@@ -14,6 +14,7 @@ mod evolve;
 mod faults;
 mod fixture;
 mod gc;
+mod historical;
 mod kafka;
 mod kafka_support;
 mod layering;

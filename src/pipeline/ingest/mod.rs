@@ -57,7 +57,8 @@ pub async fn materialize(
     let mut w = writer::VersionWriter::open(lake, layout, def, table).await?;
     let outcome = match &table.source {
         SourceConfig::Files(cfg) => {
-            let source = FilesSource::start(cfg, &w.log.state().positions)?;
+            let schema = w.def.definition.event_schema()?.arrow;
+            let source = FilesSource::start(cfg, &w.log.state().positions, schema)?;
             files::run(&mut w, source, &mut shutdown).await
         }
         SourceConfig::Kafka(cfg) => kafka::run(&mut w, cfg, &mut shutdown, mode).await,
