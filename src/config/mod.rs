@@ -15,6 +15,7 @@
 //! working directory. The plain domain types (format, granularity, time rule, root…) live in
 //! [`crate::domain`] and are re-exported here.
 
+mod archive;
 pub mod env;
 pub mod load;
 pub mod paths;
