@@ -181,6 +181,18 @@ pub enum Unsupported {
         /// The table.
         table: String,
     },
+    /// `rebuild --shard I/N` where no partition `p` has `p mod N = I`.
+    #[error(
+        "table `{table}`: shard {shard} holds none of the topic's {partitions} partitions; use at most {partitions} shards"
+    )]
+    EmptyShard {
+        /// The table.
+        table: String,
+        /// The shard.
+        shard: crate::domain::Shard,
+        /// The topic's partitions.
+        partitions: usize,
+    },
     /// `rebuild --shard … --promote` without a live version to catch up with.
     #[error(
         "table `{table}` has no live version: shard {shard} cannot tell when every shard has reached the topic's end; rebuild the shards without --promote, then `kappa-lake promote`"

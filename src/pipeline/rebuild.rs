@@ -148,6 +148,31 @@ pub async fn rebuild(
         }
         .into());
     }
+    // A shard is checked before a version is created for it.
+    if let Some(shard) = opts.shard {
+        let SourceConfig::Kafka(kafka) = &table.cfg.source else {
+            return Err(Unsupported::ShardedFiles {
+                table: table.cfg.name.clone(),
+            }
+            .into());
+        };
+        if opts.promote && live.is_none() {
+            return Err(Unsupported::ShardedFirstVersion {
+                table: table.cfg.name.clone(),
+                shard,
+            }
+            .into());
+        }
+        let partitions = watermarks(kafka).await?.len();
+        if !(0..partitions).any(|p| i32::try_from(p).is_ok_and(|p| shard.holds(p))) {
+            return Err(Unsupported::EmptyShard {
+                table: table.cfg.name.clone(),
+                shard,
+                partitions,
+            }
+            .into());
+        }
+    }
     let resumable = versions.iter().rev().find(|v| {
         v.definition_hash == hash && v.state == VersionState::Building && Some(v.version) != current
     });
@@ -168,21 +193,6 @@ pub async fn rebuild(
             }
         }
     };
-    if let Some(shard) = opts.shard {
-        if !matches!(table.cfg.source, SourceConfig::Kafka(_)) {
-            return Err(Unsupported::ShardedFiles {
-                table: table.cfg.name.clone(),
-            }
-            .into());
-        }
-        if opts.promote && live.is_none() {
-            return Err(Unsupported::ShardedFirstVersion {
-                table: table.cfg.name.clone(),
-                shard,
-            }
-            .into());
-        }
-    }
     let start_from_ms = match opts.from {
         ReplayFrom::Earliest => None,
         ReplayFrom::Time(_) if !matches!(table.cfg.source, SourceConfig::Kafka(_)) => {
@@ -354,13 +364,7 @@ async fn missing(
         def.definition.format,
     )
     .await?;
-    let cfg = kafka.clone();
-    let lows = tokio::task::spawn_blocking(move || seek::low_watermarks(&cfg))
-        .await
-        .map_err(|source| Error::Task {
-            task: "reading the topic's watermarks",
-            source,
-        })??;
+    let lows = watermarks(kafka).await?;
     let mut gaps = Vec::new();
     for (p, low) in lows
         .into_iter()
@@ -383,4 +387,15 @@ async fn missing(
         }
     }
     Ok(gaps)
+}
+
+/// Per partition of the topic, the first offset it still holds.
+async fn watermarks(kafka: &KafkaSourceConfig) -> Result<std::collections::BTreeMap<i32, u64>> {
+    let cfg = kafka.clone();
+    tokio::task::spawn_blocking(move || seek::low_watermarks(&cfg))
+        .await
+        .map_err(|source| Error::Task {
+            task: "reading the topic's watermarks",
+            source,
+        })?
 }

@@ -98,6 +98,18 @@ fn three_shards_one_killed_and_restarted_build_one_version_exactly_once() {
         "the shards built one version"
     );
     assert_exactly_once(world.path(), 2, TOTAL as u64);
+    // A shard that would hold no partition is refused before a version is made for it.
+    let empty = cli.rebuild(&["--force", "--shard", "6/7"]);
+    let stderr = crate::fixture::stderr(&empty);
+    assert!(
+        !empty.status.success() && stderr.contains("holds none of the topic's 6 partitions"),
+        "{stderr}"
+    );
+    assert_eq!(
+        cli.version_numbers(),
+        [1, 2],
+        "no version was created for it"
+    );
     let diff = cli.diff_ok(1, 2);
     assert!(
         diff.lines()
