@@ -83,6 +83,7 @@ phase "python venv (duckdb + delta extension, deltalake, polars, pyarrow, pyspar
 # Real components for the end-to-end tests: SeaweedFS (S3) and the tansu Kafka broker on
 # loopback, stopped again on exit.
 source scripts/services.sh
+phase "services install (tansu, seaweedfs, azurite, confluent-kafka, faketime)" services_install "$VENV"
 trap 'services_stop; kill "$FUZZ_BUILD_PID" 2>/dev/null || true' EXIT
 phase "services start" services_start
 phase "cargo fmt --check" cargo fmt --all -- --check
