@@ -245,7 +245,13 @@ pub async fn run(dir: &Path, events: usize, shutdown: Shutdown) -> Result<DemoRe
     let v1_config = write_config("kappa-lake.v1.toml", "day")?;
     let table = TableHandle::open_for_writing(&v1_config.tables[0]).await?;
     let v1 = table
-        .run(shutdown.clone(), IngestOptions { stop_at_end: true })
+        .run(
+            shutdown.clone(),
+            IngestOptions {
+                stop_at_end: true,
+                ..Default::default()
+            },
+        )
         .await?;
     // v2: the definition changes (hourly partitions): replay the log into v2 and promote it.
     let v2_config = write_config("kappa-lake.toml", "hour")?;

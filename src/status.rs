@@ -2,7 +2,10 @@
 //!
 //! `status --json` prints at least
 //! `{"tables":[{"name":…,"current":N,"versions":[{"version":N,"state":"live","offsets":{…}}]}]}`;
-//! `offsets` maps source partition to the next offset to read.
+//! `offsets` maps source partition to the next offset to read. `status --topic` adds, per
+//! Kafka table, `"topic"`: each partition's low and high watermark and the span its raw
+//! archive holds, and the ranges a replay from the start would miss
+//! ([`crate::pipeline::coverage`]; the only part that asks the broker).
 
 use std::collections::BTreeMap;
 
@@ -11,6 +14,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::pipeline::TableHandle;
+use crate::pipeline::coverage::Replay;
 use crate::table::{VersionState, pointer, version};
 use crate::write::VersionLog;
 use crate::write::lease::{self, RunMetrics, WriterState};
@@ -35,6 +39,9 @@ pub struct TableStatus {
     pub previous: Option<u32>,
     /// Every version, ascending.
     pub versions: Vec<VersionStatus>,
+    /// `status --topic`, Kafka tables: what the topic and the archive hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Replay>,
 }
 
 /// Status of one version.
@@ -172,6 +179,7 @@ pub async fn table_status(table: &TableHandle) -> Result<TableStatus> {
         current,
         previous: ptr.and_then(|p| p.previous),
         versions,
+        topic: None,
     })
 }
 
@@ -225,6 +233,47 @@ pub fn render(status: &Status) -> String {
         if t.versions.is_empty() {
             out.push_str("  (no versions yet)\n");
         }
+        if let Some(topic) = &t.topic {
+            out.push_str(&render_replay(topic, "  "));
+        }
+    }
+    out
+}
+
+/// What a replay reads, per partition of the topic, and what it would miss (indented by
+/// `indent`).
+pub fn render_replay(replay: &Replay, indent: &str) -> String {
+    let c = match replay {
+        Replay::Known(c) => c,
+        Replay::Unknown { error } => {
+            return format!("{indent}topic: could not be read ({error})\n");
+        }
+    };
+    let mut out = format!(
+        "{indent}topic {}{}\n",
+        c.topic,
+        c.archive
+            .as_ref()
+            .map_or(String::new(), |a| format!(", archive {a}"))
+    );
+    for p in &c.partitions {
+        let archive = p
+            .archive
+            .map_or("-".to_string(), |a| format!("[{}, {})", a.first, a.end));
+        out.push_str(&format!(
+            "{indent}    partition {:<5} topic [{}, {})  archive {archive}\n",
+            p.partition, p.low_watermark, p.high_watermark
+        ));
+    }
+    if c.gaps.is_empty() {
+        out.push_str(&format!(
+            "{indent}    a replay from the start reads every offset\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "{indent}    a replay from the start would miss {} (rebuild refuses unless --allow-gap)\n",
+            c.gaps.join(", ")
+        ));
     }
     out
 }

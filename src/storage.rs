@@ -440,6 +440,24 @@ impl Lake {
             .map_err(storage)
     }
 
+    /// Writes `value` as pretty JSON to `path`, replacing what is there.
+    pub async fn put_json(
+        &self,
+        path: &object_store::path::Path,
+        value: &impl serde::Serialize,
+    ) -> crate::error::Result<()> {
+        let body = serde_json::to_vec_pretty(value).map_err(|e| crate::error::Error::Corrupt {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        use object_store::ObjectStoreExt;
+        self.store
+            .put(path, body.into())
+            .await
+            .map_err(|e| crate::error::Error::storage(path, e))?;
+        Ok(())
+    }
+
     /// Deletes `path`; one that is already gone counts as deleted.
     pub async fn delete_if_exists(
         &self,

@@ -119,7 +119,7 @@ pub enum Command {
     /// Move `current` back to the previous version.
     Rollback(MoveArgs),
     /// Show tables, versions, offsets and counts.
-    Status(JsonConfigArgs),
+    Status(StatusArgs),
     /// Version operations.
     #[command(subcommand)]
     Versions(VersionsCommand),
@@ -209,6 +209,17 @@ pub struct JsonConfigArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+// `status`: the config, `--json`, and `--topic`.
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub base: JsonConfigArgs,
+    /// Also ask the broker, per Kafka table: each partition's low and high watermark, the
+    /// offsets its raw archive holds, and the ranges a replay from the start would miss.
+    #[arg(long)]
+    pub topic: bool,
 }
 
 #[derive(Args)]

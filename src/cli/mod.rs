@@ -31,9 +31,11 @@ pub async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Demo(a) => run::demo(a).await,
         Command::Promote(a) => versions::promote(a).await,
         Command::Rollback(a) => versions::rollback(a).await,
-        Command::Status(a) => versions::list(&a.config.config, None, a.json).await,
+        Command::Status(a) => {
+            versions::list(&a.base.config.config, None, a.base.json, a.topic).await
+        }
         Command::Versions(VersionsCommand::List(a)) => {
-            versions::list(&a.config.config, a.table.as_deref(), a.json).await
+            versions::list(&a.config.config, a.table.as_deref(), a.json, false).await
         }
         Command::Plan(a) => versions::plan(a).await,
         Command::Gc(a) => versions::gc(a).await,

@@ -33,12 +33,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|addr| MetricsServer::start(addr, metrics))
         .transpose()?;
     let shutdown = shutdown_on_signals_within(Some(args.shutdown_timeout));
-    let opts = IngestOptions {
-        stop_at_end: args.stop_at_end,
-    };
+    let opened: std::collections::BTreeMap<String, TableHandle> = tables
+        .iter()
+        .map(|t| (t.cfg.name.clone(), t.clone()))
+        .collect();
     // One task per table: a slow table holds up only its own consumer and buffers.
     // The first table to fail ends the process (exit 1); the others' data is safe.
     let runs = tables.into_iter().map(|t| {
+        let opts = IngestOptions {
+            stop_at_end: args.stop_at_end,
+            // What an `auto_rebuild` replays before the topic.
+            archive: t
+                .cfg
+                .source
+                .archive()
+                .and_then(|name| opened.get(name).cloned()),
+        };
         let shutdown = shutdown.clone();
         let task = tokio::spawn(async move { t.run(shutdown, opts).await });
         async move { anyhow::Ok(task.await??) }

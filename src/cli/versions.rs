@@ -6,16 +6,25 @@
 
 use std::path::Path;
 
+use kappa_lake::config::Config;
 use kappa_lake::pipeline::TableHandle;
+use kappa_lake::pipeline::coverage::{self, Replay};
 use kappa_lake::pipeline::promote::{self, MoveRequest};
 use kappa_lake::status::{self, Status};
+use kappa_lake::table::plan::Plan;
 
 use super::args::{DiffArgs, GcArgs, JsonConfigArgs, MoveArgs};
 use super::render::{print_json, print_status, version_label};
 use super::{load, open_table};
 
-/// `status` (every table) and `versions list` (`only` one table, if given).
-pub async fn list(config: &Path, only: Option<&str>, json: bool) -> anyhow::Result<()> {
+/// `status` (every table) and `versions list` (`only` one table, if given); `topic`: with
+/// what each Kafka table's topic and archive hold.
+pub async fn list(
+    config: &Path,
+    only: Option<&str>,
+    json: bool,
+    topic: bool,
+) -> anyhow::Result<()> {
     let config = load(config)?;
     let mut tables = Vec::new();
     for t in &config.tables {
@@ -23,7 +32,11 @@ pub async fn list(config: &Path, only: Option<&str>, json: bool) -> anyhow::Resu
             continue;
         }
         let handle = TableHandle::open(t).map_err(kappa_lake::Error::from)?;
-        tables.push(status::table_status(&handle).await?);
+        let mut s = status::table_status(&handle).await?;
+        if topic {
+            s.topic = replay(&config, &handle).await?;
+        }
+        tables.push(s);
     }
     if let Some(name) = only.filter(|_| tables.is_empty()) {
         config.table(name).map_err(kappa_lake::Error::from)?;
@@ -37,20 +50,47 @@ pub async fn plan(args: JsonConfigArgs) -> anyhow::Result<()> {
     let mut plans = Vec::new();
     for t in &config.tables {
         let handle = TableHandle::open(t).map_err(kappa_lake::Error::from)?;
-        plans.push((t.name.clone(), handle.plan().await?));
+        let plan = handle.plan().await?;
+        // A new version replays the topic: name what it would miss.
+        let replay = match plan {
+            Plan::Create | Plan::Rebuild { .. } => replay(&config, &handle).await?,
+            Plan::Nothing { .. } | Plan::Evolve { .. } => None,
+        };
+        plans.push((t.name.clone(), plan, replay));
     }
     if args.json {
         let tables: Vec<_> = plans
             .iter()
-            .map(|(name, plan)| serde_json::json!({"name": name, "plan": plan}))
-            .collect();
+            .map(|(name, plan, replay)| {
+                let mut t = serde_json::json!({"name": name, "plan": plan});
+                if let Some(r) = replay {
+                    t["replay"] = serde_json::to_value(r)?;
+                }
+                Ok(t)
+            })
+            .collect::<serde_json::Result<_>>()?;
         print_json(&serde_json::json!({ "tables": tables }))?;
     } else {
-        for (name, plan) in &plans {
+        for (name, plan, replay) in &plans {
             println!("{name}: {plan}");
+            if let Some(r) = replay {
+                print!("{}", status::render_replay(r, "  "));
+            }
         }
     }
     Ok(())
+}
+
+/// What a replay of `handle`'s table reads (Kafka tables), with the raw archive it names.
+async fn replay(config: &Config, handle: &TableHandle) -> anyhow::Result<Option<Replay>> {
+    let archive = match handle.cfg.source.archive() {
+        Some(name) => {
+            let cfg = config.table(name).map_err(kappa_lake::Error::from)?;
+            Some(TableHandle::open(cfg).map_err(kappa_lake::Error::from)?)
+        }
+        None => None,
+    };
+    Ok(coverage::replay(handle, archive.as_ref()).await)
 }
 
 /// `promote`: moves `current` to a caught-up version.

@@ -4,36 +4,47 @@
 //!
 //! Reading plans from an index of the archive's committed files: per Kafka partition, the
 //! offset span each file holds, taken from the files' `_kafka_partition`/`_kafka_offset`
-//! columns alone (read in parallel, a few files at a time). Files whose spans overlap (the
-//! same partition's records spread over several day partitions) form a cluster that is read
-//! together and sorted; clusters follow each other in offset order.
+//! columns alone (read in parallel, a few files at a time). The plan is a sequence of steps,
+//! each a few files read once for every partition: files whose spans overlap in a partition
+//! (its records spread over several day partitions) are read in one step and sorted, and the
+//! steps are ordered so that every partition's offsets increase from step to step. A step's
+//! files are decoded on the blocking pool, and rows become records without copying their
+//! bytes (slices of the Arrow buffers).
 //!
-//! Invariant: per Kafka partition, [`ArchiveReader::read_cluster`] over the clusters of
-//! [`ArchiveReader::clusters`] yields the archive's committed records in strictly increasing
-//! offset order, each once, and only below the offset the archive's commits store for that
-//! partition: exactly the records the archive holds as the topic held them (key, value and
-//! its null-ness, headers, timestamp and its type).
+//! Invariant: per Kafka partition, [`ArchiveFiles::read_step`] over the steps of
+//! [`ArchiveReader::steps`] yields the archive's committed records in the ranges asked for,
+//! in strictly increasing offset order, each once, and only below the offset the archive's
+//! commits store for that partition: exactly the records the archive holds as the topic held
+//! them (key, value and its null-ness, headers, timestamp and its type).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType};
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int32Type, Int64Type};
 use bytes::Bytes;
 use futures::future::try_join_all;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::domain::{Encoding, TimestampType};
+use crate::domain::Encoding;
 use crate::error::{BoxError, ContextError, Error, Result};
 use crate::pipeline::handle::TableHandle;
-use crate::pipeline::shape::{KAFKA_OFFSET_COLUMN, KAFKA_PARTITION_COLUMN, KAFKA_TIMESTAMP_COLUMN};
-use crate::source::{Headers, Record, kafka_partition_key};
+use crate::pipeline::shape::{KAFKA_OFFSET_COLUMN, KAFKA_PARTITION_COLUMN};
+use crate::source::{Record, kafka_partition_key};
 use crate::storage::Lake;
 use crate::table::{TableLayout, pointer, version};
 use crate::write::VersionLog;
 
-/// Files read at once, when indexing and within a cluster.
+mod columns;
+mod order;
+#[cfg(test)]
+mod tests;
+
+use columns::Columns;
+use order::Sets;
+
+/// Files read at once, when indexing and within a step.
 const PARALLEL_READS: usize = 4;
 
 /// The offsets of one Kafka partition that one archive file holds.
@@ -47,12 +58,9 @@ struct Span {
 /// The current version of a raw archive table, indexed for replay.
 #[derive(Debug)]
 pub struct ArchiveReader {
-    lake: Lake,
-    layout: TableLayout,
-    /// The archive table's name and the version read.
+    files: ArchiveFiles,
+    /// The archive table's name.
     name: String,
-    version: u32,
-    topic: String,
     /// Per Kafka partition, the next offset the archive's commits store.
     ends: BTreeMap<i32, u64>,
     /// Per Kafka partition, its spans by first offset.
@@ -92,17 +100,19 @@ impl ArchiveReader {
         let mut files: Vec<String> = log.state().files.iter().cloned().collect();
         files.sort();
         let mut reader = ArchiveReader {
-            lake: lake.clone(),
-            layout: layout.clone(),
+            files: ArchiveFiles {
+                lake: lake.clone(),
+                layout: layout.clone(),
+                version: v,
+                topic: topic.to_string(),
+            },
             name: archive.cfg.name.clone(),
-            version: v,
-            topic: topic.to_string(),
             ends,
             spans: BTreeMap::new(),
         };
         let mut indexed: Vec<BTreeMap<i32, (u64, u64)>> = Vec::with_capacity(files.len());
         for chunk in files.chunks(PARALLEL_READS) {
-            indexed.extend(try_join_all(chunk.iter().map(|f| reader.index_file(f))).await?);
+            indexed.extend(try_join_all(chunk.iter().map(|f| reader.files.index_file(f))).await?);
         }
         for (file, per_partition) in files.into_iter().zip(indexed) {
             for (p, (first, last)) in per_partition {
@@ -125,17 +135,17 @@ impl ArchiveReader {
 
     /// The archive's topic.
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.files.topic
     }
 
     /// The position key of `partition` of the topic (`topic/partition`).
     pub fn key(&self, partition: i32) -> Arc<str> {
-        kafka_partition_key(&self.topic, partition).into()
+        self.files.key(partition)
     }
 
     /// `<archive table> v<N>`, for messages.
     pub fn label(&self) -> String {
-        format!("{} v{}", self.name, self.version)
+        format!("{} v{}", self.name, self.files.version)
     }
 
     /// The Kafka partitions the archive has stored offsets for.
@@ -161,49 +171,136 @@ impl ArchiveReader {
 
     /// The files holding records of `partition` in `[from, to)`, grouped into clusters whose
     /// offset spans overlap, in offset order.
-    pub fn clusters(&self, partition: i32, from: u64, to: u64) -> Vec<Vec<String>> {
-        let mut out: Vec<(u64, Vec<String>)> = Vec::new();
+    fn clusters(&self, partition: i32, from: u64, to: u64) -> Vec<Vec<&str>> {
+        let mut out: Vec<(u64, Vec<&str>)> = Vec::new();
         let spans = self.spans.get(&partition).map(Vec::as_slice).unwrap_or(&[]);
         for s in spans.iter().filter(|s| s.last >= from && s.first < to) {
             match out.last_mut() {
                 Some((last, files)) if s.first <= *last => {
                     *last = (*last).max(s.last);
-                    files.push(s.file.clone());
+                    files.push(&s.file);
                 }
-                _ => out.push((s.last, vec![s.file.clone()])),
+                _ => out.push((s.last, vec![&s.file])),
             }
         }
         out.into_iter().map(|(_, files)| files).collect()
     }
 
-    /// The records of `partition` with offsets in `[from, to)` that `files` (one cluster)
-    /// hold, in offset order.
-    pub async fn read_cluster(
+    /// How to read `ranges` (per Kafka partition, `[from, to)`): steps of files read together,
+    /// each file in one step only, so every file is read once for all partitions. A step holds
+    /// the files whose offset spans overlap in some partition (they must be sorted together)
+    /// and, rarely, files that follow each other in different orders in two partitions; the
+    /// steps are in an order that keeps every partition's offsets increasing from step to
+    /// step.
+    pub fn steps(&self, ranges: &BTreeMap<i32, (u64, u64)>) -> Vec<Vec<String>> {
+        let mut files: Vec<&str> = Vec::new();
+        let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut sets = Sets::default();
+        // Per partition, its clusters in offset order, each by one of its files.
+        let mut sequences: Vec<Vec<usize>> = Vec::new();
+        for (&p, &(from, to)) in ranges {
+            let mut sequence = Vec::new();
+            for cluster in self.clusters(p, from, to) {
+                let ids: Vec<usize> = cluster
+                    .into_iter()
+                    .map(|f| {
+                        *index.entry(f).or_insert_with(|| {
+                            files.push(f);
+                            sets.add()
+                        })
+                    })
+                    .collect();
+                for &id in &ids[1..] {
+                    sets.union(ids[0], id);
+                }
+                sequence.push(ids[0]);
+            }
+            sequences.push(sequence);
+        }
+        let order = loop {
+            match sets.order(&sequences) {
+                Ok(order) => break order,
+                // Files in one partition's order and another's reversed: read together.
+                Err(cycle) => {
+                    for pair in cycle.windows(2) {
+                        sets.union(pair[0], pair[1]);
+                    }
+                }
+            }
+        };
+        let mut steps: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (id, file) in files.iter().enumerate() {
+            steps
+                .entry(sets.find(id))
+                .or_default()
+                .push(file.to_string());
+        }
+        order
+            .into_iter()
+            .filter_map(|root| steps.remove(&root))
+            .collect()
+    }
+
+    /// What reads the archive's files, apart from its index (for a task of its own).
+    pub fn files(&self) -> ArchiveFiles {
+        self.files.clone()
+    }
+}
+
+/// Reads an archive version's files (cheap to clone, for a task of its own).
+#[derive(Debug, Clone)]
+pub struct ArchiveFiles {
+    lake: Lake,
+    layout: TableLayout,
+    version: u32,
+    topic: String,
+}
+
+impl ArchiveFiles {
+    /// The position key of `partition` of the topic (`topic/partition`).
+    pub fn key(&self, partition: i32) -> Arc<str> {
+        kafka_partition_key(&self.topic, partition).into()
+    }
+
+    /// The archive version's directory, for errors.
+    pub fn dir(&self) -> object_store::path::Path {
+        self.layout.version_dir(self.version)
+    }
+
+    /// The records of one step of [`ArchiveReader::steps`] that fall in `ranges` (per Kafka
+    /// partition, `[from, to)`), per partition in offset order; the files are read in
+    /// parallel and decoded on the blocking pool.
+    pub async fn read_step(
         &self,
-        partition: i32,
         files: &[String],
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<Record>> {
-        let mut records: Vec<Record> = Vec::new();
+        ranges: Arc<BTreeMap<i32, (u64, u64)>>,
+    ) -> Result<BTreeMap<i32, Vec<Record>>> {
+        let mut out: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
         for chunk in files.chunks(PARALLEL_READS) {
-            let read = try_join_all(chunk.iter().map(|f| self.read_file(f, partition, from, to)));
-            records.extend(read.await?.into_iter().flatten());
+            let read = try_join_all(chunk.iter().map(|f| self.read_file(f, ranges.clone())));
+            for per_partition in read.await? {
+                for (p, records) in per_partition {
+                    out.entry(p).or_default().extend(records);
+                }
+            }
         }
-        records.sort_by_key(|r| r.offset);
-        if let Some(w) = records.windows(2).find(|w| w[0].offset == w[1].offset) {
-            let path = self.layout.version_dir(self.version);
-            return Err(Error::Corrupt {
-                path,
-                source: format!(
-                    "the archive holds offset {} of {} twice",
-                    w[0].offset,
-                    kafka_partition_key(&self.topic, partition)
-                )
-                .into(),
-            });
+        for (p, records) in &mut out {
+            if files.len() > 1 {
+                records.sort_unstable_by_key(|r| r.offset);
+            }
+            if let Some(w) = records.windows(2).find(|w| w[0].offset == w[1].offset) {
+                return Err(Error::Corrupt {
+                    path: self.layout.version_dir(self.version),
+                    source: format!(
+                        "the archive holds offset {} of {} twice",
+                        w[0].offset,
+                        kafka_partition_key(&self.topic, *p)
+                    )
+                    .into(),
+                });
+            }
         }
-        Ok(records)
+        Ok(out)
     }
 
     /// Per Kafka partition, the first and last offset in `file`.
@@ -227,33 +324,57 @@ impl ArchiveReader {
         Ok(out)
     }
 
+    /// The records of `file` in `ranges`, per partition, in offset order.
     async fn read_file(
         &self,
         file: &str,
-        partition: i32,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<Record>> {
-        let mut out = Vec::new();
-        for batch in self.batches(file, &[]).await? {
-            let (parts, offsets) = self.coordinates(file, &batch)?;
-            let cols = Columns::of(&batch).map_err(|e| self.read_err(file, e))?;
-            for i in 0..batch.num_rows() {
-                let offset = offset_of(offsets.value(i));
-                if parts.value(i) != partition || offset < from || offset >= to {
-                    continue;
+        ranges: Arc<BTreeMap<i32, (u64, u64)>>,
+    ) -> Result<BTreeMap<i32, Vec<Record>>> {
+        let bytes = self.lake.read_all(&self.path(file)).await?;
+        let this = self.clone();
+        let file = file.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut out: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+            for batch in this.decode(&file, bytes, &[])? {
+                let (parts, offsets) = this.coordinates(&file, &batch)?;
+                let cols = Columns::of(&batch).map_err(|e| this.read_err(&file, e))?;
+                for i in 0..batch.num_rows() {
+                    let (p, offset) = (parts.value(i), offset_of(offsets.value(i)));
+                    match ranges.get(&p) {
+                        Some(&(from, to)) if offset >= from && offset < to => {
+                            out.entry(p).or_default().push(cols.record(i, offset));
+                        }
+                        _ => {}
+                    }
                 }
-                out.push(cols.record(i, offset));
             }
-        }
-        Ok(out)
+            for records in out.values_mut() {
+                if !records.is_sorted_by_key(|r| r.offset) {
+                    records.sort_unstable_by_key(|r| r.offset);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|source| Error::Task {
+            task: "reading the raw archive",
+            source,
+        })?
     }
 
     /// The rows of `file`, only the columns `only` when not empty.
     async fn batches(&self, file: &str, only: &[&str]) -> Result<Vec<RecordBatch>> {
+        let bytes = self.lake.read_all(&self.path(file)).await?;
+        self.decode(file, bytes, only)
+    }
+
+    fn path(&self, file: &str) -> object_store::path::Path {
         let dir = self.layout.version_dir(self.version);
-        let path = file.split('/').fold(dir, |p, part| p.join(part));
-        let bytes = self.lake.read_all(&path).await?;
+        file.split('/').fold(dir, |p, part| p.join(part))
+    }
+
+    /// `file`'s rows from its bytes, only the columns `only` when not empty.
+    fn decode(&self, file: &str, bytes: Bytes, only: &[&str]) -> Result<Vec<RecordBatch>> {
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| self.read_err(file, e))?;
         let builder = if only.is_empty() {
@@ -295,10 +416,8 @@ impl ArchiveReader {
     }
 
     fn read_err(&self, file: &str, e: impl Into<BoxError>) -> Error {
-        let dir = self.layout.version_dir(self.version);
-        let path = file.split('/').fold(dir, |p, part| p.join(part));
         Error::Corrupt {
-            path,
+            path: self.path(file),
             source: ContextError::new("reading the raw archive", e).into(),
         }
     }
@@ -314,105 +433,4 @@ fn corrupt(layout: &TableLayout, version: u32, why: &'static str) -> Error {
 /// Offsets are stored as Kafka gives them (never negative).
 fn offset_of(o: i64) -> u64 {
     u64::try_from(o).unwrap_or(0)
-}
-
-/// The raw columns of one archive batch (`schemas/kafka-record.avsc`).
-struct Columns<'b> {
-    key: &'b arrow::array::BinaryArray,
-    value: &'b arrow::array::BinaryArray,
-    headers: &'b arrow::array::ListArray,
-    timestamp_type: &'b arrow::array::StringArray,
-    timestamp: arrow::array::TimestampMillisecondArray,
-}
-
-impl<'b> Columns<'b> {
-    fn of(batch: &'b RecordBatch) -> std::result::Result<Columns<'b>, String> {
-        let col = |name: &str, ty: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| format!("no column `{name}` ({ty})"))
-        };
-        let wrong = |name: &str| format!("column `{name}` has another type than the raw schema's");
-        let headers = col("headers", "list")?;
-        let header_fields = match headers.data_type() {
-            DataType::List(item) => match item.data_type() {
-                DataType::Struct(fields) => fields
-                    .iter()
-                    .map(|f| f.data_type().clone())
-                    .collect::<Vec<_>>(),
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        if header_fields != [DataType::Utf8, DataType::Binary] {
-            return Err(wrong("headers"));
-        }
-        // Delta stores timestamps in microseconds: back to the record's milliseconds.
-        let timestamp = col(KAFKA_TIMESTAMP_COLUMN, "timestamp")?;
-        if !matches!(timestamp.data_type(), DataType::Timestamp(_, _)) {
-            return Err(wrong(KAFKA_TIMESTAMP_COLUMN));
-        }
-        let timestamp =
-            arrow::compute::cast(timestamp, &DataType::Timestamp(TimeUnit::Millisecond, None))
-                .map_err(|e| format!("column `{KAFKA_TIMESTAMP_COLUMN}`: {e}"))?;
-        Ok(Columns {
-            key: col("key", "binary")?
-                .as_binary_opt()
-                .ok_or_else(|| wrong("key"))?,
-            value: col("value", "binary")?
-                .as_binary_opt()
-                .ok_or_else(|| wrong("value"))?,
-            headers: headers.as_list_opt().ok_or_else(|| wrong("headers"))?,
-            timestamp_type: col("timestamp_type", "string")?
-                .as_string_opt()
-                .ok_or_else(|| wrong("timestamp_type"))?,
-            timestamp: timestamp
-                .as_primitive_opt::<TimestampMillisecondType>()
-                .ok_or_else(|| wrong(KAFKA_TIMESTAMP_COLUMN))?
-                .clone(),
-        })
-    }
-
-    /// Row `i` as the record it archives.
-    fn record(&self, i: usize, offset: u64) -> Record {
-        let tombstone = self.value.is_null(i);
-        let bytes = if tombstone {
-            Bytes::new()
-        } else {
-            Bytes::copy_from_slice(self.value.value(i))
-        };
-        let headers: Option<Headers> =
-            (self.headers.is_valid(i) && self.headers.value_length(i) > 0).then(|| {
-                let entries = self.headers.value(i);
-                let entries = entries.as_struct();
-                let names = entries.column(0).as_string::<i32>();
-                let values = entries.column(1).as_binary::<i32>();
-                (0..entries.len())
-                    .map(|j| {
-                        let value = values
-                            .is_valid(j)
-                            .then(|| Bytes::copy_from_slice(values.value(j)));
-                        (names.value(j).to_string(), value)
-                    })
-                    .collect::<Vec<_>>()
-                    .into()
-            });
-        Record {
-            bytes,
-            oversized: None,
-            offset,
-            timestamp_ms: self.timestamp.is_valid(i).then(|| self.timestamp.value(i)),
-            timestamp_type: self
-                .timestamp_type
-                .is_valid(i)
-                .then(|| TimestampType::parse(self.timestamp_type.value(i)))
-                .flatten(),
-            tombstone,
-            key: self
-                .key
-                .is_valid(i)
-                .then(|| Bytes::copy_from_slice(self.key.value(i))),
-            headers,
-        }
-    }
 }

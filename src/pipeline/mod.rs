@@ -3,11 +3,14 @@
 //!
 //! Inside this folder, imports go one way: [`handle`] (the table) ← [`promote`] ← [`ingest`]
 //! (writes a version; never imports a job above it) ← [`rebuild`] ← [`run`]. Children import
-//! their siblings by path, never this file, which only declares and re-exports them.
+//! their siblings by path, never this file, which only declares and re-exports them. Beside
+//! them, [`archive`] (a raw archive read back as records) and [`coverage`] (what the topic
+//! and the archive hold, and the gaps) import only [`handle`] and each other, in that order.
 
 pub mod archive;
 pub mod compact;
 pub mod compact_parquet;
+pub mod coverage;
 pub mod dead_letters;
 pub mod diff;
 pub mod gc;

@@ -17,11 +17,11 @@ use crate::config::{KafkaSourceConfig, SourceConfig};
 use crate::domain::Shard;
 use crate::error::{Error, Refusal, Result, Unsupported};
 use crate::pipeline::archive::ArchiveReader;
+use crate::pipeline::coverage;
 use crate::pipeline::handle::TableHandle;
 use crate::pipeline::ingest::{self, CatchUp, IngestReport, Mode, PromoteOnCatchUp, RebuildRead};
 use crate::pipeline::promote::{self, MoveReport, PromoteOutcome};
 use crate::shutdown::Shutdown;
-use crate::source::{kafka_partition_key, seek};
 use crate::table::pointer;
 use crate::table::version::{self, VersionDefinition, VersionState};
 use crate::write::VersionLog;
@@ -163,7 +163,7 @@ pub async fn rebuild(
             }
             .into());
         }
-        let partitions = watermarks(kafka).await?.len();
+        let partitions = coverage::watermarks(kafka, None).await?.len();
         if !(0..partitions).any(|p| i32::try_from(p).is_ok_and(|p| shard.holds(p))) {
             return Err(Unsupported::EmptyShard {
                 table: table.cfg.name.clone(),
@@ -346,10 +346,8 @@ async fn open_archive(
     Ok(reader)
 }
 
-/// The offset ranges version `def` would miss, per partition of the topic: from where the
-/// version stands (its stored offset, 0 without one) up to what the archive holds (an archive
-/// that started late) and from the archive's end (or where the version stands) up to the first
-/// offset the topic still holds.
+/// The offset ranges version `def` would miss, per partition of the topic (see
+/// [`coverage::gaps`]), from where it stands.
 async fn missing(
     table: &TableHandle,
     def: &VersionDefinition,
@@ -364,38 +362,10 @@ async fn missing(
         def.definition.format,
     )
     .await?;
-    let lows = watermarks(kafka).await?;
-    let mut gaps = Vec::new();
-    for (p, low) in lows
+    let lows = coverage::watermarks(kafka, None)
+        .await?
         .into_iter()
-        .filter(|(p, _)| shard.is_none_or(|s| s.holds(*p)))
-    {
-        let key = kafka_partition_key(&kafka.topic, p);
-        let at = stored.get(&key).copied().unwrap_or(0);
-        let mut next = at;
-        if let Some(a) = archive
-            && a.end(p) > at
-        {
-            let first = a.first_offset(p, at).unwrap_or(a.end(p));
-            if at < first.min(low) {
-                gaps.push(format!("{key} [{at}, {})", first.min(low)));
-            }
-            next = a.end(p);
-        }
-        if next < low {
-            gaps.push(format!("{key} [{next}, {low})"));
-        }
-    }
-    Ok(gaps)
-}
-
-/// Per partition of the topic, the first offset it still holds.
-async fn watermarks(kafka: &KafkaSourceConfig) -> Result<std::collections::BTreeMap<i32, u64>> {
-    let cfg = kafka.clone();
-    tokio::task::spawn_blocking(move || seek::low_watermarks(&cfg))
-        .await
-        .map_err(|source| Error::Task {
-            task: "reading the topic's watermarks",
-            source,
-        })?
+        .map(|(p, (low, _))| (p, low))
+        .collect();
+    Ok(coverage::gaps(&kafka.topic, &lows, &stored, archive, shard))
 }

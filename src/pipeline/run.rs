@@ -16,11 +16,14 @@ use crate::table::plan::Plan;
 use crate::table::version;
 
 /// How `run` reads and when it ends.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Kafka: stop once every assigned partition has reached its end (files sources always
     /// stop at their end).
     pub stop_at_end: bool,
+    /// The raw archive the table names (`[table.source] archive`), opened from the same
+    /// config: what an `auto_rebuild` replays before the topic.
+    pub archive: Option<TableHandle>,
 }
 
 impl TableHandle {
@@ -36,9 +39,9 @@ impl TableHandle {
         let (lake, layout) = (&self.lake, &self.layout);
         let live = self.live_version().await?;
         let mut def = live.def;
-        let mut auto = live
-            .rebuild
-            .map(|reasons| AutoRebuild::start(self.clone(), &reasons, &shutdown));
+        let mut auto = live.rebuild.map(|reasons| {
+            AutoRebuild::start(self.clone(), opts.archive.clone(), &reasons, &shutdown)
+        });
         let current_mode = Mode::Live {
             stop_at_end: opts.stop_at_end,
         };
@@ -143,12 +146,18 @@ struct AutoRebuild {
 }
 
 impl AutoRebuild {
-    fn start(table: TableHandle, reasons: &[String], shutdown: &Shutdown) -> AutoRebuild {
+    fn start(
+        table: TableHandle,
+        archive: Option<TableHandle>,
+        reasons: &[String],
+        shutdown: &Shutdown,
+    ) -> AutoRebuild {
         let (stop, mut stopped) = shutdown.child();
         tracing::info!(table = %table.cfg.name, reasons = %reasons.join("; "), "the config's definition needs a new version: rebuilding it in the background (auto_rebuild); the live version keeps being written meanwhile");
         let task = tokio::spawn(async move {
             let opts = rebuild::RebuildOptions {
                 promote: true,
+                archive,
                 ..Default::default()
             };
             loop {

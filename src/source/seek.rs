@@ -34,14 +34,14 @@ pub fn high_watermarks(cfg: &KafkaSourceConfig) -> Result<BTreeMap<i32, u64>> {
         .collect())
 }
 
-/// Per partition of `cfg.topic`, its low watermark (the first offset it still holds).
-/// Blocking: call it off the async runtime.
-pub fn low_watermarks(cfg: &KafkaSourceConfig) -> Result<BTreeMap<i32, u64>> {
+/// Per partition of `cfg.topic`, its low and high watermarks, each broker request waiting
+/// `timeout` (30 s when `None`). Blocking: call it off the async runtime.
+pub fn watermarks_within(
+    cfg: &KafkaSourceConfig,
+    timeout: Option<Duration>,
+) -> Result<BTreeMap<i32, (u64, u64)>> {
     let consumer = consumer(cfg)?;
-    Ok(watermarks(&consumer, cfg.topic.as_str())?
-        .into_iter()
-        .map(|(p, (low, _))| (p, low))
-        .collect())
+    bounded(&consumer, cfg.topic.as_str(), timeout.unwrap_or(TIMEOUT))
 }
 
 /// A consumer for one-off lookups (a group id is required by the client; nothing is ever
@@ -66,9 +66,18 @@ fn kafka_err(topic: &str, source: BoxError) -> Error {
 
 /// Per partition, its low and high watermarks.
 fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, (u64, u64)>> {
+    bounded(consumer, topic, TIMEOUT)
+}
+
+/// [`watermarks`], each request waiting `timeout`.
+fn bounded(
+    consumer: &BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, (u64, u64)>> {
     let err = |source: BoxError| kafka_err(topic, source);
     let metadata = consumer
-        .fetch_metadata(Some(topic), TIMEOUT)
+        .fetch_metadata(Some(topic), timeout)
         .map_err(|e| err(ContextError::new("cannot read the topic's metadata", e).into()))?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -81,7 +90,7 @@ fn watermarks(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, (u64
     }
     let mut bounds = BTreeMap::new();
     for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, TIMEOUT).map_err(|e| {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(|e| {
             err(ContextError::new(format!("cannot read partition {p}'s watermarks"), e).into())
         })?;
         let low = u64::try_from(low).unwrap_or(0);

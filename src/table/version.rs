@@ -274,16 +274,8 @@ pub async fn evolve(
 }
 
 async fn write(lake: &Lake, layout: &TableLayout, def: &VersionDefinition) -> Result<()> {
-    let path = layout.version_definition(def.version);
-    let body = serde_json::to_vec_pretty(def).map_err(|e| Error::Corrupt {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    lake.store
-        .put(&path, body.into())
+    lake.put_json(&layout.version_definition(def.version), def)
         .await
-        .map_err(|e| Error::storage(&path, e))?;
-    Ok(())
 }
 
 /// Records the offset ranges (`topic/partition [from, to)`) version `version` was rebuilt
@@ -294,16 +286,7 @@ pub async fn record_gaps(
     version: u32,
     gaps: &[String],
 ) -> Result<()> {
-    let path = layout.version_gaps(version);
-    let body = serde_json::to_vec_pretty(gaps).map_err(|e| Error::Corrupt {
-        path: path.clone(),
-        source: e.into(),
-    })?;
-    lake.store
-        .put(&path, body.into())
-        .await
-        .map_err(|e| Error::storage(&path, e))?;
-    Ok(())
+    lake.put_json(&layout.version_gaps(version), &gaps).await
 }
 
 /// The offset ranges version `version` was rebuilt without; empty for a whole version.

@@ -129,16 +129,8 @@ impl WriterLease {
     /// Writes the lease with a fresh heartbeat.
     pub async fn refresh(&mut self, lake: &Lake, layout: &TableLayout, version: u32) -> Result<()> {
         self.heartbeat_at = lake.clock.now();
-        let path = layout.writer_lease(version, &self.writer);
-        let body = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
-            path: path.clone(),
-            source: e.into(),
-        })?;
-        lake.store
-            .put(&path, body.into())
+        lake.put_json(&layout.writer_lease(version, &self.writer), self)
             .await
-            .map_err(|e| Error::storage(&path, e))?;
-        Ok(())
     }
 }
 

@@ -278,7 +278,41 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
     let (world, events, archive, low) = past_retention(&brokers);
     let cli = world.cli();
     // A definition change, rebuilt from the archive and then the topic.
-    world.config_tables(&[changed(events), archive]);
+    world.config_tables(&[changed(events.clone()), archive.clone()]);
+    // `status --topic` shows each partition's low watermark and what the archive holds;
+    // `plan` says the rebuild it calls for misses nothing.
+    let status: serde_json::Value =
+        serde_json::from_str(&cli.cmd_ok("status", &["--json", "--topic"])).expect("JSON");
+    let archived: Vec<u64> = (0..2)
+        .map(|p| {
+            let part = &status["tables"][0]["topic"]["partitions"][p];
+            assert_eq!(part["partition"], p, "{status}");
+            assert_eq!(part["low_watermark"], low[p], "{status}");
+            assert!(part["high_watermark"].as_i64() > Some(low[p]), "{status}");
+            assert_eq!(part["archive"]["first"], 0, "{status}");
+            assert_eq!(
+                status["tables"][1]["topic"]["partitions"][p]["archive"], part["archive"],
+                "the raw table shows its own coverage: {status}"
+            );
+            part["archive"]["end"].as_u64().expect("archive end")
+        })
+        .collect();
+    assert_eq!(archived.iter().sum::<u64>(), TOTAL as u64, "{status}");
+    assert_eq!(status["tables"][0]["topic"]["archive"], "archive v1");
+    assert_eq!(status["tables"][0]["topic"]["gaps"], serde_json::json!([]));
+    assert!(
+        crate::fixture::cli::version_of(&cli.status_json(), 1).is_some()
+            && cli.status_json()["tables"][0].get("topic").is_none(),
+        "plain `status` does not ask the broker"
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&cli.cmd_ok("plan", &["--json"])).expect("JSON");
+    assert_eq!(plan["tables"][0]["plan"]["action"], "rebuild", "{plan}");
+    assert_eq!(
+        plan["tables"][0]["replay"]["gaps"],
+        serde_json::json!([]),
+        "{plan}"
+    );
     let out = cli.rebuild_ok(&["--promote"]);
     assert!(
         out.contains(&format!(
@@ -287,6 +321,16 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
         "{out}"
     );
     assert_rebuilt_whole(&world);
+
+    // `run`'s auto_rebuild reads the archive too: another definition change (hourly again),
+    // rebuilt in the background and promoted though the topic lacks its start.
+    let auto = changed(events.clone())
+        .granularity("hour")
+        .after("[table.versions]\nauto_rebuild = true");
+    world.config_tables(&[auto, archive]);
+    cli.run_ok(&["--stop-at-end"]);
+    assert_eq!(cli.status_json()["tables"][0]["current"], 3);
+    assert_exactly_once(world.path(), 3, ALL as u64);
 
     // Without the archive the topic alone misses the start: refused, naming the ranges.
     let refused = cli.rebuild(&["--source", "topic", "--force"]);
@@ -305,34 +349,34 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
         "{out}"
     );
     let held: i64 = low.iter().sum::<i64>();
-    let v3 = cli.status_json()["tables"][0]["versions"]
+    let v4 = cli.status_json()["tables"][0]["versions"]
         .as_array()
-        .and_then(|v| v.iter().find(|v| v["version"] == 3).cloned())
-        .expect("v3 in status");
+        .and_then(|v| v.iter().find(|v| v["version"] == 4).cloned())
+        .expect("v4 in status");
     assert_eq!(
-        v3["rows"],
+        v4["rows"],
         ALL - held,
-        "v3 holds what the topic still holds"
+        "v4 holds what the topic still holds"
     );
     let gaps: Vec<String> = low
         .iter()
         .enumerate()
         .map(|(p, l)| format!("events/{p} [0, {l})"))
         .collect();
-    assert_eq!(v3["gaps"], serde_json::json!(gaps), "status shows the gap");
+    assert_eq!(v4["gaps"], serde_json::json!(gaps), "status shows the gap");
     assert!(
         crate::fixture::cli::version_of(&cli.status_json(), 2).is_some_and(|v| v["gaps"].is_null()),
         "a whole version shows none"
     );
     // Promoting it is refused, naming the gap, unless --allow-gap.
-    let refused = cli.table("promote", &["--version", "3"]);
+    let refused = cli.table("promote", &["--version", "4"]);
     let stderr = crate::fixture::stderr(&refused);
     assert!(
         !refused.status.success() && stderr.contains(&gaps[0]) && stderr.contains("--allow-gap"),
         "{stderr}"
     );
-    cli.table_ok("promote", &["--version", "3", "--allow-gap"]);
-    assert_eq!(cli.status_json()["tables"][0]["current"], 3);
+    cli.table_ok("promote", &["--version", "4", "--allow-gap"]);
+    assert_eq!(cli.status_json()["tables"][0]["current"], 4);
 
     // An archive started late (after retention dropped the start) covers only what the topic
     // still held then: the rebuild is refused, naming the same ranges.
@@ -340,13 +384,36 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
         .name("late")
         .default_group()
         .raw_archive();
-    let events = changed(
-        TableConfig::kafka(&brokers, "events")
-            .default_group()
-            .source_keys(r#"archive = "late""#),
-    );
-    world.config_tables(&[events, late]);
+    let with_late = |t: TableConfig| t.source_keys(r#"archive = "late""#);
+    let live = changed(TableConfig::kafka(&brokers, "events").default_group()).granularity("hour");
+    world.config_tables(&[with_late(live), late.clone()]);
     cli.run_ok(&["--stop-at-end"]);
+    // Back to v1's definition: one `plan` calls a rebuild for.
+    let events = with_late(TableConfig::kafka(&brokers, "events").default_group());
+    world.config_tables(&[events, late]);
+    // `plan` names them before anything is rebuilt, and `status --topic` shows where the late
+    // archive starts.
+    let plan: serde_json::Value =
+        serde_json::from_str(&cli.cmd_ok("plan", &["--json"])).expect("JSON");
+    assert_eq!(
+        plan["tables"][0]["replay"]["gaps"],
+        serde_json::json!(gaps),
+        "{plan}"
+    );
+    let text = cli.cmd_ok("plan", &[]);
+    assert!(
+        text.contains(&format!("would miss {}", gaps.join(", "))) && text.contains("--allow-gap"),
+        "{text}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&cli.cmd_ok("status", &["--json", "--topic"])).expect("JSON");
+    for (p, l) in low.iter().enumerate() {
+        let first = &status["tables"][0]["topic"]["partitions"][p]["archive"]["first"];
+        assert!(
+            first.as_i64() >= Some(*l),
+            "the late archive starts past {l}: {status}"
+        );
+    }
     let refused = cli.rebuild(&["--force"]);
     let stderr = crate::fixture::stderr(&refused);
     assert!(

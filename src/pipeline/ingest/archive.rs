@@ -3,19 +3,32 @@
 //! ends, through the version writer like the topic's; the Kafka driver then continues from
 //! exactly there (the offsets stored in the version's commits).
 //!
+//! Three stages overlap, so a replay keeps both cores busy: a pump task reads the archive's
+//! next step (its files once for every partition, decoded on the blocking pool) while it
+//! decodes the current step's records into the version's schema (blocking pool, one batch
+//! ahead), while the writer shapes, encodes and commits the batch before.
+//!
 //! Invariant: a partition's position only moves over records the archive holds, in offset
 //! order, and ends at the archive's stored offset (offsets the archive skipped, such as
-//! transaction markers, are covered as the topic would cover them); the writer commits at
-//! least every `max_age`, when its buffers are over budget, and at the end, so a killed replay
-//! resumes from its last commit.
+//! transaction markers, are covered as the topic would cover them); the archive phase ends
+//! only when the pump delivered everything (a failed or panicked pump fails the rebuild). The
+//! writer commits at least every `max_age`, when its buffers are over budget, and at the end,
+//! so a killed replay resumes from its last commit.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::config::SourceConfig;
+use crate::decode::{Decoded, RecordDecoder};
 use crate::domain::Shard;
-use crate::error::Result;
-use crate::pipeline::archive::ArchiveReader;
+use crate::error::{Error, Result};
+use crate::pipeline::archive::{ArchiveFiles, ArchiveReader};
 use crate::pipeline::ingest::report::Stop;
 use crate::pipeline::ingest::writer::VersionWriter;
+use crate::registry::SchemaRegistry;
 use crate::shutdown::Shutdown;
 use crate::source::{Origin, Record, SourceBatch, SourcePosition};
 
@@ -27,79 +40,207 @@ pub(super) async fn run(
     shard: Option<Shard>,
     shutdown: &Shutdown,
 ) -> Result<Stop> {
-    let max_age = w.table.writer.max_age;
-    let batch_size = w.table.source.batch_size();
-    let mut deadline = Instant::now() + max_age;
-    let topic: std::sync::Arc<str> = archive.topic().into();
-    let partitions: Vec<i32> = archive
+    let mut deadline = Instant::now() + w.table.writer.max_age;
+    // Per partition of the shard, what is left to replay: from where the version stands to
+    // the archive's end.
+    let ranges: BTreeMap<i32, (u64, u64)> = archive
         .partitions()
         .filter(|p| shard.is_none_or(|s| s.holds(*p)))
+        .map(|p| {
+            let at = w.log.state().positions.get(&*archive.key(p));
+            (p, (at.map_or(0, |at| at.offset), archive.end(p)))
+        })
+        .filter(|(_, (at, end))| at < end)
         .collect();
-    w.metrics.assigned(partitions.len());
-    for partition in partitions {
-        let key = archive.key(partition);
-        let end = archive.end(partition);
-        let mut at = w.log.state().positions.get(&*key).map_or(0, |p| p.offset);
-        if at >= end {
-            continue;
+    w.metrics.assigned(ranges.len());
+    if ranges.is_empty() {
+        return Ok(Stop::End);
+    }
+    let registry = match &w.table.source {
+        SourceConfig::Kafka(k) => k.registry.as_deref().map(SchemaRegistry::new).transpose()?,
+        SourceConfig::Files(_) => None,
+    };
+    let pump = Pump {
+        files: archive.files(),
+        topic: archive.topic().into(),
+        steps: archive.steps(&ranges),
+        ranges: Arc::new(ranges.clone()),
+        batch_size: w.table.source.batch_size(),
+        decoder: w.decoder.clone(),
+        registry,
+    };
+    let mut ahead = Ahead::start(pump);
+    while let Some(next) = ahead.rx.recv().await {
+        if shutdown.is_triggered() {
+            w.commit().await?;
+            return Ok(Stop::Interrupted);
         }
-        let started = at;
-        for cluster in archive.clusters(partition, at, end) {
-            let records = archive.read_cluster(partition, &cluster, at, end).await?;
-            let mut records = records.into_iter().peekable();
-            while records.peek().is_some() {
-                if shutdown.is_triggered() {
-                    w.commit().await?;
-                    return Ok(Stop::Interrupted);
-                }
-                let chunk: Vec<Record> = records.by_ref().take(batch_size).collect();
-                let next = chunk.last().map_or(at, |r| r.offset + 1);
-                let batch = batch(&key, &topic, partition, at, next, chunk);
-                w.report.records += batch.records.len() as u64;
-                w.write(&batch).await?;
-                at = next;
-                if Instant::now() >= deadline || w.over_budget() {
-                    w.commit().await?;
-                    w.heartbeat(None).await;
-                    deadline = Instant::now() + max_age;
-                }
-            }
-        }
-        if at < end {
-            // Offsets after the last archived record that the archive's commits cover (the
-            // topic's transaction markers, records compacted away): covered here too.
-            w.write(&batch(&key, &topic, partition, at, end, Vec::new()))
-                .await?;
-        }
+        let (batch, decoded) = next?;
+        w.report.records += batch.records.len() as u64;
+        w.write_decoded(&batch, decoded, &batch.partition).await?;
+        deadline = w.commit_when_due(deadline).await?;
+    }
+    ahead.finished().await?;
+    w.commit().await?;
+    for (p, (from, to)) in ranges {
         tracing::info!(
-            partition = %key, from = started, to = end, archive = %archive.label(),
+            partition = %archive.key(p), from, to, archive = %archive.label(),
             "replayed the archive"
         );
     }
-    w.commit().await?;
     Ok(Stop::End)
 }
 
-fn batch(
-    key: &std::sync::Arc<str>,
-    topic: &std::sync::Arc<str>,
-    partition: i32,
-    start: u64,
-    next: u64,
-    records: Vec<Record>,
-) -> SourceBatch {
-    SourceBatch {
-        partition: key.clone(),
-        origin: Origin::Kafka {
-            topic: topic.clone(),
-            partition,
-        },
-        start,
-        records,
-        position: SourcePosition {
-            offset: next,
-            end_byte: None,
-            eof: false,
-        },
+/// What the pump task owns: the archive's files and plan, and a decoder of its own.
+struct Pump {
+    files: ArchiveFiles,
+    topic: Arc<str>,
+    steps: Vec<Vec<String>>,
+    ranges: Arc<BTreeMap<i32, (u64, u64)>>,
+    batch_size: usize,
+    decoder: RecordDecoder,
+    registry: Option<SchemaRegistry>,
+}
+
+type Item = Result<(SourceBatch, Decoded)>;
+
+impl Pump {
+    /// Reads the steps (the next one while this one is decoded) and sends their records as
+    /// decoded batches per partition, then each partition's end.
+    async fn run(mut self, tx: mpsc::Sender<Item>) -> Result<()> {
+        let mut at: BTreeMap<i32, u64> = self.ranges.iter().map(|(&p, &(f, _))| (p, f)).collect();
+        let steps = std::mem::take(&mut self.steps);
+        let mut steps = steps.into_iter();
+        let mut next = steps.next().map(|step| self.read(step));
+        while let Some(reading) = next.take() {
+            let step = reading.await.map_err(|source| Error::Task {
+                task: "reading the raw archive",
+                source,
+            })??;
+            next = steps.next().map(|step| self.read(step));
+            for (p, records) in step {
+                let position = at.entry(p).or_default();
+                if let Some(first) = records.first()
+                    && first.offset < *position
+                {
+                    return Err(Error::Corrupt {
+                        path: self.files.dir(),
+                        source: format!(
+                            "offset {} of partition {p} comes after {} in the archive's read plan",
+                            first.offset, *position
+                        )
+                        .into(),
+                    });
+                }
+                let mut records = records.into_iter().peekable();
+                while records.peek().is_some() {
+                    let chunk: Vec<Record> = records.by_ref().take(self.batch_size).collect();
+                    let next = chunk.last().map_or(*position, |r| r.offset + 1);
+                    let batch = self.batch(p, *position, next, chunk);
+                    *position = next;
+                    if !self.send(&tx, batch).await? {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        // Offsets after the last archived record that the archive's commits cover (the topic's
+        // transaction markers, records compacted away): covered here too.
+        for (&p, &(_, end)) in self.ranges.clone().iter() {
+            let position = at.get(&p).copied().unwrap_or(end);
+            if position < end {
+                let batch = self.batch(p, position, end, Vec::new());
+                if !self.send(&tx, batch).await? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        step: Vec<String>,
+    ) -> tokio::task::JoinHandle<Result<BTreeMap<i32, Vec<Record>>>> {
+        let (files, ranges) = (self.files.clone(), self.ranges.clone());
+        tokio::spawn(async move { files.read_step(&step, ranges).await })
+    }
+
+    /// Decodes `batch` on the blocking pool and sends it; `false` when the writer is gone.
+    async fn send(&mut self, tx: &mpsc::Sender<Item>, batch: SourceBatch) -> Result<bool> {
+        self.decoder
+            .resolve(&batch.records, self.registry.as_ref())
+            .await?;
+        let decoder = self.decoder.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let decoded = decoder.decode(&batch.records);
+            (batch, decoded)
+        })
+        .await
+        .map_err(|source| Error::Task {
+            task: "decoding a batch",
+            source,
+        })?;
+        Ok(tx.send(Ok(decoded)).await.is_ok())
+    }
+
+    fn batch(&self, partition: i32, start: u64, next: u64, records: Vec<Record>) -> SourceBatch {
+        SourceBatch {
+            partition: self.files.key(partition),
+            origin: Origin::Kafka {
+                topic: self.topic.clone(),
+                partition,
+            },
+            start,
+            records,
+            position: SourcePosition {
+                offset: next,
+                end_byte: None,
+                eof: false,
+            },
+        }
+    }
+}
+
+/// The pump task and what it sends.
+struct Ahead {
+    rx: mpsc::Receiver<Item>,
+    pump: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ahead {
+    fn start(pump: Pump) -> Ahead {
+        let (tx, rx) = mpsc::channel(2);
+        let handle = tokio::spawn(async move {
+            let errors = tx.clone();
+            if let Err(e) = pump.run(tx).await {
+                // The writer sees the error where the records would have been.
+                let _ = errors.send(Err(e)).await;
+            }
+        });
+        Ahead {
+            rx,
+            pump: Some(handle),
+        }
+    }
+
+    /// After the channel closed: whether the pump ended normally (a panic is an error, never
+    /// a short archive phase).
+    async fn finished(&mut self) -> Result<()> {
+        match self.pump.take() {
+            Some(handle) => handle.await.map_err(|source| Error::Task {
+                task: "reading the raw archive",
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        if let Some(pump) = &self.pump {
+            pump.abort();
+        }
     }
 }

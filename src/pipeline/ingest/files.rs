@@ -22,8 +22,7 @@ pub(super) async fn run(
     source: FilesSource,
     shutdown: &mut Shutdown,
 ) -> Result<Stop> {
-    let max_age = w.table.writer.max_age;
-    let mut deadline = Instant::now() + max_age;
+    let mut deadline = Instant::now() + w.table.writer.max_age;
     let mut decoded = DecodeAhead::start(source, w.decoder.clone());
     // A files source is one partition, held from the start.
     w.metrics.assigned(1);
@@ -41,11 +40,7 @@ pub(super) async fn run(
             w.report.records += batch.records.len() as u64;
             w.write_decoded(&batch, events, &batch.partition).await?;
         }
-        if Instant::now() >= deadline || w.over_budget() {
-            w.commit().await?;
-            w.heartbeat(None).await;
-            deadline = Instant::now() + max_age;
-        }
+        deadline = w.commit_when_due(deadline).await?;
     };
     w.commit().await?;
     Ok(if interrupted {

@@ -209,6 +209,17 @@ impl<'a> VersionWriter<'a> {
         }
     }
 
+    /// A driver's commit rule: commits everything written (and refreshes the lease) when
+    /// `deadline` has passed or the buffers are over budget. The next deadline.
+    pub(super) async fn commit_when_due(&mut self, deadline: Instant) -> Result<Instant> {
+        if Instant::now() < deadline && !self.over_budget() {
+            return Ok(deadline);
+        }
+        self.commit().await?;
+        self.heartbeat(None).await;
+        Ok(Instant::now() + self.table.writer.max_age)
+    }
+
     /// Commits everything written since the last commit. A refused commit deletes its files
     /// and returns the conflict.
     pub(super) async fn commit(&mut self) -> Result<()> {
