@@ -3,8 +3,9 @@
 //! With the `failpoints` cargo feature, the binary reads the `FAILPOINTS` environment variable
 //! at start (the [`fail`] crate's syntax: `name=return`, or `2*off->return` to let two passes
 //! through first; several separated by `;`), and an armed crash point aborts the process on
-//! the spot: no unwinding, no flush, no cleanup, like a SIGKILL at that line. Without the
-//! feature, crash points compile to nothing.
+//! the spot: no unwinding, no flush, no cleanup, like a SIGKILL at that line. `name=sleep(300)`
+//! instead pauses there for 300 ms (a test that must catch a process mid-work slows it down
+//! this way). Without the feature, crash points compile to nothing.
 //!
 //! | crash point | where |
 //! |---|---|

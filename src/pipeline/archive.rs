@@ -9,15 +9,17 @@
 //! (its records spread over several day partitions) are read in one step and sorted, and the
 //! steps are ordered so that every partition's offsets increase from step to step. A step's
 //! files are decoded on the blocking pool, and rows become records without copying their
-//! bytes (slices of the Arrow buffers).
+//! bytes (slices of the Arrow buffers). A file whose rows are in offset order in every
+//! partition (as `run` writes them; the index notes which) is read as a stream, a Parquet
+//! batch at a time, so neither memory nor the first record waits for a whole file.
 //!
-//! Invariant: per Kafka partition, [`ArchiveFiles::read_step`] over the steps of
-//! [`ArchiveReader::steps`] yields the archive's committed records in the ranges asked for,
-//! in strictly increasing offset order, each once, and only below the offset the archive's
+//! Invariant: per Kafka partition, the pieces [`ArchiveFiles::read_steps`] sends for the
+//! steps of [`ArchiveReader::steps`] hold the archive's committed records in the ranges asked
+//! for, in strictly increasing offset order, each once, and only below the offset the archive's
 //! commits store for that partition: exactly the records the archive holds as the topic held
 //! them (key, value and its null-ness, headers, timestamp and its type).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -25,7 +27,8 @@ use arrow::datatypes::{Int32Type, Int64Type};
 use bytes::Bytes;
 use futures::future::try_join_all;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use tokio::sync::mpsc;
 
 use crate::domain::Encoding;
 use crate::error::{BoxError, ContextError, Error, Result};
@@ -47,12 +50,26 @@ use order::Sets;
 /// Files read at once, when indexing and within a step.
 const PARALLEL_READS: usize = 4;
 
+/// Rows per decoded Parquet batch (a piece of a file read as a stream).
+const PARQUET_BATCH_ROWS: usize = 8192;
+
+/// Records per Kafka partition, in offset order.
+pub type Piece = BTreeMap<i32, Vec<Record>>;
+
 /// The offsets of one Kafka partition that one archive file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Span {
     file: String,
     first: u64,
     last: u64,
+}
+
+/// What the index knows of one file.
+struct FileIndex {
+    /// Per Kafka partition, its first and last offset in the file.
+    spans: BTreeMap<i32, (u64, u64)>,
+    /// Whether every partition's offsets increase row after row.
+    in_order: bool,
 }
 
 /// The current version of a raw archive table, indexed for replay.
@@ -105,17 +122,25 @@ impl ArchiveReader {
                 layout: layout.clone(),
                 version: v,
                 topic: topic.to_string(),
+                in_order: Arc::default(),
             },
             name: archive.cfg.name.clone(),
             ends,
             spans: BTreeMap::new(),
         };
-        let mut indexed: Vec<BTreeMap<i32, (u64, u64)>> = Vec::with_capacity(files.len());
+        let mut indexed: Vec<FileIndex> = Vec::with_capacity(files.len());
         for chunk in files.chunks(PARALLEL_READS) {
             indexed.extend(try_join_all(chunk.iter().map(|f| reader.files.index_file(f))).await?);
         }
-        for (file, per_partition) in files.into_iter().zip(indexed) {
-            for (p, (first, last)) in per_partition {
+        let in_order: BTreeSet<String> = files
+            .iter()
+            .zip(&indexed)
+            .filter(|(_, index)| index.in_order)
+            .map(|(f, _)| f.clone())
+            .collect();
+        reader.files.in_order = Arc::new(in_order);
+        for (file, index) in files.into_iter().zip(indexed) {
+            for (p, (first, last)) in index.spans {
                 reader.spans.entry(p).or_default().push(Span {
                     file: file.clone(),
                     first,
@@ -254,6 +279,9 @@ pub struct ArchiveFiles {
     layout: TableLayout,
     version: u32,
     topic: String,
+    /// The files whose rows are in offset order in every partition (as `run` writes them):
+    /// read as a stream, a Parquet batch at a time.
+    in_order: Arc<BTreeSet<String>>,
 }
 
 impl ArchiveFiles {
@@ -270,7 +298,7 @@ impl ArchiveFiles {
     /// The records of one step of [`ArchiveReader::steps`] that fall in `ranges` (per Kafka
     /// partition, `[from, to)`), per partition in offset order; the files are read in
     /// parallel and decoded on the blocking pool.
-    pub async fn read_step(
+    async fn read_step(
         &self,
         files: &[String],
         ranges: Arc<BTreeMap<i32, (u64, u64)>>,
@@ -303,22 +331,98 @@ impl ArchiveFiles {
         Ok(out)
     }
 
-    /// Per Kafka partition, the first and last offset in `file`.
-    async fn index_file(&self, file: &str) -> Result<BTreeMap<i32, (u64, u64)>> {
+    /// Per Kafka partition, the first and last offset in `file`; and whether every
+    /// partition's offsets increase row after row.
+    async fn index_file(&self, file: &str) -> Result<FileIndex> {
         let mut out: BTreeMap<i32, (u64, u64)> = BTreeMap::new();
+        let mut last_of: BTreeMap<i32, u64> = BTreeMap::new();
+        let mut in_order = true;
         for batch in self
             .batches(file, &[KAFKA_PARTITION_COLUMN, KAFKA_OFFSET_COLUMN])
             .await?
         {
             let (parts, offsets) = self.coordinates(file, &batch)?;
             for i in 0..batch.num_rows() {
-                let o = offset_of(offsets.value(i));
-                out.entry(parts.value(i))
+                let (p, o) = (parts.value(i), offset_of(offsets.value(i)));
+                if last_of.insert(p, o).is_some_and(|before| before >= o) {
+                    in_order = false;
+                }
+                out.entry(p)
                     .and_modify(|(first, last)| {
                         *first = (*first).min(o);
                         *last = (*last).max(o);
                     })
                     .or_insert((o, o));
+            }
+        }
+        Ok(FileIndex {
+            spans: out,
+            in_order,
+        })
+    }
+
+    /// Reads `steps` (of [`ArchiveReader::steps`]) in order and sends their records in
+    /// `ranges` as pieces (per partition, in offset order, each partition's offsets increasing
+    /// from piece to piece): a file in offset order as it is decoded, a Parquet batch at a
+    /// time; a step that must be sorted as a whole. Ends when the receiver is gone.
+    pub async fn read_steps(
+        self,
+        steps: Vec<Vec<String>>,
+        ranges: Arc<BTreeMap<i32, (u64, u64)>>,
+        tx: mpsc::Sender<Result<Piece>>,
+    ) -> Result<()> {
+        for step in steps {
+            let open = match step.as_slice() {
+                [file] if self.in_order.contains(file) => file,
+                _ => {
+                    let piece = self.read_step(&step, ranges.clone()).await?;
+                    if tx.send(Ok(piece)).await.is_err() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let bytes = self.lake.read_all(&self.path(open)).await?;
+            let (this, file, ranges, tx) = (self.clone(), open.clone(), ranges.clone(), tx.clone());
+            let sent = tokio::task::spawn_blocking(move || {
+                for batch in this.reader(&file, bytes, &[])? {
+                    let batch = batch.map_err(|e| this.read_err(&file, e))?;
+                    let piece = this.records(&file, &batch, &ranges)?;
+                    if tx.blocking_send(Ok(piece)).is_err() {
+                        return Ok(false);
+                    }
+                }
+                Ok::<_, Error>(true)
+            })
+            .await
+            .map_err(|source| Error::Task {
+                task: "reading the raw archive",
+                source,
+            })??;
+            if !sent {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The records of `batch` (of `file`) in `ranges`, per partition, in the batch's order.
+    fn records(
+        &self,
+        file: &str,
+        batch: &RecordBatch,
+        ranges: &BTreeMap<i32, (u64, u64)>,
+    ) -> Result<Piece> {
+        let mut out: Piece = BTreeMap::new();
+        let (parts, offsets) = self.coordinates(file, batch)?;
+        let cols = Columns::of(batch).map_err(|e| self.read_err(file, e))?;
+        for i in 0..batch.num_rows() {
+            let (p, offset) = (parts.value(i), offset_of(offsets.value(i)));
+            match ranges.get(&p) {
+                Some(&(from, to)) if offset >= from && offset < to => {
+                    out.entry(p).or_default().push(cols.record(i, offset));
+                }
+                _ => {}
             }
         }
         Ok(out)
@@ -334,18 +438,10 @@ impl ArchiveFiles {
         let this = self.clone();
         let file = file.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut out: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+            let mut out: Piece = BTreeMap::new();
             for batch in this.decode(&file, bytes, &[])? {
-                let (parts, offsets) = this.coordinates(&file, &batch)?;
-                let cols = Columns::of(&batch).map_err(|e| this.read_err(&file, e))?;
-                for i in 0..batch.num_rows() {
-                    let (p, offset) = (parts.value(i), offset_of(offsets.value(i)));
-                    match ranges.get(&p) {
-                        Some(&(from, to)) if offset >= from && offset < to => {
-                            out.entry(p).or_default().push(cols.record(i, offset));
-                        }
-                        _ => {}
-                    }
+                for (p, records) in this.records(&file, &batch, &ranges)? {
+                    out.entry(p).or_default().extend(records);
                 }
             }
             for records in out.values_mut() {
@@ -375,6 +471,13 @@ impl ArchiveFiles {
 
     /// `file`'s rows from its bytes, only the columns `only` when not empty.
     fn decode(&self, file: &str, bytes: Bytes, only: &[&str]) -> Result<Vec<RecordBatch>> {
+        self.reader(file, bytes, only)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.read_err(file, e))
+    }
+
+    /// A reader of `file`'s rows from its bytes, only the columns `only` when not empty.
+    fn reader(&self, file: &str, bytes: Bytes, only: &[&str]) -> Result<ParquetRecordBatchReader> {
         let builder =
             ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| self.read_err(file, e))?;
         let builder = if only.is_empty() {
@@ -392,9 +495,8 @@ impl ArchiveFiles {
             builder.with_projection(mask)
         };
         builder
+            .with_batch_size(PARQUET_BATCH_ROWS)
             .build()
-            .map_err(|e| self.read_err(file, e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.read_err(file, e))
     }
 

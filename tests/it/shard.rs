@@ -39,15 +39,20 @@ fn three_shards_one_killed_and_restarted_build_one_version_exactly_once() {
             .source_keys("batch_size = 200")
             .writer(r#"max_age = "1ms""#),
     );
-    let shard = |i: u32, log: &str| {
+    let shard = |cli: &crate::fixture::cli::Cli, i: u32, log: &str| {
         let spec = format!("{i}/3");
         let args = cli.table_args("rebuild", &["--promote", "--shard", &spec]);
         cli.spawn(&args, log)
     };
+    // Shard 1's first life pauses after each commit, so that it is still mid-replay when the
+    // test has seen its first commit, however large the consumer's bursts are.
+    let slowed = world
+        .cli()
+        .env("FAILPOINTS", "ingest.after_commit=sleep(300)");
     let mut shards = [
-        shard(0, "shard-0.log"),
-        shard(1, "shard-1.log"),
-        shard(2, "shard-2.log"),
+        shard(&cli, 0, "shard-0.log"),
+        shard(&slowed, 1, "shard-1.log"),
+        shard(&cli, 2, "shard-2.log"),
     ];
     // Shard 1 is killed once it has committed (its lease on v2 counts its commits).
     let pid = shards[1].id();
@@ -75,7 +80,7 @@ fn three_shards_one_killed_and_restarted_build_one_version_exactly_once() {
         status["tables"][0]["current"], 2,
         "not promoted without shard 1's partitions"
     );
-    shards[1] = shard(1, "shard-1-again.log");
+    shards[1] = shard(&cli, 1, "shard-1-again.log");
     for (i, s) in shards.iter_mut().enumerate() {
         let status = s.wait().expect("wait");
         let log = match i {

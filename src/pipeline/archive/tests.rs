@@ -23,6 +23,7 @@ fn reader(spans: &[(i32, &str, u64, u64)], ends: &[(i32, u64)]) -> ArchiveReader
             layout: TableLayout::new("archive"),
             version: 1,
             topic: "events".into(),
+            in_order: Arc::default(),
         },
         name: "archive".into(),
         ends: ends.iter().copied().collect(),

@@ -80,7 +80,7 @@ pub(super) async fn run(
         w.write_decoded(&batch, decoded, &batch.partition).await?;
         deadline = w.commit_when_due(deadline).await?;
     }
-    ahead.finished().await?;
+    ahead.pump.finished("replaying the raw archive").await?;
     w.commit().await?;
     for (p, (from, to)) in ranges {
         tracing::info!(
@@ -104,44 +104,70 @@ struct Pump {
 
 type Item = Result<(SourceBatch, Decoded)>;
 
+/// Pieces (a Parquet batch of a file each, or a sorted step) the reader task reads ahead.
+const PIECES_AHEAD: usize = 4;
+
 impl Pump {
-    /// Reads the steps (the next one while this one is decoded) and sends their records as
-    /// decoded batches per partition, then each partition's end.
+    /// Receives the archive's pieces from a reader task of its own (which reads ahead) and
+    /// sends them on as decoded batches of up to `batch_size` records per partition, then
+    /// each partition's end.
     async fn run(mut self, tx: mpsc::Sender<Item>) -> Result<()> {
-        let mut at: BTreeMap<i32, u64> = self.ranges.iter().map(|(&p, &(f, _))| (p, f)).collect();
+        let (pieces_tx, mut pieces) = mpsc::channel(PIECES_AHEAD);
         let steps = std::mem::take(&mut self.steps);
-        let mut steps = steps.into_iter();
-        let mut next = steps.next().map(|step| self.read(step));
-        while let Some(reading) = next.take() {
-            let step = reading.await.map_err(|source| Error::Task {
-                task: "reading the raw archive",
-                source,
-            })??;
-            next = steps.next().map(|step| self.read(step));
-            for (p, records) in step {
-                let position = at.entry(p).or_default();
+        let reader = {
+            let (files, ranges, errors) =
+                (self.files.clone(), self.ranges.clone(), pieces_tx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = files.read_steps(steps, ranges, pieces_tx).await {
+                    let _ = errors.send(Err(e)).await;
+                }
+            })
+        };
+        let mut reader = Task(Some(reader));
+        // Per partition: where its next batch starts, and the records not sent yet.
+        let mut at: BTreeMap<i32, u64> = self.ranges.iter().map(|(&p, &(f, _))| (p, f)).collect();
+        let mut held: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        while let Some(piece) = pieces.recv().await {
+            for (p, records) in piece? {
+                let buffer = held.entry(p).or_default();
+                let last = buffer
+                    .last()
+                    .map(|r| r.offset + 1)
+                    .unwrap_or_else(|| at.get(&p).copied().unwrap_or(0));
                 if let Some(first) = records.first()
-                    && first.offset < *position
+                    && first.offset < last
                 {
                     return Err(Error::Corrupt {
                         path: self.files.dir(),
                         source: format!(
                             "offset {} of partition {p} comes after {} in the archive's read plan",
-                            first.offset, *position
+                            first.offset,
+                            last.saturating_sub(1)
                         )
                         .into(),
                     });
                 }
-                let mut records = records.into_iter().peekable();
-                while records.peek().is_some() {
-                    let chunk: Vec<Record> = records.by_ref().take(self.batch_size).collect();
-                    let next = chunk.last().map_or(*position, |r| r.offset + 1);
-                    let batch = self.batch(p, *position, next, chunk);
-                    *position = next;
-                    if !self.send(&tx, batch).await? {
+                buffer.extend(records);
+                // Whole batches go on; the rest waits for the partition's next piece.
+                let whole = buffer.len() / self.batch_size * self.batch_size;
+                if whole == 0 {
+                    continue;
+                }
+                let rest = buffer.split_off(whole);
+                let mut ready = std::mem::replace(buffer, rest).into_iter();
+                for _ in 0..whole / self.batch_size {
+                    let chunk: Vec<Record> = ready.by_ref().take(self.batch_size).collect();
+                    if !self.send_records(&tx, &mut at, p, chunk).await? {
                         return Ok(());
                     }
                 }
+            }
+        }
+        // A panicked reader closes the channel early: an error, never a short archive phase.
+        reader.finished("reading the raw archive").await?;
+        for (p, chunk) in std::mem::take(&mut held) {
+            if !chunk.is_empty() && !self.send_records(&tx, &mut at, p, chunk).await? {
+                return Ok(());
             }
         }
         // Offsets after the last archived record that the archive's commits cover (the topic's
@@ -158,12 +184,19 @@ impl Pump {
         Ok(())
     }
 
-    fn read(
-        &self,
-        step: Vec<String>,
-    ) -> tokio::task::JoinHandle<Result<BTreeMap<i32, Vec<Record>>>> {
-        let (files, ranges) = (self.files.clone(), self.ranges.clone());
-        tokio::spawn(async move { files.read_step(&step, ranges).await })
+    /// Sends `records` of partition `p` as one batch from where the partition stands.
+    async fn send_records(
+        &mut self,
+        tx: &mpsc::Sender<Item>,
+        at: &mut BTreeMap<i32, u64>,
+        p: i32,
+        records: Vec<Record>,
+    ) -> Result<bool> {
+        let position = at.entry(p).or_default();
+        let next = records.last().map_or(*position, |r| r.offset + 1);
+        let batch = self.batch(p, *position, next, records);
+        *position = next;
+        self.send(tx, batch).await
     }
 
     /// Decodes `batch` on the blocking pool and sends it; `false` when the writer is gone.
@@ -205,7 +238,7 @@ impl Pump {
 /// The pump task and what it sends.
 struct Ahead {
     rx: mpsc::Receiver<Item>,
-    pump: Option<tokio::task::JoinHandle<()>>,
+    pump: Task,
 }
 
 impl Ahead {
@@ -220,27 +253,28 @@ impl Ahead {
         });
         Ahead {
             rx,
-            pump: Some(handle),
+            pump: Task(Some(handle)),
         }
     }
+}
 
-    /// After the channel closed: whether the pump ended normally (a panic is an error, never
-    /// a short archive phase).
-    async fn finished(&mut self) -> Result<()> {
-        match self.pump.take() {
-            Some(handle) => handle.await.map_err(|source| Error::Task {
-                task: "reading the raw archive",
-                source,
-            }),
+/// A spawned task, aborted when dropped.
+struct Task(Option<tokio::task::JoinHandle<()>>);
+
+impl Task {
+    /// After its channel closed: whether the task ended normally (a panic is an error).
+    async fn finished(&mut self, task: &'static str) -> Result<()> {
+        match self.0.take() {
+            Some(handle) => handle.await.map_err(|source| Error::Task { task, source }),
             None => Ok(()),
         }
     }
 }
 
-impl Drop for Ahead {
+impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(pump) = &self.pump {
-            pump.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
         }
     }
 }
