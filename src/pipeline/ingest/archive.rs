@@ -27,7 +27,7 @@ use crate::domain::Shard;
 use crate::error::{Error, Result};
 use crate::pipeline::archive::{ArchiveFiles, ArchiveReader};
 use crate::pipeline::ingest::report::Stop;
-use crate::pipeline::ingest::writer::VersionWriter;
+use crate::pipeline::ingest::writer::{VersionWriter, decode_blocking};
 use crate::registry::SchemaRegistry;
 use crate::shutdown::Shutdown;
 use crate::source::{Origin, Record, SourceBatch, SourcePosition};
@@ -204,16 +204,7 @@ impl Pump {
         self.decoder
             .resolve(&batch.records, self.registry.as_ref())
             .await?;
-        let decoder = self.decoder.clone();
-        let decoded = tokio::task::spawn_blocking(move || {
-            let decoded = decoder.decode(&batch.records);
-            (batch, decoded)
-        })
-        .await
-        .map_err(|source| Error::Task {
-            task: "decoding a batch",
-            source,
-        })?;
+        let decoded = decode_blocking(self.decoder.clone(), batch).await?;
         Ok(tx.send(Ok(decoded)).await.is_ok())
     }
 

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 use crate::decode::RecordDecoder;
 use crate::decode::json::Decoded;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pipeline::ingest::report::Stop;
-use crate::pipeline::ingest::writer::VersionWriter;
+use crate::pipeline::ingest::writer::{VersionWriter, decode_blocking};
 use crate::shutdown::Shutdown;
 use crate::source::SourceBatch;
 use crate::source::files::FilesSource;
@@ -63,18 +63,7 @@ impl DecodeAhead {
         let pump = tokio::spawn(async move {
             while let Some(next) = source.next().await {
                 let item = match next {
-                    Ok(batch) => {
-                        let decoder = decoder.clone();
-                        tokio::task::spawn_blocking(move || {
-                            let decoded = decoder.decode(&batch.records);
-                            (batch, decoded)
-                        })
-                        .await
-                        .map_err(|source| Error::Task {
-                            task: "decoding a batch",
-                            source,
-                        })
-                    }
+                    Ok(batch) => decode_blocking(decoder.clone(), batch).await,
                     Err(e) => Err(e),
                 };
                 if tx.send(item).await.is_err() {

@@ -440,3 +440,19 @@ impl JoinRel for object_store::path::Path {
 
 #[cfg(test)]
 mod tests;
+
+/// Decodes `batch` with `decoder` on the blocking pool (a driver decoding ahead of the writer).
+pub(super) async fn decode_blocking(
+    decoder: RecordDecoder,
+    batch: SourceBatch,
+) -> Result<(SourceBatch, Decoded)> {
+    tokio::task::spawn_blocking(move || {
+        let decoded = decoder.decode(&batch.records);
+        (batch, decoded)
+    })
+    .await
+    .map_err(|source| Error::Task {
+        task: "decoding a batch",
+        source,
+    })
+}
