@@ -203,3 +203,52 @@ async fn over_budget_the_partitions_written_least_recently_are_closed_first() {
     }
     assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 8 * 25_100);
 }
+
+#[test]
+fn dictionaries_are_left_out_for_mostly_distinct_strings_integers_and_times() {
+    use arrow::array::{Int32Array, TimestampMicrosecondArray};
+    let n = 1000i64;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("kind", DataType::Int32, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                (0..n).map(|i| i * 7919 % 100_003),
+            )),
+            Arc::new(Int32Array::from_iter_values((0..n).map(|i| (i % 5) as i32))),
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                (0..n).map(|i| 1_700_000_000_000_000 + i * 1_000),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("n{i}")),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| ["de", "fr", "us"][(i % 3) as usize]),
+            )),
+        ],
+    )
+    .unwrap();
+    let mut distinct = Vec::new();
+    for (field, column) in schema.fields().iter().zip(batch.columns()) {
+        mostly_distinct(field, column, &mut Vec::new(), &mut distinct);
+    }
+    let names: Vec<String> = distinct.into_iter().map(|p| p.join(".")).collect();
+    assert_eq!(names, ["id", "ts", "name"]);
+    // Too few values to judge: dictionaries stay.
+    let few = batch.slice(0, 100);
+    let mut distinct = Vec::new();
+    for (field, column) in schema.fields().iter().zip(few.columns()) {
+        mostly_distinct(field, column, &mut Vec::new(), &mut distinct);
+    }
+    assert!(distinct.is_empty(), "{distinct:?}");
+}
