@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End-to-end benchmark: kappa-lake against DuckDB on the same events, cores and output.
+"""End-to-end benchmark: kappa-lake against DuckDB and Polars on the same events, cores and output.
 
 Generates NDJSON events from the shipped schemas (page views of ~250 B and orders of ~2 KB,
 spread over 48 hourly partitions, a fraction of them late), then measures in one invocation:
@@ -7,6 +7,8 @@ spread over 48 hourly partitions, a fraction of them late), then measures in one
   - rebuild path: files source (NDJSON) -> hourly zstd Parquet, and -> Delta;
   - baseline: DuckDB `COPY (SELECT ... FROM read_ndjson(...)) TO ... (FORMAT parquet,
     PARTITION_BY (date, hour), COMPRESSION zstd)` with the same threads;
+  - second peer: Polars `scan_ndjson(...).sink_parquet(PartitionBy(..., key=[date, hour]),
+    compression="zstd")` with POLARS_MAX_THREADS at the same threads;
   - Kafka path (with --brokers): the events produced to a topic first, then the
     consume-to-committed phase of `kappa-lake run --stop-at-end` into Delta;
   - memory: the Parquet rebuild at 1x, 4x and 16x a base size, to show peak RSS stays flat.
@@ -200,6 +202,50 @@ COPY (
     return m
 
 
+# Polars: the same columns as DuckDB's, the timestamp each partition is cut by, and a column
+# made to match DuckDB's type.
+POLARS = {
+    "page_views": (
+        """{"view_id": pl.String, "user_id": pl.Int64, "ts": pl.Int64, "url": pl.String,
+            "referrer": pl.String, "duration_ms": pl.Int32,
+            "device": pl.Struct({"kind": pl.String, "os": pl.String})}""",
+        'pl.from_epoch("ts", time_unit="us")',
+        'pl.col("duration_ms")',
+    ),
+    "orders": (
+        """{"order_id": pl.Int64, "customer_id": pl.String, "ts": pl.Int64, "status": pl.String,
+            "amount": pl.String, "currency": pl.String,
+            "items": pl.List(pl.Struct({"sku": pl.String, "quantity": pl.Int32,
+                                        "unit_price": pl.Float64})),
+            "shipping": pl.Struct({"country": pl.String, "city": pl.String, "zip": pl.String}),
+            "coupon": pl.String,
+            "tags": pl.Struct({"channel": pl.String, "campaign": pl.String})}""",
+        'pl.from_epoch("ts", time_unit="ms")',
+        # DuckDB reads the JSON string as DECIMAL(12,2); the generator's tags have two keys.
+        'pl.col("amount").cast(pl.Decimal(12, 2))',
+    ),
+}
+
+
+def run_polars(args, work: Path, kind, data: Path):
+    """Polars `scan_ndjson` → zstd Parquet partitioned by date and hour (a second peer)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    schema, ts, cast = POLARS[kind]
+    code = f"""
+import polars as pl
+t = {ts}
+(pl.scan_ndjson({str(data / '*.ndjson')!r}, schema={schema})
+   .with_columns({cast}, t.dt.date().alias("date"), t.dt.hour().alias("hour"))
+   .sink_parquet(pl.PartitionBy({str(work / 'out')!r}, key=["date", "hour"], include_key=False),
+                 compression="zstd", mkdir=True))
+"""
+    env = dict(os.environ, POLARS_MAX_THREADS=str(args.threads))
+    m = measure([args.python, "-c", code], env=env, log=work / "polars.log")
+    m["output_bytes"], m["files"] = output_stats(work / "out")
+    return m
+
+
 def produce_files(brokers, topic, partitions, files):
     """Produces every line of `files` to a new `topic`, round robin over its partitions."""
     from confluent_kafka import Producer
@@ -292,10 +338,11 @@ def row(name, kind, events, in_bytes, m, baseline=None):
 
 def markdown(rows):
     head = ("| run | events | input MB | wall s | events/s | MB/s in | CPU-s / M events "
-            "| peak RSS MiB | output MB | files | × DuckDB |")
-    lines = [head, "|" + "---|" * 11]
+            "| peak RSS MiB | output MB | files | × DuckDB | × Polars |")
+    lines = [head, "|" + "---|" * 12]
     for r in rows:
         ratio = f"{r['vs_duckdb']:.2f}" if "vs_duckdb" in r else "–"
+        ratio += f" | {r['vs_polars']:.2f}" if "vs_polars" in r else " | –"
         lines.append(
             f"| {r['run']} | {r['events']:,} | {r['input_mb']:.0f} | {r['wall_s']:.1f} "
             f"| {r['events_per_s']:,.0f} | {r['input_mb_per_s']:.1f} | {r['cpu_s_per_million']:.2f} "
@@ -307,7 +354,7 @@ def markdown(rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=str(REPO / "target/release/kappa-lake"))
-    ap.add_argument("--python", default=sys.executable, help="a Python with duckdb")
+    ap.add_argument("--python", default=sys.executable, help="a Python with duckdb and polars")
     ap.add_argument("--out", default=str(REPO / "target/bench"))
     ap.add_argument("--small-events", type=int, default=3_000_000, help="~250 B page views")
     ap.add_argument("--large-events", type=int, default=300_000, help="~2 KB orders")
@@ -333,10 +380,15 @@ def main():
                    run_duckdb(args, out / "runs" / f"duckdb-{kind}", kind, d))
         duck["vs_duckdb"] = 1.0
         rows.append(duck)
+        polars = row(f"Polars scan_ndjson → Parquet ({kind})", kind, events, size,
+                     run_polars(args, out / "runs" / f"polars-{kind}", kind, d), duck)
+        rows.append(polars)
         for fmt in ("parquet", "delta"):
             m = run_kappa(args, out / "runs" / f"kappa-{fmt}-{kind}", kind, d, fmt)
-            rows.append(row(f"kappa-lake files → {fmt} ({kind})", kind, events, size, m, duck))
-        print(markdown(rows[-3:]), flush=True)
+            r = row(f"kappa-lake files → {fmt} ({kind})", kind, events, size, m, duck)
+            r["vs_polars"] = r["events_per_s"] / polars["events_per_s"]
+            rows.append(r)
+        print(markdown(rows[-4:]), flush=True)
 
     if args.brokers:
         kind = "page_views"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end benchmark on a fresh machine: installs what it needs (a Python venv with DuckDB
-# and confluent-kafka, the tansu broker on SeaweedFS), builds the release binary, starts the
+# End-to-end benchmark on a fresh machine: installs what it needs (a Python venv with DuckDB,
+# Polars and confluent-kafka, the tansu broker on SeaweedFS), builds the release binary, starts the
 # broker on loopback and runs scripts/bench.py, which prints the table with the DuckDB ratio
 # and writes target/bench/results.{md,json}. Extra arguments go to bench.py (see --help).
 set -euo pipefail
@@ -20,10 +20,10 @@ phase() {
 python_venv() {
   command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "duckdb==1.4.4"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "duckdb==1.4.4" polars
 }
 
-phase "python venv (duckdb)" python_venv
+phase "python venv (duckdb, polars)" python_venv
 source scripts/services.sh
 phase "services install (tansu, seaweedfs, confluent-kafka)" services_install "$VENV"
 trap services_stop EXIT
