@@ -28,6 +28,7 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::domain::Encoding;
@@ -65,11 +66,19 @@ struct Span {
 }
 
 /// What the index knows of one file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct FileIndex {
     /// Per Kafka partition, its first and last offset in the file.
     spans: BTreeMap<i32, (u64, u64)>,
     /// Whether every partition's offsets increase row after row.
     in_order: bool,
+}
+
+/// The index as it is kept beside the archive version (`_kappa_archive/index.json`): files
+/// never change once committed, so what was read of one holds for good.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SavedIndex {
+    files: BTreeMap<String, FileIndex>,
 }
 
 /// The current version of a raw archive table, indexed for replay.
@@ -78,6 +87,10 @@ pub struct ArchiveReader {
     files: ArchiveFiles,
     /// The archive table's name.
     name: String,
+    /// Per committed file, what the index knows of it; and whether that differs from the
+    /// saved index.
+    index: BTreeMap<String, FileIndex>,
+    index_changed: bool,
     /// Per Kafka partition, the next offset the archive's commits store.
     ends: BTreeMap<i32, u64>,
     /// Per Kafka partition, its spans by first offset.
@@ -125,22 +138,36 @@ impl ArchiveReader {
                 in_order: Arc::default(),
             },
             name: archive.cfg.name.clone(),
+            index: BTreeMap::new(),
+            index_changed: false,
             ends,
             spans: BTreeMap::new(),
         };
-        let mut indexed: Vec<FileIndex> = Vec::with_capacity(files.len());
-        for chunk in files.chunks(PARALLEL_READS) {
-            indexed.extend(try_join_all(chunk.iter().map(|f| reader.files.index_file(f))).await?);
+        // The saved index's entries of committed files, and the files it does not have yet.
+        let mut saved = reader.files.saved_index().await.files;
+        let saved_count = saved.len();
+        let missing: Vec<&String> = files.iter().filter(|f| !saved.contains_key(*f)).collect();
+        for chunk in missing.chunks(PARALLEL_READS) {
+            let read = try_join_all(chunk.iter().map(|f| reader.files.index_file(f))).await?;
+            for (f, index) in chunk.iter().zip(read) {
+                reader.index.insert((*f).clone(), index);
+            }
         }
-        let in_order: BTreeSet<String> = files
+        for f in &files {
+            if let Some(index) = saved.remove(f) {
+                reader.index.insert(f.clone(), index);
+            }
+        }
+        reader.index_changed = !missing.is_empty() || saved_count != files.len();
+        let in_order: BTreeSet<String> = reader
+            .index
             .iter()
-            .zip(&indexed)
             .filter(|(_, index)| index.in_order)
             .map(|(f, _)| f.clone())
             .collect();
         reader.files.in_order = Arc::new(in_order);
-        for (file, index) in files.into_iter().zip(indexed) {
-            for (p, (first, last)) in index.spans {
+        for (file, index) in &reader.index {
+            for (&p, &(first, last)) in &index.spans {
                 reader.spans.entry(p).or_default().push(Span {
                     file: file.clone(),
                     first,
@@ -152,10 +179,26 @@ impl ArchiveReader {
             spans.sort_by_key(|s| (s.first, s.last));
         }
         tracing::info!(
-            archive = %reader.name, version = v, files = reader.spans.values().map(Vec::len).sum::<usize>(),
+            archive = %reader.name, version = v, files = files.len(), read = missing.len(),
             partitions = reader.ends.len(), "archive indexed"
         );
         Ok(Some(reader))
+    }
+
+    /// Saves the index beside the archive version when it read files the saved one lacked
+    /// (or lists files no longer committed), so the next reader reads only newer files. A
+    /// rebuild does this; `status` and `plan` only read it.
+    pub async fn save_index(&self) -> Result<()> {
+        if !self.index_changed {
+            return Ok(());
+        }
+        let saved = SavedIndex {
+            files: self.index.clone(),
+        };
+        self.files
+            .lake
+            .put_json(&self.files.index_path(), &saved)
+            .await
     }
 
     /// The archive's topic.
@@ -285,6 +328,34 @@ pub struct ArchiveFiles {
 }
 
 impl ArchiveFiles {
+    /// Where the index of the archive version is kept.
+    fn index_path(&self) -> object_store::path::Path {
+        self.layout.archive_index(self.version)
+    }
+
+    /// The saved index; empty when there is none or it cannot be read (it is only a cache:
+    /// the files are indexed again).
+    async fn saved_index(&self) -> SavedIndex {
+        let path = self.index_path();
+        let bytes = match self.lake.read_all(&path).await {
+            Ok(bytes) => bytes,
+            Err(Error::Storage {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => {
+                return SavedIndex::default();
+            }
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "cannot read the archive's saved index; indexing its files again");
+                return SavedIndex::default();
+            }
+        };
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(path = %path, error = %e, "the archive's saved index does not parse; indexing its files again");
+            SavedIndex::default()
+        })
+    }
+
     /// The position key of `partition` of the topic (`topic/partition`).
     pub fn key(&self, partition: i32) -> Arc<str> {
         kafka_partition_key(&self.topic, partition).into()

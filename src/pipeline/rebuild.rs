@@ -336,6 +336,11 @@ async fn open_archive(
         (_, Some(handle)) => handle,
     };
     let reader = ArchiveReader::open(handle, &kafka.topic).await?;
+    if let Some(r) = &reader
+        && let Err(e) = r.save_index().await
+    {
+        tracing::warn!(archive = %r.label(), error = %e, "cannot save the archive's index; the next rebuild reads its files again");
+    }
     if reader.is_none() && opts.source == ReplaySource::Archive {
         return Err(Unsupported::NoArchive {
             table: name.clone(),

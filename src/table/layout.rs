@@ -62,6 +62,14 @@ impl TableLayout {
         self.version_dir(version).join("_kappa_log")
     }
 
+    /// `<table>/v{n}/_kappa_archive/index.json`: a raw archive version's index (per file, the
+    /// offsets of each Kafka partition it holds), saved by the rebuilds that read it.
+    pub fn archive_index(&self, version: u32) -> Path {
+        self.version_dir(version)
+            .join("_kappa_archive")
+            .join("index.json")
+    }
+
     /// `<table>/v{n}/_kappa_writers`: one lease (with run metrics) per writer process.
     pub fn writers_dir(&self, version: u32) -> Path {
         self.version_dir(version).join("_kappa_writers")

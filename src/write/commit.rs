@@ -324,8 +324,10 @@ impl CommitLog {
             let prefix_len = dir.as_ref().len() + 1;
             for meta in metas {
                 let rel = &meta.location.as_ref()[prefix_len..];
+                // (`_kappa_archive/`: a raw archive's saved index, see pipeline::archive.)
                 if rel.starts_with("_kappa_log/")
                     || rel.starts_with("_kappa_writers/")
+                    || rel.starts_with("_kappa_archive/")
                     || committed.contains(rel)
                 {
                     continue;

@@ -321,6 +321,13 @@ fn a_rebuild_replays_the_archive_then_the_topic_past_its_retention() {
         "{out}"
     );
     assert_rebuilt_whole(&world);
+    // The rebuild kept the archive's index beside it: the next reader reads only newer files.
+    assert!(
+        world
+            .path()
+            .join("lake/archive/v1/_kappa_archive/index.json")
+            .is_file()
+    );
 
     // `run`'s auto_rebuild reads the archive too: another definition change (hourly again),
     // rebuilt in the background and promoted though the topic lacks its start.

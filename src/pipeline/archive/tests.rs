@@ -26,6 +26,8 @@ fn reader(spans: &[(i32, &str, u64, u64)], ends: &[(i32, u64)]) -> ArchiveReader
             in_order: Arc::default(),
         },
         name: "archive".into(),
+        index: BTreeMap::new(),
+        index_changed: false,
         ends: ends.iter().copied().collect(),
         spans: by_partition,
     }
