@@ -18,7 +18,7 @@ if [ "${1:-}" = "--build" ]; then
   build_only=true
 fi
 seconds="${1:-60}"
-targets=(json_decoder avro_decoder confluent_wire)
+targets=(json_decoder json_differential avro_decoder confluent_wire)
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version 0.13.2
 fi

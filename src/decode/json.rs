@@ -1,7 +1,10 @@
-//! JSON records → Arrow `RecordBatch`, with arrow-json's vectorised decoder.
+//! JSON records → Arrow `RecordBatch`: the schema-specialised decoder (`fast_json.rs`) for the
+//! records it accepts, and arrow-json's decoder (the oracle) for every other record.
 //!
-//! The whole batch is decoded in one pass. A record that does not fit is isolated without
-//! giving up the rest of the batch:
+//! Runs of records the fast decoder misses go to the oracle, in order, so the output is the
+//! oracle's for any input: the same rows, the same rejections and reasons. The oracle decodes a
+//! run in one pass. A record that does not fit is isolated without giving up the rest of the
+//! run:
 //! - reading problems (too large, empty) are caught before decoding, and invalid UTF-8 when a
 //!   run of records fails to decode (a run that decodes is valid UTF-8);
 //! - syntax errors are caught at the record that causes them (the decoder is checked to hold
@@ -19,6 +22,7 @@ use arrow::json::ReaderBuilder;
 use arrow::record_batch::RecordBatch;
 
 use crate::decode::Stage;
+use crate::decode::fast_json::{self, RowBuilder};
 pub use crate::decode::record::{Decoded, RawRecord, Rejected};
 
 /// Decodes JSON records against an Arrow schema.
@@ -26,6 +30,8 @@ pub use crate::decode::record::{Decoded, RawRecord, Rejected};
 pub struct JsonDecoder {
     schema: SchemaRef,
     max_record_bytes: usize,
+    /// Whether the schema-specialised decoder covers the schema (and is not switched off).
+    fast: bool,
 }
 
 enum Failure {
@@ -38,10 +44,24 @@ enum Failure {
 impl JsonDecoder {
     /// A decoder for `schema`; records above `max_record_bytes` are rejected.
     pub fn new(schema: SchemaRef, max_record_bytes: usize) -> Self {
+        let fast = fast_json::supports(&schema);
         JsonDecoder {
             schema,
             max_record_bytes,
+            fast,
         }
+    }
+
+    /// The same decoder with arrow-json alone (the oracle the fast decoder is checked against,
+    /// and the baseline of the benchmarks).
+    pub fn oracle_only(mut self) -> Self {
+        self.fast = false;
+        self
+    }
+
+    /// Whether records go through the schema-specialised decoder first.
+    pub fn is_fast(&self) -> bool {
+        self.fast
     }
 
     /// Decodes `records`, isolating the ones that do not fit.
@@ -91,6 +111,60 @@ impl JsonDecoder {
     }
 
     fn decode_range<R: RawRecord>(&self, records: &[R], range: Range<usize>, out: &mut Decoded) {
+        if self.fast {
+            self.decode_fast(records, range, out);
+        } else {
+            self.decode_oracle(records, range, out);
+        }
+    }
+
+    /// The fast decoder over `range`; each run of records it misses goes to the oracle, between
+    /// the batches of the rows before and after it.
+    fn decode_fast<R: RawRecord>(&self, records: &[R], range: Range<usize>, out: &mut Decoded) {
+        let mut rows = RowBuilder::new(&self.schema);
+        let mut held = range.start; // the first record of the rows in `rows`
+        let mut missed: Option<usize> = None; // the start of the current run of misses
+        for i in range.clone() {
+            match (rows.push(records[i].bytes()).is_ok(), missed) {
+                (true, None) | (false, Some(_)) => {}
+                (true, Some(start)) => {
+                    self.decode_oracle(records, start..i, out);
+                    missed = None;
+                    held = i;
+                }
+                (false, None) => {
+                    self.flush_fast(&mut rows, held..i, records, out);
+                    missed = Some(i);
+                }
+            }
+        }
+        match missed {
+            Some(start) => self.decode_oracle(records, start..range.end, out),
+            None => self.flush_fast(&mut rows, held..range.end, records, out),
+        }
+    }
+
+    fn flush_fast<R: RawRecord>(
+        &self,
+        rows: &mut RowBuilder,
+        range: Range<usize>,
+        records: &[R],
+        out: &mut Decoded,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        match rows.finish() {
+            Ok(batch) => {
+                out.rows.extend(range);
+                out.batches.push(batch);
+            }
+            // Not expected (the builder makes only valid arrays), but never lose the rows.
+            Err(_) => self.decode_oracle(records, range, out),
+        }
+    }
+
+    fn decode_oracle<R: RawRecord>(&self, records: &[R], range: Range<usize>, out: &mut Decoded) {
         if range.is_empty() {
             return;
         }
@@ -111,24 +185,24 @@ impl JsonDecoder {
                 .map(|e| (i, e.valid_up_to()))
         });
         if let Some((i, at)) = invalid {
-            self.decode_range(records, range.start..i, out);
+            self.decode_oracle(records, range.start..i, out);
             out.rejected.push(Rejected {
                 index: i,
                 stage: Stage::Read,
                 reason: format!("invalid UTF-8 at byte {at}"),
             });
-            self.decode_range(records, i + 1..range.end, out);
+            self.decode_oracle(records, i + 1..range.end, out);
             return;
         }
         match failure {
             Failure::At(i, reason) => {
-                self.decode_range(records, range.start..i, out);
+                self.decode_oracle(records, range.start..i, out);
                 out.rejected.push(Rejected {
                     index: i,
                     stage: Stage::Decode,
-                    reason,
+                    reason: self.reason_alone(records, i).unwrap_or(reason),
                 });
-                self.decode_range(records, i + 1..range.end, out);
+                self.decode_oracle(records, i + 1..range.end, out);
             }
             Failure::Batch(reason) if range.len() == 1 => out.rejected.push(Rejected {
                 index: range.start,
@@ -137,9 +211,19 @@ impl JsonDecoder {
             }),
             Failure::Batch(_) => {
                 let mid = range.start + range.len() / 2;
-                self.decode_range(records, range.start..mid, out);
-                self.decode_range(records, mid..range.end, out);
+                self.decode_oracle(records, range.start..mid, out);
+                self.decode_oracle(records, mid..range.end, out);
             }
+        }
+    }
+
+    /// Why record `i` fails decoded on its own. A record's reason must not depend on the
+    /// records around it: arrow-json stops reading at its batch size, so trailing bytes after a
+    /// record's first object read as an error in the middle of a run but not at its end.
+    fn reason_alone<R: RawRecord>(&self, records: &[R], i: usize) -> Option<String> {
+        match self.try_decode(records, i..i + 1) {
+            Err(Failure::At(_, reason) | Failure::Batch(reason)) => Some(reason),
+            Ok(_) => None,
         }
     }
 

@@ -2,7 +2,10 @@
 
 pub mod avro;
 pub mod dead_letter;
+pub mod fast_json;
 pub mod json;
+#[cfg(test)]
+mod json_differential;
 pub mod raw;
 pub mod record;
 pub mod stage;

@@ -5,6 +5,8 @@
 //! decoded row (in input order) or as a rejected record with a reason. (Its own file, like
 //! `stage.rs`: the fuzz targets in `tests/fuzz` compile it without the rest of the crate.)
 
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::decode::Stage;
@@ -47,4 +49,39 @@ pub struct Decoded {
     pub rows: Vec<usize>,
     /// Rejected records.
     pub rejected: Vec<Rejected>,
+}
+
+impl Decoded {
+    /// How `self` differs from `other` (decodes of the same records into `schema`): the rows,
+    /// their values, the rejected records and their reasons; `None` when they are the same.
+    /// How the two ways through the decoder are held to each other.
+    pub fn differs_from(&self, other: &Decoded, schema: &SchemaRef) -> Option<String> {
+        if self.rows != other.rows {
+            return Some(format!("rows {:?} vs {:?}", self.rows, other.rows));
+        }
+        if let Some((a, b)) = self
+            .rejected
+            .iter()
+            .zip(&other.rejected)
+            .find(|(a, b)| a != b)
+        {
+            return Some(format!("rejected {a:?} vs {b:?}"));
+        }
+        if self.rejected.len() != other.rejected.len() {
+            return Some(format!(
+                "rejected {:?} vs {:?}",
+                self.rejected, other.rejected
+            ));
+        }
+        let all = |d: &Decoded| concat_batches(schema, &d.batches).map_err(|e| e.to_string());
+        match (all(self), all(other)) {
+            (Ok(a), Ok(b)) if a == b => None,
+            (Ok(a), Ok(b)) => Some(format!("values {a:?} vs {b:?}")),
+            (a, b) => Some(format!(
+                "batches do not concatenate: {:?} / {:?}",
+                a.err(),
+                b.err()
+            )),
+        }
+    }
 }

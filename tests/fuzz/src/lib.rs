@@ -37,4 +37,5 @@ pub fn check(decoded: &Decoded, records: usize, schema: &SchemaRef) {
     }
 }
 
+pub mod json_gen;
 pub mod schemas;

@@ -117,3 +117,52 @@ pub fn json_arrow() -> SchemaRef {
         ),
     ]))
 }
+
+/// The shipped `schemas/orders.avsc` in Arrow: decimals, a list of structs, a nullable struct,
+/// a map.
+pub fn orders() -> SchemaRef {
+    let item = Fields::from(vec![
+        Field::new("sku", DataType::Utf8, false),
+        Field::new("quantity", DataType::Int32, false),
+        Field::new("unit_price", DataType::Float64, false),
+    ]);
+    let address = Fields::from(vec![
+        Field::new("country", DataType::Utf8, false),
+        Field::new("city", DataType::Utf8, false),
+        Field::new("zip", DataType::Utf8, true),
+    ]);
+    let tags = Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]);
+    Arc::new(Schema::new(vec![
+        Field::new("order_id", DataType::Int64, false),
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+            false,
+        ),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("amount", DataType::Decimal128(12, 2), false),
+        Field::new("currency", DataType::Utf8, false),
+        Field::new(
+            "items",
+            DataType::List(Arc::new(Field::new("item", DataType::Struct(item), false))),
+            false,
+        ),
+        Field::new("shipping", DataType::Struct(address), true),
+        Field::new("coupon", DataType::Utf8, true),
+        Field::new(
+            "tags",
+            DataType::Map(
+                Arc::new(Field::new("entries", DataType::Struct(tags), false)),
+                false,
+            ),
+            false,
+        ),
+    ]))
+}
+
+/// The every-type schema of the generator.
+pub use crate::json_gen::every_type;

@@ -3,6 +3,8 @@
 
 #[path = "../../../../src/decode/avro.rs"]
 pub mod avro;
+#[path = "../../../../src/decode/fast_json.rs"]
+pub mod fast_json;
 #[path = "../../../../src/decode/json.rs"]
 pub mod json;
 #[path = "../../../../src/decode/record.rs"]

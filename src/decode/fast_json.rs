@@ -1,0 +1,1008 @@
+//! A JSON → Arrow decoder specialised to one schema: a single pass over each record straight
+//! into typed column buffers, with no tape, no value tree and no copy of a string that needs
+//! no unescaping.
+//!
+//! Fields are found by guessing that a record repeats the field order of the last one (events
+//! from one producer do), then by a scan of the struct's few names. The record is checked for
+//! UTF-8 once, with SIMD, before it is parsed.
+//!
+//! Invariant: it accepts a record only when arrow-json (the oracle, `json.rs`) decodes the same
+//! bytes to the same row. It accepts strict JSON in the forms producers write (numbers in
+//! JSON's grammar, RFC 3339 times ending in `Z`, decimals that need no rounding); anything
+//! else, valid or not, is a [`Miss`]: the record's partial row is taken back and the caller
+//! hands the record to the oracle, which decodes it or rejects it with its reason. So the
+//! oracle alone decides every error and every lenient form, and this module only has to be
+//! right about what it accepts (the `json_differential` fuzz target checks exactly that).
+
+use arrow::array::{ArrayData, ArrayRef, BooleanBufferBuilder, make_array};
+use arrow::buffer::{Buffer, NullBuffer};
+use arrow::datatypes::{DataType, Field, Fields, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+
+/// The record is not in the subset this decoder accepts: the oracle decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Miss;
+
+type Parsed<T = ()> = Result<T, Miss>;
+
+/// Deepest nesting of a value skipped for an unknown field (deeper: a miss).
+const MAX_SKIP_DEPTH: usize = 64;
+
+/// Whether `schema` is one this decoder covers: every type is one it builds, and no struct has
+/// more than 64 fields (the seen-fields mask).
+pub fn supports(schema: &SchemaRef) -> bool {
+    schema.fields().len() <= 64 && schema.fields().iter().all(|f| supported(f.data_type()))
+}
+
+fn supported(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Boolean
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::Float32
+        | DataType::Float64
+        | DataType::Utf8
+        | DataType::Timestamp(_, _) => true,
+        DataType::Decimal128(_, scale) => *scale >= 0,
+        DataType::List(item) => supported(item.data_type()),
+        DataType::Struct(fields) => {
+            fields.len() <= 64 && fields.iter().all(|f| supported(f.data_type()))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                kv[0].data_type() == &DataType::Utf8 && supported(kv[1].data_type())
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Rows decoded so far for one batch. Built per decode call; [`RowBuilder::finish`] hands the
+/// rows over as a batch and leaves the builder empty.
+#[derive(Debug)]
+pub struct RowBuilder {
+    schema: SchemaRef,
+    root: Object,
+    rows: usize,
+}
+
+impl RowBuilder {
+    /// A builder for `schema`, which must be [`supports`]ed.
+    pub fn new(schema: &SchemaRef) -> Self {
+        RowBuilder {
+            schema: schema.clone(),
+            root: Object::new(schema.fields()),
+            rows: 0,
+        }
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether no row is held.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends `record` as a row, or leaves the builder as it was and returns [`Miss`].
+    pub fn push(&mut self, record: &[u8]) -> Parsed {
+        let parsed = simdutf8::basic::from_utf8(record)
+            .map_err(|_| Miss)
+            .and_then(|_| {
+                let mut p = Cursor { b: record, i: 0 };
+                p.ws();
+                if p.peek() != Some(b'{') {
+                    return Err(Miss);
+                }
+                self.root.object(&mut p)?;
+                p.ws();
+                if p.i == record.len() {
+                    Ok(())
+                } else {
+                    Err(Miss)
+                }
+            });
+        match parsed {
+            Ok(()) => self.rows += 1,
+            Err(Miss) => self.root.truncate(self.rows),
+        }
+        parsed
+    }
+
+    /// The rows held, as a batch of the schema; the builder is empty afterwards.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let rows = std::mem::take(&mut self.rows);
+        let columns: Vec<ArrayRef> = self
+            .root
+            .children
+            .iter_mut()
+            .map(|c| c.finish(rows).map(make_array))
+            .collect::<Result<_, _>>()?;
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// The fields of a struct (or of the record).
+#[derive(Debug)]
+struct Object {
+    names: Vec<Box<[u8]>>,
+    children: Vec<Column>,
+    /// The field after the last one found: where the next key is looked for first.
+    guess: usize,
+}
+
+impl Object {
+    fn new(fields: &Fields) -> Self {
+        Object {
+            names: fields.iter().map(|f| f.name().as_bytes().into()).collect(),
+            children: fields.iter().map(|f| Column::new(f)).collect(),
+            guess: 0,
+        }
+    }
+
+    fn find(&mut self, key: &[u8]) -> Option<usize> {
+        let n = self.names.len();
+        if self.guess < n && *self.names[self.guess] == *key {
+            return Some(self.guess);
+        }
+        self.names.iter().position(|name| **name == *key)
+    }
+
+    /// Parses the object at `p` (at its `{`) into the children.
+    fn object(&mut self, p: &mut Cursor<'_>) -> Parsed {
+        p.i += 1;
+        let mut seen: u64 = 0;
+        p.ws();
+        if p.peek() == Some(b'}') {
+            p.i += 1;
+        } else {
+            loop {
+                let key = p.plain_string()?;
+                p.ws();
+                p.expect(b':')?;
+                p.ws();
+                match self.find(key) {
+                    Some(f) => {
+                        let bit = 1u64 << f;
+                        if seen & bit != 0 {
+                            return Err(Miss); // a repeated key: the oracle keeps the last
+                        }
+                        seen |= bit;
+                        self.children[f].value(p)?;
+                        self.guess = f + 1;
+                    }
+                    None => p.skip_value(0)?,
+                }
+                p.ws();
+                match p.next() {
+                    Some(b',') => p.ws(),
+                    Some(b'}') => break,
+                    _ => return Err(Miss),
+                }
+            }
+        }
+        for (f, child) in self.children.iter_mut().enumerate() {
+            if seen & (1u64 << f) == 0 {
+                child.null()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        for c in &mut self.children {
+            c.truncate(rows);
+        }
+    }
+}
+
+/// One column's buffers and how its JSON values are read.
+#[derive(Debug)]
+struct Column {
+    data_type: DataType,
+    nullable: bool,
+    validity: BooleanBufferBuilder,
+    nulls: usize,
+    values: Values,
+}
+
+#[derive(Debug)]
+enum Values {
+    Bool(BooleanBufferBuilder),
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+    /// A timestamp: an integer as is, or an RFC 3339 string; `naive_utc` when a string
+    /// without an offset means UTC (the column has no time zone, or UTC).
+    Time {
+        unit: TimeUnit,
+        naive_utc: bool,
+        values: Vec<i64>,
+    },
+    Decimal {
+        precision: u8,
+        scale: u8,
+        values: Vec<i128>,
+    },
+    Utf8(Strings),
+    List {
+        offsets: Vec<i32>,
+        item: Box<Column>,
+    },
+    Struct(Box<Object>),
+    Map {
+        offsets: Vec<i32>,
+        keys: Strings,
+        values: Box<Column>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Strings {
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        Strings {
+            offsets: vec![0],
+            data: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, p: &mut Cursor<'_>) -> Parsed {
+        p.string_into(&mut self.data)?;
+        let end = i32::try_from(self.data.len()).map_err(|_| Miss)?;
+        self.offsets.push(end);
+        Ok(())
+    }
+
+    fn push_empty(&mut self) {
+        let end = *self.offsets.last().unwrap_or(&0);
+        self.offsets.push(end);
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.offsets.truncate(len + 1);
+        let end = self.offsets.last().map_or(0, |&o| o as usize);
+        self.data.truncate(end);
+    }
+
+    fn finish(
+        &mut self,
+        data_type: DataType,
+        len: usize,
+        nulls: Option<NullBuffer>,
+    ) -> Result<ArrayData, ArrowError> {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let data = std::mem::take(&mut self.data);
+        ArrayData::builder(data_type)
+            .len(len)
+            .add_buffer(Buffer::from_vec(offsets))
+            .add_buffer(Buffer::from_vec(data))
+            .nulls(nulls)
+            .build()
+    }
+}
+
+impl Column {
+    fn new(field: &Field) -> Self {
+        let values = match field.data_type() {
+            DataType::Boolean => Values::Bool(BooleanBufferBuilder::new(0)),
+            DataType::Int32 => Values::I32(Vec::new()),
+            DataType::Int64 => Values::I64(Vec::new()),
+            DataType::Float32 => Values::F32(Vec::new()),
+            DataType::Float64 => Values::F64(Vec::new()),
+            DataType::Timestamp(unit, tz) => Values::Time {
+                unit: *unit,
+                naive_utc: tz.as_deref().is_none_or(|tz| tz == "+00:00" || tz == "UTC"),
+                values: Vec::new(),
+            },
+            DataType::Decimal128(precision, scale) => Values::Decimal {
+                precision: *precision,
+                scale: u8::try_from(*scale).unwrap_or(0),
+                values: Vec::new(),
+            },
+            DataType::List(item) => Values::List {
+                offsets: vec![0],
+                item: Box::new(Column::new(item)),
+            },
+            DataType::Struct(fields) => Values::Struct(Box::new(Object::new(fields))),
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(kv) => Values::Map {
+                    offsets: vec![0],
+                    keys: Strings::new(),
+                    values: Box::new(Column::new(&kv[1])),
+                },
+                _ => unreachable!("supports() admits maps of key-value structs only"),
+            },
+            // Utf8, and (never reached: `supports` rules them out) anything else.
+            _ => Values::Utf8(Strings::new()),
+        };
+        Column {
+            data_type: field.data_type().clone(),
+            nullable: field.is_nullable(),
+            validity: BooleanBufferBuilder::new(0),
+            nulls: 0,
+            values,
+        }
+    }
+
+    /// A JSON `null`, or the field missing: a null where the field allows one.
+    fn null(&mut self) -> Parsed {
+        if !self.nullable {
+            return Err(Miss);
+        }
+        self.push_null();
+        Ok(())
+    }
+
+    /// A null slot, also in the children of a null struct (arrow-json does the same).
+    fn push_null(&mut self) {
+        self.validity.append(false);
+        self.nulls += 1;
+        match &mut self.values {
+            Values::Bool(v) => v.append(false),
+            Values::I32(v) => v.push(0),
+            Values::I64(v) | Values::Time { values: v, .. } => v.push(0),
+            Values::F32(v) => v.push(0.0),
+            Values::F64(v) => v.push(0.0),
+            Values::Decimal { values, .. } => values.push(0),
+            Values::Utf8(s) => s.push_empty(),
+            Values::List { offsets, .. } | Values::Map { offsets, .. } => {
+                let end = *offsets.last().unwrap_or(&0);
+                offsets.push(end);
+            }
+            Values::Struct(object) => {
+                for c in &mut object.children {
+                    c.push_null();
+                }
+            }
+        }
+    }
+
+    fn value(&mut self, p: &mut Cursor<'_>) -> Parsed {
+        if p.peek() == Some(b'n') {
+            p.literal(b"null")?;
+            return self.null();
+        }
+        match &mut self.values {
+            Values::Bool(v) => match p.peek() {
+                Some(b't') => {
+                    p.literal(b"true")?;
+                    v.append(true);
+                }
+                Some(b'f') => {
+                    p.literal(b"false")?;
+                    v.append(false);
+                }
+                _ => return Err(Miss),
+            },
+            Values::I32(v) => v.push(i32::try_from(p.integer()?).map_err(|_| Miss)?),
+            Values::I64(v) => v.push(p.integer()?),
+            Values::F32(v) => {
+                let x: f32 = p.float_token()?.parse().map_err(|_| Miss)?;
+                if !x.is_finite() {
+                    return Err(Miss);
+                }
+                v.push(x);
+            }
+            Values::F64(v) => {
+                let x: f64 = p.float_token()?.parse().map_err(|_| Miss)?;
+                if !x.is_finite() {
+                    return Err(Miss);
+                }
+                v.push(x);
+            }
+            Values::Time {
+                unit,
+                naive_utc,
+                values,
+            } => {
+                let t = match p.peek() {
+                    Some(b'"') => timestamp(p.plain_string()?, *unit, *naive_utc)?,
+                    _ => p.integer()?,
+                };
+                values.push(t);
+            }
+            Values::Decimal {
+                precision,
+                scale,
+                values,
+            } => {
+                let text = match p.peek() {
+                    Some(b'"') => p.plain_string()?,
+                    _ => p.float_token()?.as_bytes(),
+                };
+                values.push(decimal(text, *precision, *scale)?);
+            }
+            Values::Utf8(s) => {
+                if p.peek() != Some(b'"') {
+                    return Err(Miss);
+                }
+                s.push(p)?;
+            }
+            Values::List { offsets, item } => {
+                p.expect(b'[')?;
+                p.ws();
+                let mut n = *offsets.last().unwrap_or(&0);
+                if p.peek() == Some(b']') {
+                    p.i += 1;
+                } else {
+                    loop {
+                        item.value(p)?;
+                        n = n.checked_add(1).ok_or(Miss)?;
+                        p.ws();
+                        match p.next() {
+                            Some(b',') => p.ws(),
+                            Some(b']') => break,
+                            _ => return Err(Miss),
+                        }
+                    }
+                }
+                offsets.push(n);
+            }
+            Values::Struct(object) => {
+                if p.peek() != Some(b'{') {
+                    return Err(Miss);
+                }
+                object.object(p)?;
+            }
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                p.expect(b'{')?;
+                p.ws();
+                let mut n = *offsets.last().unwrap_or(&0);
+                if p.peek() == Some(b'}') {
+                    p.i += 1;
+                } else {
+                    loop {
+                        if p.peek() != Some(b'"') {
+                            return Err(Miss);
+                        }
+                        keys.push(p)?;
+                        p.ws();
+                        p.expect(b':')?;
+                        p.ws();
+                        values.value(p)?;
+                        n = n.checked_add(1).ok_or(Miss)?;
+                        p.ws();
+                        match p.next() {
+                            Some(b',') => p.ws(),
+                            Some(b'}') => break,
+                            _ => return Err(Miss),
+                        }
+                    }
+                }
+                offsets.push(n);
+            }
+        }
+        self.validity.append(true);
+        Ok(())
+    }
+
+    /// Takes back everything after the first `len` slots.
+    fn truncate(&mut self, len: usize) {
+        if self.validity.len() > len {
+            let dropped = (len..self.validity.len())
+                .filter(|&i| !self.validity.get_bit(i))
+                .count();
+            self.nulls -= dropped;
+            self.validity.truncate(len);
+        }
+        match &mut self.values {
+            Values::Bool(v) => v.truncate(len),
+            Values::I32(v) => v.truncate(len),
+            Values::I64(v) | Values::Time { values: v, .. } => v.truncate(len),
+            Values::F32(v) => v.truncate(len),
+            Values::F64(v) => v.truncate(len),
+            Values::Decimal { values, .. } => values.truncate(len),
+            Values::Utf8(s) => s.truncate(len),
+            Values::List { offsets, item } => {
+                offsets.truncate(len + 1);
+                item.truncate(offsets.last().map_or(0, |&o| o as usize));
+            }
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                offsets.truncate(len + 1);
+                let entries = offsets.last().map_or(0, |&o| o as usize);
+                keys.truncate(entries);
+                values.truncate(entries);
+            }
+            Values::Struct(object) => object.truncate(len),
+        }
+    }
+
+    /// The `len` slots as Arrow data; the column is empty afterwards.
+    fn finish(&mut self, len: usize) -> Result<ArrayData, ArrowError> {
+        let mut validity = std::mem::replace(&mut self.validity, BooleanBufferBuilder::new(0));
+        let nulls =
+            (std::mem::take(&mut self.nulls) > 0).then(|| NullBuffer::new(validity.finish()));
+        let data_type = self.data_type.clone();
+        let primitive = |buffer: Buffer| {
+            ArrayData::builder(data_type.clone())
+                .len(len)
+                .add_buffer(buffer)
+                .nulls(nulls.clone())
+                .build()
+        };
+        match &mut self.values {
+            Values::Bool(v) => primitive(v.finish().into_inner()),
+            Values::I32(v) => primitive(Buffer::from_vec(std::mem::take(v))),
+            Values::I64(v) | Values::Time { values: v, .. } => {
+                primitive(Buffer::from_vec(std::mem::take(v)))
+            }
+            Values::F32(v) => primitive(Buffer::from_vec(std::mem::take(v))),
+            Values::F64(v) => primitive(Buffer::from_vec(std::mem::take(v))),
+            Values::Decimal { values, .. } => primitive(Buffer::from_vec(std::mem::take(values))),
+            Values::Utf8(s) => s.finish(data_type.clone(), len, nulls.clone()),
+            Values::List { offsets, item } => {
+                let offsets = std::mem::replace(offsets, vec![0]);
+                let items = offsets.last().map_or(0, |&o| o as usize);
+                let child = item.finish(items)?;
+                ArrayData::builder(data_type.clone())
+                    .len(len)
+                    .add_buffer(Buffer::from_vec(offsets))
+                    .add_child_data(child)
+                    .nulls(nulls.clone())
+                    .build()
+            }
+            Values::Struct(object) => {
+                let children = object
+                    .children
+                    .iter_mut()
+                    .map(|c| c.finish(len))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ArrayData::builder(data_type.clone())
+                    .len(len)
+                    .child_data(children)
+                    .nulls(nulls.clone())
+                    .build()
+            }
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                let DataType::Map(entries_field, _) = &data_type else {
+                    unreachable!("a map column has a map type");
+                };
+                let DataType::Struct(kv) = entries_field.data_type() else {
+                    unreachable!("supports() admits maps of key-value structs only");
+                };
+                let offsets = std::mem::replace(offsets, vec![0]);
+                let entries = offsets.last().map_or(0, |&o| o as usize);
+                let keys = keys.finish(kv[0].data_type().clone(), entries, None)?;
+                let values = values.finish(entries)?;
+                let entries_data = ArrayData::builder(entries_field.data_type().clone())
+                    .len(entries)
+                    .child_data(vec![keys, values])
+                    .build()?;
+                ArrayData::builder(data_type.clone())
+                    .len(len)
+                    .add_buffer(Buffer::from_vec(offsets))
+                    .add_child_data(entries_data)
+                    .nulls(nulls.clone())
+                    .build()
+            }
+        }
+    }
+}
+
+/// An RFC 3339 time in the forms arrow-json reads the same way: `YYYY-MM-DD`, or with
+/// `[T t ]HH:MM:SS`, up to nine fraction digits, then `Z`, `z` or (when `naive_utc`) nothing.
+fn timestamp(s: &[u8], unit: TimeUnit, naive_utc: bool) -> Parsed<i64> {
+    let digits = |range: std::ops::Range<usize>| -> Parsed<u32> {
+        let mut v = 0u32;
+        for &b in s.get(range).ok_or(Miss)? {
+            if !b.is_ascii_digit() {
+                return Err(Miss);
+            }
+            v = v * 10 + u32::from(b - b'0');
+        }
+        Ok(v)
+    };
+    if s.len() < 10 || s[4] != b'-' || s[7] != b'-' {
+        return Err(Miss);
+    }
+    let date =
+        NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?).ok_or(Miss)?;
+    let (time, rest) = if s.len() == 10 {
+        (date.and_hms_opt(0, 0, 0).ok_or(Miss)?, &s[10..])
+    } else {
+        if !matches!(s[10], b'T' | b't' | b' ')
+            || s.get(13) != Some(&b':')
+            || s.get(16) != Some(&b':')
+        {
+            return Err(Miss);
+        }
+        let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+        if second >= 60 {
+            return Err(Miss);
+        }
+        let mut end = 19;
+        let mut nanos = 0u32;
+        if s.get(19) == Some(&b'.') {
+            let fraction = s[20..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if fraction == 0 || fraction > 9 {
+                return Err(Miss);
+            }
+            nanos = digits(20..20 + fraction)? * 10u32.pow(9 - fraction as u32);
+            end = 20 + fraction;
+        }
+        let time = date
+            .and_hms_nano_opt(hour, minute, second, nanos)
+            .ok_or(Miss)?;
+        (time, &s[end..])
+    };
+    match rest {
+        b"Z" | b"z" => {}
+        b"" if naive_utc => {}
+        _ => return Err(Miss),
+    }
+    let utc = time.and_utc();
+    match unit {
+        TimeUnit::Second => Ok(utc.timestamp()),
+        TimeUnit::Millisecond => Ok(utc.timestamp_millis()),
+        TimeUnit::Microsecond => Ok(utc.timestamp_micros()),
+        TimeUnit::Nanosecond => utc.timestamp_nanos_opt().ok_or(Miss),
+    }
+}
+
+/// `-?D+(.D+)?` as a decimal of `precision` and `scale`, as arrow's `parse_decimal` reads it,
+/// when it needs no rounding (at most `scale` fraction digits) and fits.
+fn decimal(s: &[u8], precision: u8, scale: u8) -> Parsed<i128> {
+    let (negative, s) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let (int, frac) = match s.iter().position(|&b| b == b'.') {
+        Some(dot) => (&s[..dot], &s[dot + 1..]),
+        None => (s, &s[s.len()..]),
+    };
+    let has_dot = int.len() < s.len();
+    if int.is_empty()
+        || (has_dot && frac.is_empty())
+        || frac.len() > usize::from(scale)
+        || !int.iter().chain(frac).all(u8::is_ascii_digit)
+    {
+        return Err(Miss);
+    }
+    // Digits as parse_decimal counts them: leading zeros of the integer part are not.
+    let significant = int.iter().skip_while(|&&b| b == b'0').count() + frac.len();
+    let digits = significant + (usize::from(scale) - frac.len());
+    if digits > usize::from(precision) {
+        return Err(Miss);
+    }
+    let mut v: i128 = 0;
+    for &b in int.iter().chain(frac) {
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i128::from(b - b'0')))
+            .ok_or(Miss)?;
+    }
+    for _ in frac.len()..usize::from(scale) {
+        v = v.checked_mul(10).ok_or(Miss)?;
+    }
+    Ok(if negative { -v } else { v })
+}
+
+/// A position in one record.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek();
+        if b.is_some() {
+            self.i += 1;
+        }
+        b
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, b: u8) -> Parsed {
+        if self.peek() == Some(b) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(Miss)
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Parsed {
+        if self.b[self.i..].starts_with(word) {
+            self.i += word.len();
+            Ok(())
+        } else {
+            Err(Miss)
+        }
+    }
+
+    /// A string without escapes (keys, times, decimals), without its quotes.
+    fn plain_string(&mut self) -> Parsed<&'a [u8]> {
+        self.expect(b'"')?;
+        let rest = &self.b[self.i..];
+        let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Miss)?;
+        if rest[end] != b'"' {
+            return Err(Miss);
+        }
+        self.i += end + 1;
+        Ok(&rest[..end])
+    }
+
+    /// A string, unescaped, appended to `out`.
+    fn string_into(&mut self, out: &mut Vec<u8>) -> Parsed {
+        self.expect(b'"')?;
+        loop {
+            let rest = &self.b[self.i..];
+            let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Miss)?;
+            out.extend_from_slice(&rest[..end]);
+            self.i += end + 1;
+            if rest[end] == b'"' {
+                return Ok(());
+            }
+            self.escape(out)?;
+        }
+    }
+
+    /// The escape after a backslash.
+    fn escape(&mut self, out: &mut Vec<u8>) -> Parsed {
+        let c = match self.next().ok_or(Miss)? {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let high = self.hex4()?;
+                let c = match high {
+                    0xD800..=0xDBFF => {
+                        self.literal(b"\\u")?;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(Miss);
+                        }
+                        let n = ((u32::from(high) - 0xD800) << 10) | (u32::from(low) - 0xDC00);
+                        char::from_u32(n + 0x1_0000).ok_or(Miss)?
+                    }
+                    0xDC00..=0xDFFF => return Err(Miss),
+                    _ => char::from_u32(u32::from(high)).ok_or(Miss)?,
+                };
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                return Ok(());
+            }
+            _ => return Err(Miss),
+        };
+        out.push(c);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Parsed<u16> {
+        let digits = self.b.get(self.i..self.i + 4).ok_or(Miss)?;
+        let mut v = 0u16;
+        for &d in digits {
+            v = (v << 4) | char::from(d).to_digit(16).ok_or(Miss)? as u16;
+        }
+        self.i += 4;
+        Ok(v)
+    }
+
+    /// An integer in JSON's grammar (`-?(0|[1-9][0-9]*)`, no fraction or exponent) that fits.
+    fn integer(&mut self) -> Parsed<i64> {
+        let start = self.i;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let digits_start = self.i;
+        let mut v: i64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            let d = i64::from(d - b'0');
+            v = v
+                .checked_mul(10)
+                .and_then(|v| {
+                    if negative {
+                        v.checked_sub(d)
+                    } else {
+                        v.checked_add(d)
+                    }
+                })
+                .ok_or(Miss)?;
+            self.i += 1;
+        }
+        let len = self.i - digits_start;
+        if len == 0 || (len > 1 && self.b[digits_start] == b'0') {
+            return Err(Miss);
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E' | b'+' | b'-')) {
+            self.i = start;
+            return Err(Miss);
+        }
+        Ok(v)
+    }
+
+    /// A number in JSON's grammar, as its text.
+    fn float_token(&mut self) -> Parsed<&'a str> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let int = self.digits();
+        if int == 0 || (int > 1 && self.b[self.i - int] == b'0') {
+            return Err(Miss);
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(Miss);
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(Miss);
+            }
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E' | b'+' | b'-')) {
+            return Err(Miss);
+        }
+        // ASCII only, so always UTF-8.
+        std::str::from_utf8(&self.b[start..self.i]).map_err(|_| Miss)
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// Skips any JSON value (an unknown field's), checking its syntax.
+    fn skip_value(&mut self, depth: usize) -> Parsed {
+        if depth > MAX_SKIP_DEPTH {
+            return Err(Miss);
+        }
+        match self.peek().ok_or(Miss)? {
+            b'"' => {
+                let mut sink = Vec::new();
+                self.string_into(&mut sink)
+            }
+            b'n' => self.literal(b"null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'-' | b'0'..=b'9' => self.float_token().map(drop),
+            open @ (b'[' | b'{') => {
+                let close = if open == b'[' { b']' } else { b'}' };
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(close) {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if open == b'{' {
+                        if self.peek() != Some(b'"') {
+                            return Err(Miss);
+                        }
+                        self.skip_value(depth + 1)?;
+                        self.ws();
+                        self.expect(b':')?;
+                        self.ws();
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.next() {
+                        Some(b',') => self.ws(),
+                        Some(b) if b == close => return Ok(()),
+                        _ => return Err(Miss),
+                    }
+                }
+            }
+            _ => Err(Miss),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Schema;
+    use std::sync::Arc;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+                false,
+            ),
+        ]))
+    }
+
+    #[test]
+    fn a_miss_takes_the_partial_row_back() {
+        let mut rows = RowBuilder::new(&schema());
+        assert_eq!(
+            rows.push(br#"{"id":1,"name":"a","ts":"2026-11-26T10:00:00.5Z"}"#),
+            Ok(())
+        );
+        assert_eq!(
+            rows.push(br#"{"id":2,"name":"b","ts":"yesterday"}"#),
+            Err(Miss)
+        );
+        assert_eq!(rows.push(br#"{"name":"c\n","id":3,"ts":1}"#), Ok(()));
+        let batch = rows.finish().expect("batch");
+        assert_eq!(batch.num_rows(), 2);
+        assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn forms_the_oracle_reads_leniently_are_misses() {
+        let mut rows = RowBuilder::new(&schema());
+        for record in [
+            &br#"{"id":1.0,"ts":1}"#[..],
+            br#"{"id":01,"ts":1}"#,
+            br#"{"id":1,"id":2,"ts":1}"#,
+            br#"{"id":1,"ts":"2026-11-26T10:00:00+02:00"}"#,
+            br#"{"id":1,,"ts":1}"#,
+            br#"{"id":1}"#,
+            br#"{"id":1,"ts":1} x"#,
+        ] {
+            assert_eq!(
+                rows.push(record),
+                Err(Miss),
+                "{}",
+                String::from_utf8_lossy(record)
+            );
+        }
+        assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn decimals_follow_parse_decimal() {
+        assert_eq!(decimal(b"12.5", 12, 2), Ok(1250));
+        assert_eq!(decimal(b"-0.05", 12, 2), Ok(-5));
+        assert_eq!(decimal(b"007", 3, 2), Ok(700));
+        assert_eq!(decimal(b"1.234", 12, 2), Err(Miss));
+        assert_eq!(decimal(b"1234", 5, 2), Err(Miss));
+    }
+}
