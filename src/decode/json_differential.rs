@@ -74,3 +74,22 @@ fn takes_the_common_forms_itself() {
     let view = br#"{"view_id":"6f1c","user_id":null,"ts":1795651200000000,"url":"https://x/p?q=1","referrer":null,"duration_ms":5,"device":{"kind":"mobile","os":"iOS 18"}}"#;
     assert_eq!(rows.push(view), Ok(()));
 }
+
+#[test]
+fn decoding_in_parallel_pieces_gives_the_same_result() {
+    use crate::decode::{PARALLEL_PIECE, RecordDecoder};
+    let schema = json_gen::every_type();
+    let decoder = RecordDecoder::Json(JsonDecoder::new(schema.clone(), 4096));
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut pick = |n: u32| rng.random_range(0..n);
+    let records: Vec<Vec<u8>> = (0..2 * PARALLEL_PIECE + 77)
+        .map(|_| json_gen::record(&schema, &mut pick))
+        .collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let (whole, pieces) = (decoder.decode(&refs), decoder.decode_parallel(&refs));
+    assert!(
+        whole.rejected.len() > 100 && whole.rows.len() > 100,
+        "rows and rejections in every piece"
+    );
+    assert_eq!(pieces.differs_from(&whole, &schema), None);
+}

@@ -444,7 +444,7 @@ async fn assign(
 }
 
 /// Keeps the messages of assigned partitions at or after their expected offsets and
-/// writes them, one batch per partition.
+/// writes them, one batch per partition (decoded together, on both cores).
 async fn accept(
     w: &mut VersionWriter<'_>,
     topic: &Arc<str>,
@@ -489,6 +489,7 @@ async fn accept(
             headers: m.headers,
         });
     }
+    let mut batches = Vec::with_capacity(by_partition.len());
     for (p, (from, records)) in by_partition {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             continue;
@@ -516,9 +517,9 @@ async fn accept(
             position,
         };
         w.report.records += batch.records.len() as u64;
-        w.write(&batch).await?;
+        batches.push(batch);
     }
-    Ok(())
+    w.write_all(batches).await
 }
 
 /// Next offsets per partition as stored in the version (for the consumer group).

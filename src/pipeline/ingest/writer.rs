@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use tokio::time::Instant;
 
 use crate::config::{BadRecords, SourceConfig, TableConfig};
@@ -285,12 +286,32 @@ impl<'a> VersionWriter<'a> {
         Ok(())
     }
 
-    pub(super) async fn write(&mut self, batch: &SourceBatch) -> Result<()> {
-        self.decoder
-            .resolve(&batch.records, self.registry.as_ref())
-            .await?;
-        let decoded = self.decoder.decode(&batch.records);
-        self.write_decoded(batch, decoded, &batch.partition).await
+    /// Decodes `batches` (of several partitions, say) on both cores, off the async workers,
+    /// then writes them in order.
+    pub(super) async fn write_all(&mut self, batches: Vec<SourceBatch>) -> Result<()> {
+        for batch in &batches {
+            self.decoder
+                .resolve(&batch.records, self.registry.as_ref())
+                .await?;
+        }
+        let decoder = self.decoder.clone();
+        let decoded = tokio::task::spawn_blocking(move || {
+            let decoded: Vec<Decoded> = batches
+                .par_iter()
+                .map(|b| decoder.decode_parallel(&b.records))
+                .collect();
+            batches.into_iter().zip(decoded).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|source| Error::Task {
+            task: "decoding a burst",
+            source,
+        })?;
+        for (batch, decoded) in decoded {
+            self.write_decoded(&batch, decoded, &batch.partition)
+                .await?;
+        }
+        Ok(())
     }
 
     /// [`VersionWriter::write`] of a batch already decoded; `key` is the position the batch advances

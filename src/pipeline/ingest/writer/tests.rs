@@ -94,7 +94,9 @@ fn stored_offset(w: &VersionWriter<'_>) -> Option<u64> {
 async fn writes_then_commits_rows_with_their_offsets() {
     let f = fixture("dead_letter").await;
     let mut w = f.writer().await;
-    w.write(&batch(0, &[GOOD, GOOD, GOOD])).await.unwrap();
+    w.write_all(vec![batch(0, &[GOOD, GOOD, GOOD])])
+        .await
+        .unwrap();
     assert_eq!(
         stored_offset(&w),
         None,
@@ -122,7 +124,7 @@ async fn a_commit_with_nothing_written_is_no_commit() {
 async fn a_reopened_writer_resumes_after_the_committed_offsets() {
     let f = fixture("dead_letter").await;
     let mut w = f.writer().await;
-    w.write(&batch(0, &[GOOD, GOOD])).await.unwrap();
+    w.write_all(vec![batch(0, &[GOOD, GOOD])]).await.unwrap();
     w.commit().await.unwrap();
     w.finish(Ok(Stop::End)).await.unwrap();
 
@@ -132,7 +134,7 @@ async fn a_reopened_writer_resumes_after_the_committed_offsets() {
         Some(2),
         "resumes where the last commit ended"
     );
-    w.write(&batch(2, &[GOOD])).await.unwrap();
+    w.write_all(vec![batch(2, &[GOOD])]).await.unwrap();
     w.commit().await.unwrap();
     assert_eq!(stored_offset(&w), Some(3));
     let report = w.finish(Ok(Stop::End)).await.unwrap();
@@ -143,7 +145,9 @@ async fn a_reopened_writer_resumes_after_the_committed_offsets() {
 async fn a_bad_record_becomes_a_dead_letter_committed_with_the_rows() {
     let f = fixture("dead_letter").await;
     let mut w = f.writer().await;
-    w.write(&batch(0, &[GOOD, "not json", GOOD])).await.unwrap();
+    w.write_all(vec![batch(0, &[GOOD, "not json", GOOD])])
+        .await
+        .unwrap();
     w.commit().await.unwrap();
     assert_eq!(
         stored_offset(&w),
@@ -159,7 +163,10 @@ async fn a_bad_record_becomes_a_dead_letter_committed_with_the_rows() {
 async fn a_bad_record_stops_the_writer_when_bad_records_is_fail() {
     let f = fixture("fail").await;
     let mut w = f.writer().await;
-    let e = w.write(&batch(0, &[GOOD, "not json"])).await.unwrap_err();
+    let e = w
+        .write_all(vec![batch(0, &[GOOD, "not json"])])
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::BadRecord { offset: 1, .. }), "{e}");
     let e = w.finish(Err(e)).await.unwrap_err();
     assert!(matches!(e, Error::BadRecord { .. }), "{e}");
@@ -169,7 +176,9 @@ async fn a_bad_record_stops_the_writer_when_bad_records_is_fail() {
 async fn a_skipped_bad_record_is_counted_not_kept() {
     let f = fixture("skip").await;
     let mut w = f.writer().await;
-    w.write(&batch(0, &[GOOD, "not json"])).await.unwrap();
+    w.write_all(vec![batch(0, &[GOOD, "not json"])])
+        .await
+        .unwrap();
     w.commit().await.unwrap();
     assert!(w.log.state().dead_letter_files.is_empty());
     let report = w.finish(Ok(Stop::End)).await.unwrap();
@@ -195,14 +204,16 @@ async fn a_writer_paused_past_its_lease_refuses_to_commit_and_leaves_nothing_beh
     let clock = crate::clock::ManualClock::new();
     f.handle.lake.clock = clock.clone();
     let mut w = f.writer().await;
-    w.write(&batch(0, &[GOOD, "not json"])).await.unwrap();
+    w.write_all(vec![batch(0, &[GOOD, "not json"])])
+        .await
+        .unwrap();
     w.commit().await.unwrap();
     assert_eq!(stored_offset(&w), Some(2));
     let committed = data_files(&w).await;
 
     // Paused (a long GC, a frozen VM) past its lease: another writer may have deleted its
     // uncommitted files, so its commit must not make them visible.
-    w.write(&batch(2, &[GOOD])).await.unwrap();
+    w.write_all(vec![batch(2, &[GOOD])]).await.unwrap();
     clock.advance(std::time::Duration::from_secs(w.lease.ttl_secs + 1));
     let e = w.commit().await.unwrap_err();
     assert!(matches!(e, Error::Conflict { .. }), "{e}");
