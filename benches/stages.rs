@@ -4,7 +4,7 @@
 //!
 //! | group              | one iteration |
 //! |--------------------|---------------|
-//! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~1.9 KB, 16–24 items) |
+//! | `decode_json`      | `JsonDecoder::decode` of 8192 page views (~250 B) or orders (~1.9 KB, 16–24 items), with the schema-specialised decoder and with arrow-json alone (`…/arrow_json`) |
 //! | `decode_avro`      | `AvroDecoder::decode` of the same events as Avro datums, bare (`raw/…`) or in the Confluent wire format (`confluent/…`) |
 //! | `partition`        | `partition::field_times`, `partition::bucket` per row, `partition::split_by_bucket`, events over 48 hours |
 //! | `transform`        | the Kafka / files metadata columns the ingest appends (`pipeline::shape::with_metadata_columns`, public for this benchmark), the `filter_record_batch` that drops rows without an event time, and SQL transforms (`transform::Transform::apply`): `SELECT *`, the shipped `schemas/transforms/orders.sql`, and the same with one failing row |

@@ -127,11 +127,34 @@ def input_bytes(d: Path):
 # ---------------------------------------------------------------------------------------
 # Measured runs
 
-def measure(cmd, env=None, cwd=None, log=None):
-    """Runs `cmd`; returns wall seconds, CPU seconds and peak RSS (MiB) of that process."""
+def process_cpu_s(pid):
+    """CPU seconds (user + system, all threads) the running process `pid` has used so far;
+    None once it has exited (it is not reaped here: wait4 does that)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    if fields[0] == "Z":
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(cmd, env=None, cwd=None, log=None, mark=None):
+    """Runs `cmd`; returns wall seconds, CPU seconds and peak RSS (MiB) of that process.
+
+    With `mark` (a text its log prints once), also the CPU seconds it had used when the mark
+    appeared (`cpu_s_at_mark`, sampled every 20 ms)."""
     out = open(log, "w") if log else subprocess.DEVNULL
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+    at_mark = None
+    while mark and at_mark is None:
+        cpu = process_cpu_s(proc.pid)
+        if cpu is None:
+            break
+        if mark in Path(log).read_text(errors="replace"):
+            at_mark = cpu
+        time.sleep(0.02)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -140,11 +163,14 @@ def measure(cmd, env=None, cwd=None, log=None):
     if proc.returncode != 0:
         tail = Path(log).read_text()[-4000:] if log else ""
         sys.exit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{tail}")
-    return {
+    measured = {
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "peak_rss_mib": usage.ru_maxrss / 1024,
     }
+    if at_mark is not None:
+        measured["cpu_s_at_mark"] = at_mark
+    return measured
 
 
 def output_stats(d: Path):
@@ -302,7 +328,7 @@ def run_kafka(args, work: Path, kind, data: Path, events):
     cfg = kappa_config(work, kind, source, "delta")
     env = dict(os.environ, KAPPA_LAKE_LOG="info", NO_COLOR="1")
     m = measure([args.bin, "run", "--config", str(cfg), "--stop-at-end"], env=env, cwd=work,
-                log=work / "run.log")
+                log=work / "run.log", mark="partitions assigned")
     m["output_bytes"], m["files"] = output_stats(work / "lake" / kind / "v1")
     m["produce_s"] = produce_s
     # Joining the consumer group is the broker's business (tansu takes ~20 s); the
@@ -315,6 +341,11 @@ def run_kafka(args, work: Path, kind, data: Path, events):
     if len(stamps) == 2:
         m["group_join_s"] = m["wall_s"] - (stamps["run finished"] - stamps["partitions assigned"]).total_seconds()
         m["wall_s"] -= m["group_join_s"]
+    # Likewise the CPU: what the process used from the assignment on (waiting for the group
+    # costs little, but start-up and metadata polls are a visible share of a short run).
+    if "cpu_s_at_mark" in m:
+        m["cpu_s_before_assignment"] = m.pop("cpu_s_at_mark")
+        m["cpu_s"] -= m["cpu_s_before_assignment"]
     return m
 
 
@@ -330,6 +361,7 @@ def row(name, kind, events, in_bytes, m, baseline=None):
         "events_per_s": events / m["wall_s"],
         "input_mb_per_s": in_bytes / 1e6 / m["wall_s"],
         "cpu_s_per_million": m["cpu_s"] / (events / 1e6),
+        "cores_busy": m["cpu_s"] / m["wall_s"],
     }
     if baseline:
         r["vs_duckdb"] = r["events_per_s"] / baseline["events_per_s"]
@@ -338,15 +370,15 @@ def row(name, kind, events, in_bytes, m, baseline=None):
 
 def markdown(rows):
     head = ("| run | events | input MB | wall s | events/s | MB/s in | CPU-s / M events "
-            "| peak RSS MiB | output MB | files | × DuckDB | × Polars |")
-    lines = [head, "|" + "---|" * 12]
+            "| cores busy | peak RSS MiB | output MB | files | × DuckDB | × Polars |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         ratio = f"{r['vs_duckdb']:.2f}" if "vs_duckdb" in r else "–"
         ratio += f" | {r['vs_polars']:.2f}" if "vs_polars" in r else " | –"
         lines.append(
             f"| {r['run']} | {r['events']:,} | {r['input_mb']:.0f} | {r['wall_s']:.1f} "
             f"| {r['events_per_s']:,.0f} | {r['input_mb_per_s']:.1f} | {r['cpu_s_per_million']:.2f} "
-            f"| {r['peak_rss_mib']:.0f} | {r['output_bytes'] / 1e6:.0f} | {r['files']} | {ratio} |"
+            f"| {r['cores_busy']:.2f} | {r['peak_rss_mib']:.0f} | {r['output_bytes'] / 1e6:.0f} | {r['files']} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -398,9 +430,16 @@ def main():
         m = run_kafka(args, out / "runs" / "kafka", kind, d, args.kafka_events)
         timings["produce to the broker"] = m.pop("produce_s")
         timings["join the consumer group (excluded)"] = m.pop("group_join_s", 0.0)
-        rows.append(row(f"kappa-lake Kafka → delta ({kind}), consume to committed", kind,
-                        args.kafka_events, size, m))
-        print(markdown(rows[-1:]), flush=True)
+        kafka = row(f"kappa-lake Kafka → delta ({kind}), consume to committed", kind,
+                    args.kafka_events, size, m)
+        # The files path on the same events, for the CPU per event of the Kafka path.
+        files = row(f"kappa-lake files → delta ({kind}), the Kafka run's events", kind,
+                    args.kafka_events, size,
+                    run_kappa(args, out / "runs" / "kafka-peer", kind, d, "delta"))
+        kafka["cpu_vs_files"] = kafka["cpu_s_per_million"] / files["cpu_s_per_million"]
+        rows.extend([kafka, files])
+        print(markdown(rows[-2:]), flush=True)
+        print(f"Kafka CPU per event: {kafka['cpu_vs_files']:.2f}x the files path's", flush=True)
 
     # Memory: page views at 1/16, 1/4 and all of the main set, each spread over the same 48
     # hours with the same late fraction (so the same partitions are open at every size), with a
@@ -422,6 +461,10 @@ def main():
         f"Peak RSS at 1×/4×/16×: {rss[0]:.0f} / {rss[1]:.0f} / {rss[2]:.0f} MiB "
         f"(16× is {rss[2] / rss[0]:.2f}× the 1× figure)."
     )
+    kafka = [r for r in rows if "cpu_vs_files" in r]
+    if kafka:
+        summary += (f"\nKafka → delta CPU per event: {kafka[0]['cpu_vs_files']:.2f}× the files "
+                    "path's on the same events.")
     machine = f"{os.cpu_count()} CPUs, threads={args.threads}, late fraction {args.late}"
     (out / "results.json").write_text(json.dumps(
         {"machine": machine, "rows": rows, "timings_s": timings}, indent=2))

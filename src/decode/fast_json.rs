@@ -30,10 +30,18 @@ type Parsed<T = ()> = Result<T, Miss>;
 /// Deepest nesting of a value skipped for an unknown field (deeper: a miss).
 const MAX_SKIP_DEPTH: usize = 64;
 
-/// Whether `schema` is one this decoder covers: every type is one it builds, and no struct has
-/// more than 64 fields (the seen-fields mask).
+/// Whether `schema` is one this decoder covers: every type is one it builds, no struct has more
+/// than 64 fields (the seen-fields mask), and no field name has a quote or a backslash (names
+/// are compared in place, in the record's bytes).
 pub fn supports(schema: &SchemaRef) -> bool {
-    schema.fields().len() <= 64 && schema.fields().iter().all(|f| supported(f.data_type()))
+    fields_supported(schema.fields())
+}
+
+fn fields_supported(fields: &Fields) -> bool {
+    fields.len() <= 64
+        && fields
+            .iter()
+            .all(|f| !f.name().contains(['"', '\\']) && supported(f.data_type()))
 }
 
 fn supported(data_type: &DataType) -> bool {
@@ -47,9 +55,7 @@ fn supported(data_type: &DataType) -> bool {
         | DataType::Timestamp(_, _) => true,
         DataType::Decimal128(_, scale) => *scale >= 0,
         DataType::List(item) => supported(item.data_type()),
-        DataType::Struct(fields) => {
-            fields.len() <= 64 && fields.iter().all(|f| supported(f.data_type()))
-        }
+        DataType::Struct(fields) => fields_supported(fields),
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
                 kv[0].data_type() == &DataType::Utf8 && supported(kv[1].data_type())
@@ -72,9 +78,14 @@ pub struct RowBuilder {
 impl RowBuilder {
     /// A builder for `schema`, which must be [`supports`]ed.
     pub fn new(schema: &SchemaRef) -> Self {
+        Self::with_capacity(schema, 0)
+    }
+
+    /// A builder with room for `rows` rows (growing buffers cost page faults and copies).
+    pub fn with_capacity(schema: &SchemaRef, rows: usize) -> Self {
         RowBuilder {
             schema: schema.clone(),
-            root: Object::new(schema.fields()),
+            root: Object::new(schema.fields(), rows),
             rows: 0,
         }
     }
@@ -137,20 +148,29 @@ struct Object {
 }
 
 impl Object {
-    fn new(fields: &Fields) -> Self {
+    fn new(fields: &Fields, rows: usize) -> Self {
         Object {
             names: fields.iter().map(|f| f.name().as_bytes().into()).collect(),
-            children: fields.iter().map(|f| Column::new(f)).collect(),
+            children: fields.iter().map(|f| Column::new(f, rows)).collect(),
             guess: 0,
         }
     }
 
-    fn find(&mut self, key: &[u8]) -> Option<usize> {
-        let n = self.names.len();
-        if self.guess < n && *self.names[self.guess] == *key {
-            return Some(self.guess);
+    /// The field of the key at `p` (at its opening quote), `None` for a key the schema does
+    /// not have; `p` is after the key's closing quote. The guessed field's name is compared in
+    /// place, without first searching for the key's end.
+    fn key(&self, p: &mut Cursor<'_>) -> Parsed<Option<usize>> {
+        if let Some(name) = self.names.get(self.guess) {
+            let n = name.len();
+            let rest = &p.b[p.i..];
+            if rest.len() > n + 1 && rest[n + 1] == b'"' && rest[1..=n] == **name && rest[0] == b'"'
+            {
+                p.i += n + 2;
+                return Ok(Some(self.guess));
+            }
         }
-        self.names.iter().position(|name| **name == *key)
+        let key = p.plain_string()?;
+        Ok(self.names.iter().position(|name| **name == *key))
     }
 
     /// Parses the object at `p` (at its `{`) into the children.
@@ -162,11 +182,11 @@ impl Object {
             p.i += 1;
         } else {
             loop {
-                let key = p.plain_string()?;
+                let field = self.key(p)?;
                 p.ws();
                 p.expect(b':')?;
                 p.ws();
-                match self.find(key) {
+                match field {
                     Some(f) => {
                         let bit = 1u64 << f;
                         if seen & bit != 0 {
@@ -186,9 +206,12 @@ impl Object {
                 }
             }
         }
-        for (f, child) in self.children.iter_mut().enumerate() {
-            if seen & (1u64 << f) == 0 {
-                child.null()?;
+        let all = u64::MAX >> (64 - self.children.len().max(1));
+        if seen != all {
+            for (f, child) in self.children.iter_mut().enumerate() {
+                if seen & (1u64 << f) == 0 {
+                    child.null()?;
+                }
             }
         }
         Ok(())
@@ -250,10 +273,12 @@ struct Strings {
 }
 
 impl Strings {
-    fn new() -> Self {
+    fn new(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
         Strings {
-            offsets: vec![0],
-            data: Vec::new(),
+            offsets,
+            data: Vec::with_capacity(rows * 16),
         }
     }
 
@@ -293,43 +318,49 @@ impl Strings {
 }
 
 impl Column {
-    fn new(field: &Field) -> Self {
+    /// A column with room for `rows` values (and as many items for a list or map).
+    fn new(field: &Field, rows: usize) -> Self {
+        let offsets = || {
+            let mut offsets = Vec::with_capacity(rows + 1);
+            offsets.push(0);
+            offsets
+        };
         let values = match field.data_type() {
-            DataType::Boolean => Values::Bool(BooleanBufferBuilder::new(0)),
-            DataType::Int32 => Values::I32(Vec::new()),
-            DataType::Int64 => Values::I64(Vec::new()),
-            DataType::Float32 => Values::F32(Vec::new()),
-            DataType::Float64 => Values::F64(Vec::new()),
+            DataType::Boolean => Values::Bool(BooleanBufferBuilder::new(rows)),
+            DataType::Int32 => Values::I32(Vec::with_capacity(rows)),
+            DataType::Int64 => Values::I64(Vec::with_capacity(rows)),
+            DataType::Float32 => Values::F32(Vec::with_capacity(rows)),
+            DataType::Float64 => Values::F64(Vec::with_capacity(rows)),
             DataType::Timestamp(unit, tz) => Values::Time {
                 unit: *unit,
                 naive_utc: tz.as_deref().is_none_or(|tz| tz == "+00:00" || tz == "UTC"),
-                values: Vec::new(),
+                values: Vec::with_capacity(rows),
             },
             DataType::Decimal128(precision, scale) => Values::Decimal {
                 precision: *precision,
                 scale: u8::try_from(*scale).unwrap_or(0),
-                values: Vec::new(),
+                values: Vec::with_capacity(rows),
             },
             DataType::List(item) => Values::List {
-                offsets: vec![0],
-                item: Box::new(Column::new(item)),
+                offsets: offsets(),
+                item: Box::new(Column::new(item, rows)),
             },
-            DataType::Struct(fields) => Values::Struct(Box::new(Object::new(fields))),
+            DataType::Struct(fields) => Values::Struct(Box::new(Object::new(fields, rows))),
             DataType::Map(entries, _) => match entries.data_type() {
                 DataType::Struct(kv) => Values::Map {
-                    offsets: vec![0],
-                    keys: Strings::new(),
-                    values: Box::new(Column::new(&kv[1])),
+                    offsets: offsets(),
+                    keys: Strings::new(rows),
+                    values: Box::new(Column::new(&kv[1], rows)),
                 },
                 _ => unreachable!("supports() admits maps of key-value structs only"),
             },
             // Utf8, and (never reached: `supports` rules them out) anything else.
-            _ => Values::Utf8(Strings::new()),
+            _ => Values::Utf8(Strings::new(rows)),
         };
         Column {
             data_type: field.data_type().clone(),
             nullable: field.is_nullable(),
-            validity: BooleanBufferBuilder::new(0),
+            validity: BooleanBufferBuilder::new(rows),
             nulls: 0,
             values,
         }
@@ -700,6 +731,34 @@ fn decimal(s: &[u8], precision: u8, scale: u8) -> Parsed<i128> {
     Ok(if negative { -v } else { v })
 }
 
+/// The first `"` or `\\` in `s`: eight bytes at a time for the first 64 (keys and most values
+/// are short, and a SIMD search costs more to set up than it saves on them), then memchr.
+#[inline]
+fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut at = 0;
+    while at + 8 <= s.len().min(64) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[at..at + 8]);
+        let x = u64::from_le_bytes(word);
+        let hits =
+            zero_byte(x ^ (ONES * u64::from(b'"'))) | zero_byte(x ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    if at >= 64 {
+        return memchr::memchr2(b'"', b'\\', &s[at..]).map(|i| at + i);
+    }
+    s[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|i| at + i)
+}
+
 /// A position in one record.
 struct Cursor<'a> {
     b: &'a [u8],
@@ -751,7 +810,7 @@ impl<'a> Cursor<'a> {
     fn plain_string(&mut self) -> Parsed<&'a [u8]> {
         self.expect(b'"')?;
         let rest = &self.b[self.i..];
-        let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Miss)?;
+        let end = quote_or_backslash(rest).ok_or(Miss)?;
         if rest[end] != b'"' {
             return Err(Miss);
         }
@@ -764,7 +823,7 @@ impl<'a> Cursor<'a> {
         self.expect(b'"')?;
         loop {
             let rest = &self.b[self.i..];
-            let end = memchr::memchr2(b'"', b'\\', rest).ok_or(Miss)?;
+            let end = quote_or_backslash(rest).ok_or(Miss)?;
             out.extend_from_slice(&rest[..end]);
             self.i += end + 1;
             if rest[end] == b'"' {

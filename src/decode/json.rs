@@ -121,7 +121,7 @@ impl JsonDecoder {
     /// The fast decoder over `range`; each run of records it misses goes to the oracle, between
     /// the batches of the rows before and after it.
     fn decode_fast<R: RawRecord>(&self, records: &[R], range: Range<usize>, out: &mut Decoded) {
-        let mut rows = RowBuilder::new(&self.schema);
+        let mut rows = RowBuilder::with_capacity(&self.schema, range.len());
         let mut held = range.start; // the first record of the rows in `rows`
         let mut missed: Option<usize> = None; // the start of the current run of misses
         for i in range.clone() {
