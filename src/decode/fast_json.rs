@@ -1057,6 +1057,23 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_first_quote_or_backslash_at_any_position() {
+        for len in 0..100 {
+            for at in 0..len {
+                for special in [b'"', b'\\'] {
+                    let mut s = vec![b'a'; len];
+                    s[at] = special;
+                    if at + 1 < len {
+                        s[len - 1] = b'"';
+                    }
+                    assert_eq!(quote_or_backslash(&s), Some(at), "len {len}, at {at}");
+                }
+            }
+            assert_eq!(quote_or_backslash(&vec![0xC3; len]), None);
+        }
+    }
+
+    #[test]
     fn decimals_follow_parse_decimal() {
         assert_eq!(decimal(b"12.5", 12, 2), Ok(1250));
         assert_eq!(decimal(b"-0.05", 12, 2), Ok(-5));
