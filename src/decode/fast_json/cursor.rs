@@ -2,7 +2,8 @@
 //! (unescaped), numbers, literals, and values skipped for unknown fields.
 //!
 //! Invariant: every reader either consumes exactly one well-formed token (or value) or returns
-//! [`Miss`]; none accepts a form JSON's grammar does not.
+//! [`Miss`]; none accepts a form outside JSON's grammar, except raw control characters inside
+//! strings, which arrow-json keeps as they are too.
 
 use super::{Miss, Parsed};
 
