@@ -99,21 +99,32 @@ impl<'a> Cursor<'a> {
 
     /// A string, unescaped, appended to `out`.
     pub(super) fn string_into(&mut self, out: &mut Vec<u8>) -> Parsed {
+        self.string(|piece| out.extend_from_slice(piece))
+    }
+
+    /// A string, checked and passed over (an unknown field's): nothing is copied.
+    fn skip_string(&mut self) -> Parsed {
+        self.string(|_| {})
+    }
+
+    /// A string, handed to `piece` unescaped, a run of plain bytes or one escape at a time.
+    fn string(&mut self, mut piece: impl FnMut(&[u8])) -> Parsed {
         self.expect(b'"')?;
         loop {
             let rest = &self.b[self.i..];
             let end = quote_or_backslash(rest).ok_or(Miss)?;
-            out.extend_from_slice(&rest[..end]);
+            piece(&rest[..end]);
             self.i += end + 1;
             if rest[end] == b'"' {
                 return Ok(());
             }
-            self.escape(out)?;
+            let c = self.escape()?;
+            piece(c.encode_utf8(&mut [0; 4]).as_bytes());
         }
     }
 
-    /// The escape after a backslash.
-    pub(super) fn escape(&mut self, out: &mut Vec<u8>) -> Parsed {
+    /// The character of the escape after a backslash.
+    fn escape(&mut self) -> Parsed<char> {
         let c = match self.next().ok_or(Miss)? {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -138,14 +149,11 @@ impl<'a> Cursor<'a> {
                     0xDC00..=0xDFFF => return Err(Miss),
                     _ => char::from_u32(u32::from(high)).ok_or(Miss)?,
                 };
-                let mut buf = [0; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                return Ok(());
+                return Ok(c);
             }
             _ => return Err(Miss),
         };
-        out.push(c);
-        Ok(())
+        Ok(char::from(c))
     }
 
     pub(super) fn hex4(&mut self) -> Parsed<u16> {
@@ -238,10 +246,7 @@ impl<'a> Cursor<'a> {
             return Err(Miss);
         }
         match self.peek().ok_or(Miss)? {
-            b'"' => {
-                let mut sink = Vec::new();
-                self.string_into(&mut sink)
-            }
+            b'"' => self.skip_string(),
             b'n' => self.literal(b"null"),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
