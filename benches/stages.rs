@@ -297,6 +297,7 @@ fn orders_definition(source: SourceIdentity) -> VersionDefinition {
             format: Format::Parquet,
             source,
             metadata_columns: true,
+            changes: Default::default(),
         },
         definition_hash: String::new(),
         created_at: chrono::Utc::now(),
@@ -763,6 +764,7 @@ fn commit(c: &mut Criterion, rt: &Runtime, orders: &Events, kafka: &KafkaOrders)
         } else {
             Vec::new()
         },
+        removes: Vec::new(),
     };
 
     let mut group = c.benchmark_group("commit");

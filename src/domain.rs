@@ -59,6 +59,69 @@ pub enum EpochUnit {
     Us,
 }
 
+/// How a table's records change it (`[[table]] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every record is a new row (the default).
+    #[default]
+    Append,
+    /// Every record sets or deletes the row of its key: the table is the latest state.
+    Upsert,
+}
+
+impl Mode {
+    /// Whether this is the default, [`Mode::Append`].
+    pub fn is_append(&self) -> bool {
+        *self == Mode::Append
+    }
+}
+
+/// What wraps each record's row (`[table.source] envelope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    /// The record is the row (the default).
+    #[default]
+    None,
+    /// A Debezium change event: `op`, `before`, `after`, `source`, optionally inside
+    /// Kafka Connect's `{"schema": …, "payload": …}`.
+    Debezium,
+}
+
+impl Envelope {
+    /// Whether this is the default, [`Envelope::None`].
+    pub fn is_none(&self) -> bool {
+        *self == Envelope::None
+    }
+}
+
+/// How a version's records change its table: frozen into the version's definition.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Changes {
+    /// Append or upsert.
+    #[serde(default)]
+    pub mode: Mode,
+    /// An upsert table's key columns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// What wraps each record's row.
+    #[serde(default, skip_serializing_if = "Envelope::is_none")]
+    pub envelope: Envelope,
+}
+
+impl Changes {
+    /// Whether this is the default: every record a new row, as it came.
+    pub fn is_append(&self) -> bool {
+        *self == Changes::default()
+    }
+
+    /// Whether records upsert rows.
+    pub fn is_upsert(&self) -> bool {
+        self.mode == Mode::Upsert
+    }
+}
+
 /// Kind of source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

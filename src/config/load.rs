@@ -16,7 +16,7 @@ use super::paths::absolute;
 use super::raw::RawConfig;
 use super::typed::{Config, SourceConfig, TableConfig};
 use crate::domain::{Format, Granularity, TimeSpec};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, printable};
 use crate::schema::rows::row_schema;
 use crate::schema::{EventSchema, KAFKA_RECORD_SCHEMA, KAFKA_RECORD_SCHEMA_FILE};
 use crate::transform::{INPUT_TABLE, Transform};
@@ -93,7 +93,54 @@ fn load_table(table: &mut TableConfig) -> Result<(), ConfigError> {
     };
     check_time_field(table, &rows)?;
     check_partition_names(table, &rows)?;
+    check_key(table, &schema.arrow, &rows)?;
     table.schema = Some(schema);
+    Ok(())
+}
+
+/// An upsert table's key columns are event fields of a scalar type, and rows (after any
+/// transform) keep them as they are: a delete carries only the key, read from the event.
+fn check_key(
+    table: &TableConfig,
+    events: &arrow::datatypes::Schema,
+    rows: &arrow::datatypes::Schema,
+) -> Result<(), ConfigError> {
+    for name in &table.key {
+        let fail = |reason: String, fix: &str| {
+            Err(ConfigError::invalid(
+                format!("table[{}].key", table.name),
+                reason,
+                fix.to_string(),
+            ))
+        };
+        let Ok(field) = events.field_with_name(name) else {
+            return fail(
+                format!("`{}` is not a field of the schema", printable(name)),
+                "name fields of the .avsc (the source table's primary key)",
+            );
+        };
+        if field.data_type().is_nested() {
+            return fail(
+                format!(
+                    "`{name}` is {}; a key column is a scalar",
+                    field.data_type()
+                ),
+                "use scalar fields (numbers, strings, times)",
+            );
+        }
+        match rows.field_with_name(name) {
+            Ok(out) if out.data_type() == field.data_type() => {}
+            _ => {
+                return fail(
+                    format!(
+                        "the rows do not keep `{name}` as the event has it ({})",
+                        field.data_type()
+                    ),
+                    "select the key columns unchanged in the transform",
+                );
+            }
+        }
+    }
     Ok(())
 }
 

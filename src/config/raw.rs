@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::domain::{BadRecords, Encoding, EpochUnit, Format, Granularity, SourceKind};
+use crate::domain::{
+    BadRecords, Encoding, Envelope, EpochUnit, Format, Granularity, Mode, SourceKind,
+};
 
 /// The config file as written.
 #[derive(Debug, Deserialize)]
@@ -46,6 +48,13 @@ pub struct RawTable {
     /// Add `_kafka_*` (Kafka) or `_source_file`/`_source_line` (files) columns. Default true.
     #[serde(default)]
     pub metadata_columns: Option<bool>,
+    /// `append` (default: every record is a row) or `upsert` (every record sets or deletes
+    /// the row of its `key`: the table holds the latest state). Upsert tables are Delta.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// The columns that identify a row of an upsert table, e.g. `key = ["id"]`.
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
     /// Where events come from.
     pub source: RawSource,
     /// What happens to a record that cannot be decoded, timed or transformed: `dead_letter`
@@ -165,6 +174,11 @@ pub struct RawSource {
     /// `json` (default), `avro` or `avro-confluent`.
     #[serde(default)]
     pub encoding: Option<Encoding>,
+    /// `none` (default: a record is the row) or `debezium` (a record is a Debezium change
+    /// event, with or without Kafka Connect's `schema`/`payload` wrapper; the row is its
+    /// `after` image, a delete's key comes from `before`). JSON only.
+    #[serde(default)]
+    pub envelope: Option<Envelope>,
     /// Records larger than this go to the dead-letter path. Default `1MiB`.
     #[serde(default)]
     pub max_record_bytes: Option<String>,

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domain::{
-    BadRecords, Encoding, Format, Granularity, Root, SourceIdentity, SourceKind, TimeSpec,
+    BadRecords, Encoding, Envelope, Format, Granularity, Mode, Root, SourceIdentity, SourceKind,
+    TimeSpec,
 };
 use crate::error::{ConfigError, printable};
 use crate::schema::EventSchema;
@@ -50,6 +51,12 @@ pub struct TableConfig {
     pub granularity: Granularity,
     /// Whether to add source metadata columns.
     pub metadata_columns: bool,
+    /// Append rows, or upsert them by `key`.
+    pub mode: Mode,
+    /// An upsert table's key columns (empty for append tables).
+    pub key: Vec<String>,
+    /// What wraps each record's row.
+    pub envelope: Envelope,
     /// The source.
     pub source: SourceConfig,
     /// What happens to bad records.

@@ -20,7 +20,9 @@ use super::typed::{
     Config, FilesSourceConfig, KafkaSourceConfig, MaintenanceConfig, RegistryConfig, SourceConfig,
     TableConfig, VersionsConfig, WriterConfig,
 };
-use crate::domain::{Encoding, EpochUnit, Format, Granularity, SourceKind, TimeSpec};
+use crate::domain::{
+    Encoding, Envelope, EpochUnit, Format, Granularity, Mode, SourceKind, TimeSpec,
+};
 use crate::error::{ConfigError, printable};
 use crate::schema::KAFKA_RECORD_SCHEMA_FILE;
 use crate::storage::StorageOptions;
@@ -93,7 +95,9 @@ impl RawTable {
         };
         let root = parse_root(&self.root, &format!("{label}.root"), base_dir)?;
         let (time, granularity) = self.time.validate(label)?;
+        let envelope = self.source.envelope.unwrap_or_default();
         let source = self.source.validate(label, &self.name, base_dir)?;
+        let (mode, key) = check_changes(label, self.mode, self.key, envelope, format, &source)?;
         let raw = source.encoding() == Encoding::Raw;
         let (schema_file, schema_path) = match self.schema {
             Some(_) if raw => {
@@ -129,7 +133,11 @@ impl RawTable {
         }
         let writer = self.writer.validate(label)?;
         let versions = self.versions.validate(label)?;
-        let maintenance = self.maintenance.validate(label)?;
+        let mut maintenance = self.maintenance.validate(label)?;
+        if mode == Mode::Upsert {
+            // Compaction rewrites files an upsert commit may be rewriting too; not combined yet.
+            maintenance.compact = false;
+        }
         Ok(TableConfig {
             name: self.name,
             root,
@@ -143,6 +151,9 @@ impl RawTable {
             time,
             granularity,
             metadata_columns: self.metadata_columns.unwrap_or(true),
+            mode,
+            key,
+            envelope,
             source,
             bad_records: self.bad_records.unwrap_or_default(),
             writer,
@@ -151,6 +162,77 @@ impl RawTable {
             storage: StorageOptions::default(),
         })
     }
+}
+
+/// `mode`, `key` and `source.envelope` together: an upsert table names its key and is Delta; a
+/// Debezium envelope is JSON and feeds an upsert table.
+fn check_changes(
+    label: &str,
+    mode: Option<Mode>,
+    key: Option<Vec<String>>,
+    envelope: Envelope,
+    format: Format,
+    source: &SourceConfig,
+) -> Result<(Mode, Vec<String>), ConfigError> {
+    let mode = mode.unwrap_or_default();
+    let key = key.unwrap_or_default();
+    if envelope == Envelope::Debezium && source.encoding() != Encoding::Json {
+        return Err(ConfigError::invalid(
+            format!("{label}.source.envelope"),
+            "Debezium envelopes are read as JSON (Kafka Connect's JsonConverter); Avro envelopes are not read yet",
+            "set encoding = \"json\" and the connector's value.converter to JsonConverter",
+        ));
+    }
+    match mode {
+        Mode::Append => {
+            if !key.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{label}.key"),
+                    "`key` is used by mode = \"upsert\" only",
+                    "remove `key`, or set mode = \"upsert\"",
+                ));
+            }
+            if envelope == Envelope::Debezium {
+                return Err(ConfigError::invalid(
+                    format!("{label}.source.envelope"),
+                    "a Debezium change stream is applied to an upsert table (an append-only changelog table is not written yet)",
+                    "set mode = \"upsert\" and key = [\"<primary key column>\", …]",
+                ));
+            }
+        }
+        Mode::Upsert => {
+            if key.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{label}.key"),
+                    "an upsert table needs the columns that identify a row",
+                    "set key = [\"id\"] (the source table's primary key)",
+                ));
+            }
+            let mut seen = HashSet::new();
+            if let Some(dup) = key.iter().find(|k| !seen.insert(k.as_str())) {
+                return Err(ConfigError::invalid(
+                    format!("{label}.key"),
+                    format!("`{}` is named twice", printable(dup)),
+                    "name each key column once",
+                ));
+            }
+            if format != Format::Delta {
+                return Err(ConfigError::invalid(
+                    format!("{label}.format"),
+                    "an upsert table replaces and deletes rows, which needs the Delta log",
+                    "use format = \"delta\" (the default)",
+                ));
+            }
+            if source.encoding() == Encoding::Raw {
+                return Err(ConfigError::invalid(
+                    format!("{label}.mode"),
+                    "encoding = \"raw\" keeps every record as it came; it has no key to upsert by",
+                    "remove mode, or decode the records (encoding = \"json\")",
+                ));
+            }
+        }
+    }
+    Ok((mode, key))
 }
 
 impl RawMaintenance {

@@ -249,6 +249,7 @@ impl AvroDecoder {
             batches: Vec::new(),
             rows: Vec::with_capacity(records.len()),
             rejected: Vec::new(),
+            deletes: Default::default(),
         };
         let mut run_start = 0;
         for (i, r) in records.iter().enumerate() {

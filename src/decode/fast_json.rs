@@ -25,6 +25,7 @@ use scalars::{decimal, timestamp};
 
 #[path = "fast_json/cursor.rs"]
 mod cursor;
+pub use cursor::member_spans;
 #[path = "fast_json/scalars.rs"]
 mod scalars;
 

@@ -70,6 +70,7 @@ impl JsonDecoder {
             batches: Vec::new(),
             rows: Vec::with_capacity(records.len()),
             rejected: Vec::new(),
+            deletes: Default::default(),
         };
         // Pre-checks, then decode the remaining runs of consecutive good records.
         let mut run_start = 0;

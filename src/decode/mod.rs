@@ -2,6 +2,7 @@
 
 pub mod avro;
 pub mod dead_letter;
+pub mod debezium;
 pub mod fast_json;
 pub mod json;
 #[cfg(test)]
@@ -12,9 +13,10 @@ pub mod stage;
 
 pub use avro::{AvroDecoder, Framing};
 pub use dead_letter::{DeadLetter, DeadLetterBuffer, DeadLetterFile, Stage};
+pub use debezium::DebeziumDecoder;
 pub use json::JsonDecoder;
 pub use raw::{KafkaRecord, RawDecoder};
-pub use record::{Decoded, RawRecord, Rejected};
+pub use record::{Decoded, Deletes, RawRecord, Rejected};
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 
 use crate::config::{Encoding, SourceConfig};
+use crate::domain::{Changes, Envelope};
 use crate::error::{Result, Unusable};
 use crate::registry::SchemaRegistry;
 
@@ -39,14 +42,25 @@ pub enum RecordDecoder {
     Avro(AvroDecoder),
     /// `encoding = "raw"`.
     Raw(RawDecoder),
+    /// `encoding = "json"` with `envelope = "debezium"`.
+    Debezium(DebeziumDecoder),
 }
 
 impl RecordDecoder {
-    /// The decoder for `source`'s encoding, decoding into the version's schema (`avsc` and
-    /// its Arrow mapping `arrow`).
-    pub fn for_source(source: &SourceConfig, avsc: &str, arrow: SchemaRef) -> Result<Self> {
+    /// The decoder for `source`'s encoding and `changes`' envelope, decoding into the
+    /// version's schema (`avsc` and its Arrow mapping `arrow`).
+    pub fn for_source(
+        source: &SourceConfig,
+        changes: &Changes,
+        avsc: &str,
+        arrow: SchemaRef,
+    ) -> Result<Self> {
         let max = source.max_record_bytes();
         let framing = match source.encoding() {
+            Encoding::Json if changes.envelope == Envelope::Debezium => {
+                let decoder = DebeziumDecoder::new(arrow, &changes.key, max);
+                return Ok(RecordDecoder::Debezium(decoder));
+            }
             Encoding::Json => return Ok(RecordDecoder::Json(JsonDecoder::new(arrow, max))),
             Encoding::Raw => {
                 return RawDecoder::new(arrow, max)
@@ -97,6 +111,7 @@ impl RecordDecoder {
             RecordDecoder::Json(d) => d.decode(records),
             RecordDecoder::Avro(d) => d.decode(records),
             RecordDecoder::Raw(d) => d.decode(records),
+            RecordDecoder::Debezium(d) => d.decode(records),
         }
     }
 
@@ -115,7 +130,7 @@ impl RecordDecoder {
         let mut out = Decoded {
             batches: Vec::with_capacity(pieces.len()),
             rows: Vec::with_capacity(records.len()),
-            rejected: Vec::new(),
+            ..Decoded::default()
         };
         for (n, piece) in pieces.into_iter().enumerate() {
             let first = n * PARALLEL_PIECE;
@@ -126,6 +141,14 @@ impl RecordDecoder {
                     index: first + r.index,
                     ..r
                 }));
+            let deletes = &mut out.deletes;
+            deletes.keys.extend(piece.deletes.keys);
+            deletes
+                .rows
+                .extend(piece.deletes.rows.into_iter().map(|i| first + i));
+            deletes
+                .ignored
+                .extend(piece.deletes.ignored.into_iter().map(|i| first + i));
         }
         out
     }

@@ -85,6 +85,7 @@ impl RawDecoder {
             batches: Vec::new(),
             rows: Vec::with_capacity(records.len()),
             rejected: Vec::new(),
+            deletes: Default::default(),
         };
         let mut keys = BinaryBuilder::new();
         let mut values = BinaryBuilder::new();

@@ -2,7 +2,8 @@
 //! gives back ([`Decoded`] rows and [`Rejected`] records).
 //!
 //! Invariant: every input record of a decode call is accounted for exactly once, either as a
-//! decoded row (in input order) or as a rejected record with a reason. (Its own file, like
+//! decoded row (in input order), a delete or an ignored change (a change stream's), or as a
+//! rejected record with a reason; only a key-changing update is a delete and a row. (Its own file, like
 //! `stage.rs`: the fuzz targets in `tests/fuzz` compile it without the rest of the crate.)
 
 use arrow::compute::concat_batches;
@@ -41,7 +42,7 @@ pub struct Rejected {
 }
 
 /// The decoded part of a batch.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Decoded {
     /// Decoded rows (schema = the event schema), in input order.
     pub batches: Vec<RecordBatch>,
@@ -49,6 +50,21 @@ pub struct Decoded {
     pub rows: Vec<usize>,
     /// Rejected records.
     pub rejected: Vec<Rejected>,
+    /// Change events that remove a row or change nothing (an upsert table's source only).
+    pub deletes: Deletes,
+}
+
+/// The records of a change stream that are not rows: deletes of a key, and records that
+/// change nothing (a tombstone after a delete). A record may be both a row and a delete: an
+/// update that changes the key deletes the old one first.
+#[derive(Debug, Default)]
+pub struct Deletes {
+    /// For each delete, the index of its input record, in input order.
+    pub rows: Vec<usize>,
+    /// The deleted keys, one row per delete (the key columns), in order.
+    pub keys: Vec<RecordBatch>,
+    /// Records that change nothing.
+    pub ignored: Vec<usize>,
 }
 
 impl Decoded {

@@ -421,7 +421,7 @@ async fn seed(
             files,
             dead_letters,
             ranges,
-            adds: Vec::new(),
+            ..PendingCommit::default()
         })
         .await?;
     tracing::info!(table = %table.cfg.name, from = source.version, to = target.version, rows, rows_rewritten, "compacted files committed to the new version");

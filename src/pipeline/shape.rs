@@ -290,6 +290,7 @@ mod tests {
                 encoding: None,
             },
             metadata_columns: true,
+            changes: Default::default(),
         }
     }
 

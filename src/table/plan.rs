@@ -172,6 +172,24 @@ pub fn compare(
     if live.metadata_columns != wanted.metadata_columns {
         reasons.push("metadata_columns changed".to_string());
     }
+    if live.changes.mode != wanted.changes.mode {
+        reasons.push(format!(
+            "mode changed from {:?} to {:?}",
+            live.changes.mode, wanted.changes.mode
+        ));
+    }
+    if live.changes.key != wanted.changes.key {
+        reasons.push(format!(
+            "the key changed from {:?} to {:?}",
+            live.changes.key, wanted.changes.key
+        ));
+    }
+    if live.changes.envelope != wanted.changes.envelope {
+        reasons.push(format!(
+            "the source's envelope changed from {:?} to {:?}",
+            live.changes.envelope, wanted.changes.envelope
+        ));
+    }
     let (live_schema, wanted_schema) = (live.event_schema()?, wanted.event_schema()?);
     let diff = schema_diff(&live_schema.arrow, &wanted_schema.arrow);
     reasons.extend(diff.breaking.iter().cloned());

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::TableConfig;
-use crate::domain::{Format, Granularity, SourceIdentity, TimeSpec};
+use crate::domain::{Changes, Format, Granularity, SourceIdentity, TimeSpec};
 use crate::error::{ContextError, Error, Result};
 use crate::failpoints::crash_point;
 use crate::schema::EventSchema;
@@ -70,6 +70,10 @@ pub struct Definition {
     pub source: SourceIdentity,
     /// Whether source metadata columns are written.
     pub metadata_columns: bool,
+    /// Upsert mode, its key and the source's envelope (absent for plain append tables, whose
+    /// hash is as before the field).
+    #[serde(default, skip_serializing_if = "Changes::is_append")]
+    pub changes: Changes,
 }
 
 impl Definition {
@@ -92,6 +96,11 @@ impl Definition {
             format: table.format,
             source: table.source.identity(),
             metadata_columns: table.metadata_columns,
+            changes: Changes {
+                mode: table.mode,
+                key: table.key.clone(),
+                envelope: table.envelope,
+            },
         })
     }
 
@@ -123,7 +132,7 @@ impl Definition {
             .iter()
             .map(|f| format!("{}:{}:{}", f.name(), f.data_type(), f.is_nullable()))
             .collect();
-        let hashed = serde_json::json!({
+        let mut hashed = serde_json::json!({
             "schema": schema.canonical,
             "arrow": arrow,
             "transform": self.transform,
@@ -132,6 +141,9 @@ impl Definition {
             "source": self.source,
             "metadata_columns": self.metadata_columns,
         });
+        if !self.changes.is_append() {
+            hashed["changes"] = serde_json::json!(self.changes);
+        }
         let digest = Sha256::digest(hashed.to_string().as_bytes());
         Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
     }
@@ -370,6 +382,7 @@ mod tests {
                 encoding: None,
             },
             metadata_columns: true,
+            changes: Changes::default(),
         }
     }
 

@@ -81,6 +81,9 @@ pub struct PendingCommit {
     pub ranges: BTreeMap<String, OffsetRange>,
     /// Delta versions: the `add` actions of `files` (with delta-rs's statistics).
     pub adds: Vec<deltalake::kernel::Add>,
+    /// Delta versions: files replaced (an upsert table's files rewritten without the keys
+    /// the commit changes).
+    pub removes: Vec<deltalake::kernel::Remove>,
 }
 
 impl PendingCommit {

@@ -59,6 +59,7 @@ mod files;
 mod offsets;
 mod schema;
 mod transaction;
+mod upsert;
 mod vacuum;
 
 pub use compact::{
@@ -69,6 +70,7 @@ pub use offsets::offsets;
 use offsets::{marked_partitions, table_exists};
 pub use schema::table_schema;
 use schema::{delta_field, partition_fields};
+pub use upsert::Rewrite;
 pub use vacuum::VacuumOutcome;
 
 /// Directory (inside the version) of the partition markers.

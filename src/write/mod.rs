@@ -7,6 +7,7 @@ pub mod delta;
 pub mod lease;
 pub mod parquet;
 pub mod stats;
+pub mod upsert;
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -4,6 +4,7 @@ mod archive;
 mod avro;
 mod bad_config;
 mod broker;
+mod cdc;
 mod chaos;
 mod crash;
 mod dead_letters;

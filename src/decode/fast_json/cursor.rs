@@ -282,3 +282,41 @@ impl<'a> Cursor<'a> {
         }
     }
 }
+
+/// The byte ranges of the values of `names` among the members of `b`, which must be one
+/// JSON object in the strict grammar above, with keys free of escapes; `None` otherwise (the
+/// caller falls back to a full parser). A name given twice in `b` keeps its last value, as
+/// serde_json and arrow-json do.
+pub fn member_spans<const N: usize>(
+    b: &[u8],
+    names: [&str; N],
+) -> Option<[Option<std::ops::Range<usize>>; N]> {
+    let mut spans = [const { None }; N];
+    let mut c = Cursor { b, i: 0 };
+    c.ws();
+    c.expect(b'{').ok()?;
+    c.ws();
+    if c.peek() == Some(b'}') {
+        c.i += 1;
+    } else {
+        loop {
+            let key = c.plain_string().ok()?;
+            c.ws();
+            c.expect(b':').ok()?;
+            c.ws();
+            let start = c.i;
+            c.skip_value(0).ok()?;
+            if let Some(n) = names.iter().position(|n| n.as_bytes() == key) {
+                spans[n] = Some(start..c.i);
+            }
+            c.ws();
+            match c.next() {
+                Some(b',') => c.ws(),
+                Some(b'}') => break,
+                _ => return None,
+            }
+        }
+    }
+    c.ws();
+    (c.i == b.len()).then_some(spans)
+}

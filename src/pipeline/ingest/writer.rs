@@ -27,13 +27,16 @@ use crate::storage::Lake;
 use crate::table::{TableLayout, VersionDefinition};
 use crate::write::commit::OffsetRange;
 use crate::write::lease::{self, PartitionMetrics, WriterLease, WriterState};
+use crate::write::upsert::UpsertBuffer;
 use crate::write::{self, FileWriter, PendingCommit, SourcePosition, VersionLog};
 
-/// Uncommitted offsets and dead letters (the rows are in the writer's files).
+/// Uncommitted offsets and dead letters (an append table's rows are in the writer's files;
+/// an upsert table's wait in `upserts` until the commit applies them).
 #[derive(Default)]
 struct Pending {
     ranges: BTreeMap<String, OffsetRange>,
     dead_letters: DeadLetterBuffer,
+    upserts: Option<UpsertBuffer>,
 }
 
 /// One writer of one version: decodes, shapes and writes batches, and commits them with their
@@ -71,6 +74,7 @@ impl<'a> VersionWriter<'a> {
         let event_schema = def.definition.event_schema()?.arrow;
         let decoder = RecordDecoder::for_source(
             &table.source,
+            &def.definition.changes,
             &def.definition.schema.to_string(),
             event_schema.clone(),
         )?;
@@ -88,6 +92,17 @@ impl<'a> VersionWriter<'a> {
             &lease.writer,
         )
         .await?;
+        let upserts = match def.definition.changes.is_upsert() {
+            true => Some(
+                UpsertBuffer::new(shaper.output_schema(), &def.definition.changes.key).map_err(
+                    |e| Error::Write {
+                        path: layout.version_dir(version),
+                        source: e.into(),
+                    },
+                )?,
+            ),
+            false => None,
+        };
         let live = lease::live_writers(lake, layout, version).await?;
         let removed = log.remove_uncommitted(&live).await?;
         if removed > 0 {
@@ -106,7 +121,10 @@ impl<'a> VersionWriter<'a> {
             decoder,
             registry,
             shaper,
-            pending: Pending::default(),
+            pending: Pending {
+                upserts,
+                ..Pending::default()
+            },
             report: IngestReport {
                 table: table.name.clone(),
                 version,
@@ -125,13 +143,59 @@ impl<'a> VersionWriter<'a> {
 
     pub(super) fn over_budget(&self) -> bool {
         let budget = self.table.writer.max_buffer_bytes as usize;
-        self.writer.buffered_bytes() > budget
+        self.writer.buffered_bytes() + self.upsert_bytes() > budget
             || self.pending.dead_letters.buffered_bytes() > budget / 4
     }
 
     /// Memory held by what is not committed yet.
     pub(super) fn buffered_bytes(&self) -> usize {
-        self.writer.buffered_bytes() + self.pending.dead_letters.buffered_bytes()
+        self.writer.buffered_bytes()
+            + self.pending.dead_letters.buffered_bytes()
+            + self.upsert_bytes()
+    }
+
+    fn upsert_bytes(&self) -> usize {
+        self.pending
+            .upserts
+            .as_ref()
+            .map_or(0, UpsertBuffer::buffered_bytes)
+    }
+
+    /// An upsert table's commit: the files holding the changed keys rewritten without them,
+    /// and each key's last row written; the `remove`s of the replaced files.
+    async fn apply_upserts(&mut self) -> Result<Vec<deltalake::kernel::Remove>> {
+        let Some(buffer) = self.pending.upserts.as_mut().filter(|b| !b.is_empty()) else {
+            return Ok(Vec::new());
+        };
+        let dir = self.layout.version_dir(self.def.version);
+        let drained = buffer.drain().map_err(|e| Error::Write {
+            path: dir.clone(),
+            source: e.into(),
+        })?;
+        let (VersionLog::Delta(log), FileWriter::Delta(writer)) = (&self.log, &mut self.writer)
+        else {
+            return Err(Error::Write {
+                path: dir,
+                source: "an upsert table is a Delta table".into(),
+            });
+        };
+        let granularity = self.def.definition.partitioning.granularity;
+        let rewrite = log
+            .rewrite_without(&drained.touched, writer, granularity)
+            .await?;
+        if let Some((rows, buckets)) = &drained.rows {
+            writer.write(rows, buckets).await?;
+        }
+        tracing::debug!(
+            table = %self.table.name,
+            keys = drained.touched.keys.len(),
+            deleted = drained.deleted,
+            files_replaced = rewrite.removes.len(),
+            rows_dropped = rewrite.rows_dropped,
+            rows_kept = rewrite.rows_kept,
+            "upserts applied"
+        );
+        Ok(rewrite.removes)
     }
 
     /// Records the end of the run in the lease; hands back the report.
@@ -226,6 +290,7 @@ impl<'a> VersionWriter<'a> {
     pub(super) async fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
         let version = self.version();
+        let removes = self.apply_upserts().await?;
         let (files, adds) = self.writer.finish().await?;
         let dead = self.pending.dead_letters.len() as u64;
         let dead_by_stage = self.pending.dead_letters.by_stage();
@@ -239,6 +304,7 @@ impl<'a> VersionWriter<'a> {
             dead_letters: dead_letters.into_iter().collect(),
             ranges: std::mem::take(&mut self.pending.ranges),
             adds,
+            removes,
         };
         if commit.is_empty() {
             return Ok(());
@@ -359,6 +425,8 @@ impl<'a> VersionWriter<'a> {
         for r in decoded.rejected {
             self.reject(dead(r.index, r.stage, r.reason))?;
         }
+        let deletes = decoded.deletes;
+        let mut upserted = Vec::new();
         let mut rows = decoded.rows.as_slice();
         for events in decoded.batches {
             let (these, rest) = rows.split_at(events.num_rows());
@@ -378,7 +446,19 @@ impl<'a> VersionWriter<'a> {
             for letter in rejected {
                 self.reject(letter)?;
             }
-            self.writer.write(&shaped.batch, &shaped.buckets).await?;
+            if self.pending.upserts.is_some() {
+                upserted.push((shaped.batch, shaped.buckets, shaped.rows));
+            } else {
+                self.writer.write(&shaped.batch, &shaped.buckets).await?;
+            }
+        }
+        if let Some(buffer) = &mut self.pending.upserts {
+            buffer
+                .apply(upserted, &deletes.keys, &deletes.rows)
+                .map_err(|e| Error::Write {
+                    path: self.layout.version_dir(self.def.version),
+                    source: e.into(),
+                })?;
         }
         self.metrics.buffered(self.buffered_bytes());
         Ok(())

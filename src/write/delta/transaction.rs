@@ -91,7 +91,13 @@ impl DeltaLog {
             serde_json::Value::Object(m) => m.into_iter().collect(),
             _ => HashMap::new(),
         };
-        let actions: Vec<Action> = pending.adds.iter().cloned().map(Action::Add).collect();
+        let actions: Vec<Action> = pending
+            .adds
+            .iter()
+            .cloned()
+            .map(Action::Add)
+            .chain(pending.removes.iter().cloned().map(Action::Remove))
+            .collect();
         let ends: Vec<Option<u64>> = pending.ranges.values().map(|r| Some(r.end)).collect();
         let starts: Vec<Option<u64>> = pending
             .ranges
@@ -110,11 +116,22 @@ impl DeltaLog {
             };
             let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
             let read_version = snapshot.version();
-            let operation = DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: (!self.partition_columns.is_empty())
-                    .then(|| self.partition_columns.clone()),
-                predicate: None,
+            let operation = if pending.removes.is_empty() {
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: (!self.partition_columns.is_empty())
+                        .then(|| self.partition_columns.clone()),
+                    predicate: None,
+                }
+            } else {
+                // An upsert: rows of changed keys replaced, by copy-on-write.
+                DeltaOperation::Merge {
+                    predicate: None,
+                    merge_predicate: None,
+                    matched_predicates: Vec::new(),
+                    not_matched_predicates: Vec::new(),
+                    not_matched_by_source_predicates: Vec::new(),
+                }
             };
             let props = commit_properties(snapshot)
                 .with_application_transactions(txns.clone())
@@ -129,8 +146,12 @@ impl DeltaLog {
                     crash_point!("commit.after_write");
                     let version = done.version();
                     table.state = Some(done.snapshot());
-                    if version == read_version + 1 {
+                    if version == read_version + 1 && pending.removes.is_empty() {
                         self.apply_own(&pending, version);
+                    } else if version == read_version + 1 {
+                        let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
+                        super::take_files(snapshot, &mut self.state);
+                        self.apply_own_ranges(&pending, version);
                     } else if !self.fold_rebased(read_version, &pending, version).await? {
                         // Rebased over other writers' commits the state cannot fold: read
                         // every partition's offsets (the state must match the snapshot the
@@ -158,7 +179,9 @@ impl DeltaLog {
                 self.read_dead_letters_of(&pending);
                 return Ok(self.state.next_seq.saturating_sub(1));
             }
-            if stored != starts {
+            if stored != starts || !pending.removes.is_empty() {
+                // An upsert's rewrite was read from the snapshot it started from: another
+                // commit may have replaced those files. Re-read and apply it again.
                 return Err(Error::Conflict {
                     path: self.dir.clone().join("_delta_log"),
                     reason: format!(

@@ -1,0 +1,111 @@
+//! An upsert commit's copy-on-write: the snapshot's files that hold a key the commit changes
+//! are rewritten without those rows, by the writer that writes the keys' new rows.
+//!
+//! Invariant: a file is replaced only by files holding exactly its rows whose keys are
+//! untouched, and the `remove`s land in the commit that adds the new rows and moves the
+//! offsets: a reader sees every key at most once, as of one commit.
+
+use arrow::array::BooleanArray;
+use deltalake::kernel::Remove;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::compact::bucket_of;
+use super::{DeltaLog, delta_err};
+use crate::config::Granularity;
+use crate::error::{Error, Result};
+use crate::write::DeltaFileWriter;
+use crate::write::upsert::TouchedKeys;
+
+/// What rewriting the files that hold touched keys did.
+#[derive(Debug, Default)]
+pub struct Rewrite {
+    /// The files replaced.
+    pub removes: Vec<Remove>,
+    /// Rows dropped from them (old versions of the touched keys).
+    pub rows_dropped: u64,
+    /// Rows they kept, written again.
+    pub rows_kept: u64,
+}
+
+impl DeltaLog {
+    /// Writes, with `writer`, every row of the snapshot's files that hold any of `touched`'s
+    /// keys except those keys' rows; returns the `remove` actions of those files. Files
+    /// without touched keys are left as they are.
+    pub async fn rewrite_without(
+        &self,
+        touched: &TouchedKeys,
+        writer: &mut DeltaFileWriter,
+        granularity: Granularity,
+    ) -> Result<Rewrite> {
+        let mut out = Rewrite::default();
+        let Some(table) = &self.table else {
+            return Ok(out);
+        };
+        if touched.keys.is_empty() {
+            return Ok(out);
+        }
+        let snapshot = table.snapshot().map_err(|e| delta_err(&self.dir, e))?;
+        let mut files = Vec::new();
+        for f in snapshot.log_data().iter() {
+            if f.deletion_vector_descriptor().is_some() {
+                return Err(delta_err(
+                    &self.dir,
+                    format!(
+                        "{} has a deletion vector, which kappa-lake does not write or apply",
+                        f.path()
+                    ),
+                ));
+            }
+            let bucket = bucket_of(&f.partition_values_map(), granularity);
+            files.push((f.path().into_owned(), f.remove_action(true), bucket));
+        }
+        let converter = touched
+            .columns
+            .converter()
+            .map_err(|e| delta_err(&self.dir, e))?;
+        let now = self.lake.clock.now().timestamp_millis();
+        for (rel, mut remove, bucket) in files {
+            let path = rel.split('/').fold(self.dir.clone(), |p, s| p.join(s));
+            let bytes = self.lake.read_all(&path).await?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .and_then(|b| b.build())
+                .map_err(|e| delta_err(&path, e))?;
+            let mut kept = Vec::new();
+            let mut hit = false;
+            for batch in reader {
+                let batch = writer.conform(&batch.map_err(|e| delta_err(&path, e))?)?;
+                match touched
+                    .keep(&batch, &converter)
+                    .map_err(|e| delta_err(&path, e))?
+                {
+                    None => kept.push(batch),
+                    Some(keep) => {
+                        hit = true;
+                        let rows = batch.num_rows();
+                        let batch =
+                            arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))
+                                .map_err(|e| delta_err(&path, e))?;
+                        out.rows_dropped += (rows - batch.num_rows()) as u64;
+                        kept.push(batch);
+                    }
+                }
+            }
+            if !hit {
+                continue;
+            }
+            let Some(bucket) = bucket else {
+                return Err(Error::Corrupt {
+                    path,
+                    source: "the file's partition values name no time bucket".into(),
+                });
+            };
+            for batch in kept.iter().filter(|b| b.num_rows() > 0) {
+                out.rows_kept += batch.num_rows() as u64;
+                writer.write(batch, &vec![bucket; batch.num_rows()]).await?;
+            }
+            remove.deletion_timestamp = Some(now);
+            out.removes.push(remove);
+        }
+        Ok(out)
+    }
+}
