@@ -108,7 +108,22 @@ pub struct Changes {
     /// What wraps each record's row.
     #[serde(default, skip_serializing_if = "Envelope::is_none")]
     pub envelope: Envelope,
+    /// Every change event as a row of an append table, with its operation and source time
+    /// ([`CHANGELOG_FIELDS`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changelog: bool,
 }
+
+/// The fields a changelog table (`changelog = true`) adds to the row's: the event's `op`
+/// (`c`, `u`, `d` or `r`) and its `source.ts_ms` (when the database made the change), as Avro
+/// fields appended to the schema.
+pub const CHANGELOG_FIELDS: [(&str, &str); 2] = [
+    ("_op", r#""string""#),
+    (
+        "_source_ts",
+        r#"["null", {"type": "long", "logicalType": "timestamp-millis"}]"#,
+    ),
+];
 
 impl Changes {
     /// Whether this is the default: every record a new row, as it came.

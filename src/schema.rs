@@ -170,6 +170,35 @@ impl EventSchema {
             canonical,
         })
     }
+
+    /// [`EventSchema::parse`] of `text` with `fields` (name, Avro type as JSON) appended to
+    /// the top-level record. A field of the same name already there is refused.
+    pub fn parse_with(text: &str, fields: &[(&str, &str)]) -> Result<Self, SchemaError> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SchemaError::Invalid(e.to_string()))?;
+        let Some(list) = value
+            .get_mut("fields")
+            .and_then(serde_json::Value::as_array_mut)
+        else {
+            // Not a record: `parse` says what it is.
+            return Self::parse(text);
+        };
+        for (name, avro_type) in fields {
+            if list
+                .iter()
+                .any(|f| f.get("name").and_then(|n| n.as_str()) == Some(*name))
+            {
+                return Err(SchemaError::Unsupported {
+                    path: (*name).to_string(),
+                    reason: "the name of a column kappa-lake adds; rename the field".into(),
+                });
+            }
+            let avro_type: serde_json::Value = serde_json::from_str(avro_type)
+                .map_err(|e| SchemaError::Invalid(format!("{name}: {e}")))?;
+            list.push(serde_json::json!({"name": name, "type": avro_type}));
+        }
+        Self::parse(&value.to_string())
+    }
 }
 
 /// Errors produced while parsing an event schema.

@@ -15,7 +15,7 @@ use super::env::apply_env_overrides;
 use super::paths::absolute;
 use super::raw::RawConfig;
 use super::typed::{Config, SourceConfig, TableConfig};
-use crate::domain::{Format, Granularity, TimeSpec};
+use crate::domain::{CHANGELOG_FIELDS, Format, Granularity, TimeSpec};
 use crate::error::{ConfigError, printable};
 use crate::schema::rows::row_schema;
 use crate::schema::{EventSchema, KAFKA_RECORD_SCHEMA, KAFKA_RECORD_SCHEMA_FILE};
@@ -75,7 +75,12 @@ fn load_table(table: &mut TableConfig) -> Result<(), ConfigError> {
                 path: path.clone(),
                 reason: format!("{e}; point `schema` at an existing .avsc file"),
             })?;
-            EventSchema::parse(&text).map_err(|e| ConfigError::Schema {
+            let parsed = if table.changelog {
+                EventSchema::parse_with(&text, &CHANGELOG_FIELDS)
+            } else {
+                EventSchema::parse(&text)
+            };
+            parsed.map_err(|e| ConfigError::Schema {
                 key: key.clone(),
                 path: path.clone(),
                 reason: e.to_string(),

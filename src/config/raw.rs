@@ -55,6 +55,10 @@ pub struct RawTable {
     /// The columns that identify a row of an upsert table, e.g. `key = ["id"]`.
     #[serde(default)]
     pub key: Option<Vec<String>>,
+    /// Debezium change events as rows of an append table (the changelog), with `_op` and
+    /// `_source_ts` columns.
+    #[serde(default)]
+    pub changelog: Option<bool>,
     /// Where events come from.
     pub source: RawSource,
     /// What happens to a record that cannot be decoded, timed or transformed: `dead_letter`

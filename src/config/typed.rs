@@ -57,6 +57,8 @@ pub struct TableConfig {
     pub key: Vec<String>,
     /// What wraps each record's row.
     pub envelope: Envelope,
+    /// Change events as rows with their operation (`changelog = true`).
+    pub changelog: bool,
     /// The source.
     pub source: SourceConfig,
     /// What happens to bad records.

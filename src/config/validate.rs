@@ -97,7 +97,18 @@ impl RawTable {
         let (time, granularity) = self.time.validate(label)?;
         let envelope = self.source.envelope.unwrap_or_default();
         let source = self.source.validate(label, &self.name, base_dir)?;
-        let (mode, key) = check_changes(label, self.mode, self.key, envelope, format, &source)?;
+        let changelog = self.changelog.unwrap_or(false);
+        let (mode, key) = check_changes(
+            label,
+            Wanted {
+                mode: self.mode,
+                key: self.key,
+                envelope,
+                changelog,
+            },
+            format,
+            &source,
+        )?;
         let raw = source.encoding() == Encoding::Raw;
         let (schema_file, schema_path) = match self.schema {
             Some(_) if raw => {
@@ -133,11 +144,7 @@ impl RawTable {
         }
         let writer = self.writer.validate(label)?;
         let versions = self.versions.validate(label)?;
-        let mut maintenance = self.maintenance.validate(label)?;
-        if mode == Mode::Upsert {
-            // Compaction rewrites files an upsert commit may be rewriting too; not combined yet.
-            maintenance.compact = false;
-        }
+        let maintenance = self.maintenance.validate(label)?;
         Ok(TableConfig {
             name: self.name,
             root,
@@ -154,6 +161,7 @@ impl RawTable {
             mode,
             key,
             envelope,
+            changelog,
             source,
             bad_records: self.bad_records.unwrap_or_default(),
             writer,
@@ -164,18 +172,45 @@ impl RawTable {
     }
 }
 
-/// `mode`, `key` and `source.envelope` together: an upsert table names its key and is Delta; a
-/// Debezium envelope is JSON and feeds an upsert table.
-fn check_changes(
-    label: &str,
+/// What a table asks of its records: `mode`, `key`, `source.envelope` and `changelog`.
+struct Wanted {
     mode: Option<Mode>,
     key: Option<Vec<String>>,
     envelope: Envelope,
+    changelog: bool,
+}
+
+/// `mode`, `key`, `source.envelope` and `changelog` together: an upsert table names its key
+/// and is Delta; a Debezium envelope is JSON and feeds an upsert table or, with `changelog`,
+/// an append table of the events.
+fn check_changes(
+    label: &str,
+    wanted: Wanted,
     format: Format,
     source: &SourceConfig,
 ) -> Result<(Mode, Vec<String>), ConfigError> {
+    let Wanted {
+        mode,
+        key,
+        envelope,
+        changelog,
+    } = wanted;
     let mode = mode.unwrap_or_default();
     let key = key.unwrap_or_default();
+    if changelog && envelope != Envelope::Debezium {
+        return Err(ConfigError::invalid(
+            format!("{label}.changelog"),
+            "a changelog table writes Debezium change events as rows",
+            "set [table.source] envelope = \"debezium\", or remove changelog",
+        ));
+    }
+    if changelog && mode == Mode::Upsert {
+        return Err(ConfigError::invalid(
+            format!("{label}.changelog"),
+            "a changelog table appends every change; an upsert table keeps the latest state",
+            "remove mode (append is the default) for the changelog, and read the topic into a second, upsert table for the state",
+        ));
+    }
     if envelope == Envelope::Debezium && source.encoding() != Encoding::Json {
         return Err(ConfigError::invalid(
             format!("{label}.source.envelope"),
@@ -192,11 +227,11 @@ fn check_changes(
                     "remove `key`, or set mode = \"upsert\"",
                 ));
             }
-            if envelope == Envelope::Debezium {
+            if envelope == Envelope::Debezium && !changelog {
                 return Err(ConfigError::invalid(
                     format!("{label}.source.envelope"),
-                    "a Debezium change stream is applied to an upsert table (an append-only changelog table is not written yet)",
-                    "set mode = \"upsert\" and key = [\"<primary key column>\", …]",
+                    "a Debezium change stream is applied to an upsert table, or appended as a changelog",
+                    "set mode = \"upsert\" and key = [\"<primary key column>\", …], or changelog = true",
                 ));
             }
         }

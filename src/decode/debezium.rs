@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::Arc;
 
+use arrow::array::{ArrayRef, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
@@ -28,13 +29,17 @@ use super::json::JsonDecoder;
 use super::raw::KafkaRecord;
 use super::record::{Decoded, Rejected};
 use super::stage::Stage;
+use crate::domain::CHANGELOG_FIELDS;
 
-/// Decodes Debezium change events into after-image rows and deleted keys.
+/// Decodes Debezium change events into after-image rows and deleted keys, or for a
+/// changelog table into one row per event.
 #[derive(Debug, Clone)]
 pub struct DebeziumDecoder {
     rows: JsonDecoder,
     keys: JsonDecoder,
     key_schema: SchemaRef,
+    /// A changelog's rows: the image's fields, then [`CHANGELOG_FIELDS`].
+    changelog: Option<SchemaRef>,
     max_record_bytes: usize,
 }
 
@@ -53,8 +58,25 @@ enum Change<'a> {
 
 impl DebeziumDecoder {
     /// A decoder of events whose rows have `schema`, keyed by the fields named `key` (checked
-    /// to be fields of `schema` when the config was loaded).
-    pub fn new(schema: SchemaRef, key: &[String], max_record_bytes: usize) -> DebeziumDecoder {
+    /// to be fields of `schema` when the config was loaded). With `changelog`, `schema` ends
+    /// with [`CHANGELOG_FIELDS`] and every event is a row.
+    pub fn new(
+        schema: SchemaRef,
+        key: &[String],
+        changelog: bool,
+        max_record_bytes: usize,
+    ) -> DebeziumDecoder {
+        let (schema, changelog) = if changelog {
+            let image: Vec<Field> = schema
+                .fields()
+                .iter()
+                .filter(|f| !CHANGELOG_FIELDS.iter().any(|(n, _)| n == f.name()))
+                .map(|f| f.as_ref().clone())
+                .collect();
+            (Arc::new(Schema::new(image)), Some(schema))
+        } else {
+            (schema, None)
+        };
         let key_fields: Vec<Field> = key
             .iter()
             .filter_map(|k| schema.field_with_name(k).ok())
@@ -65,6 +87,7 @@ impl DebeziumDecoder {
             rows: JsonDecoder::new(schema, max_record_bytes),
             keys: JsonDecoder::new(key_schema.clone(), max_record_bytes),
             key_schema,
+            changelog,
             max_record_bytes,
         }
     }
@@ -76,6 +99,9 @@ impl DebeziumDecoder {
 
     /// Decodes `records`, isolating the ones that are not change events of the table.
     pub fn decode<R: KafkaRecord>(&self, records: &[R]) -> Decoded {
+        if let Some(schema) = &self.changelog {
+            return self.decode_changelog(records, schema);
+        }
         let mut out = Decoded::default();
         let mut afters: Vec<(usize, Cow<'_, [u8]>)> = Vec::new();
         let mut befores: Vec<(usize, Cow<'_, [u8]>, bool)> = Vec::new();
@@ -127,6 +153,66 @@ impl DebeziumDecoder {
         }
         out.rejected.sort_by_key(|r| r.index);
         out.deletes.ignored.sort_unstable();
+        out
+    }
+
+    /// A changelog's rows: each event's image with its `op` and source time, in `schema`.
+    fn decode_changelog<R: KafkaRecord>(&self, records: &[R], schema: &SchemaRef) -> Decoded {
+        let mut out = Decoded::default();
+        let mut images: Vec<(usize, Cow<'_, [u8]>)> = Vec::new();
+        let mut ops: Vec<(String, Option<i64>)> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let entry = if let Some(len) = r.oversized() {
+                Err(format!(
+                    "record of {len} bytes exceeds max_record_bytes ({})",
+                    self.max_record_bytes
+                ))
+            } else if r.is_tombstone() {
+                Ok(None)
+            } else {
+                event_of(r.bytes()).and_then(|e| e.map(changelog_entry).transpose())
+            };
+            match entry {
+                Ok(Some((image, op, source_ts))) => {
+                    images.push((i, image));
+                    ops.push((op, source_ts));
+                }
+                Ok(None) => out.deletes.ignored.push(i),
+                Err(reason) => out.rejected.push(Rejected {
+                    index: i,
+                    stage: Stage::Decode,
+                    reason,
+                }),
+            }
+        }
+        let bytes: Vec<&[u8]> = images.iter().map(|(_, b)| b.as_ref()).collect();
+        let rows = self.rows.decode(&bytes);
+        let mut decoded = rows.rows.iter();
+        for batch in rows.batches {
+            // The batches hold exactly the decoded rows, in order.
+            let of_batch: Vec<usize> = (&mut decoded).take(batch.num_rows()).copied().collect();
+            match with_changelog_columns(&batch, of_batch.iter().map(|&n| &ops[n]), schema) {
+                Ok(batch) => {
+                    out.rows.extend(of_batch.iter().map(|&n| images[n].0));
+                    out.batches.push(batch);
+                }
+                Err(e) => out.rejected.extend(of_batch.iter().map(|&n| Rejected {
+                    index: images[n].0,
+                    stage: Stage::Decode,
+                    reason: format!("the changelog columns: {e}"),
+                })),
+            }
+        }
+        for r in rows.rejected {
+            let (index, op) = (images[r.index].0, &ops[r.index].0);
+            let image = if op == "d" { "before" } else { "after" };
+            out.rejected.push(Rejected {
+                index,
+                stage: r.stage,
+                reason: format!("{image}: {}", r.reason),
+            });
+        }
+        out.rejected.sort_by_key(|r| r.index);
         out
     }
 
@@ -212,6 +298,27 @@ impl DebeziumDecoder {
     }
 }
 
+/// `batch` (an image's rows) with the `_op` and `_source_ts` of each row appended, as
+/// `schema` (the changelog's) has them.
+fn with_changelog_columns<'a>(
+    batch: &RecordBatch,
+    ops: impl Iterator<Item = &'a (String, Option<i64>)>,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let (ops, times): (Vec<&str>, Vec<Option<i64>>) =
+        ops.map(|(op, ts)| (op.as_str(), *ts)).unzip();
+    let mut columns = batch.columns().to_vec();
+    let added: [ArrayRef; 2] = [
+        Arc::new(StringArray::from(ops)),
+        Arc::new(TimestampMillisecondArray::from(times)),
+    ];
+    for (array, (name, _)) in added.into_iter().zip(CHANGELOG_FIELDS) {
+        let field = schema.field_with_name(name)?;
+        columns.push(arrow::compute::cast(&array, field.data_type())?);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
 /// The rows `rows` of `batch`.
 fn take_rows(batch: &RecordBatch, rows: &[u32]) -> RecordBatch {
     let indices = arrow::array::UInt32Array::from(rows.to_vec());
@@ -220,36 +327,45 @@ fn take_rows(batch: &RecordBatch, rows: &[u32]) -> RecordBatch {
 }
 
 /// The members of an event this decoder reads.
-const MEMBERS: [&str; 5] = ["payload", "schema", "op", "before", "after"];
+const MEMBERS: [&str; 6] = ["payload", "schema", "op", "before", "after", "source"];
 
-/// What the event in `bytes` asks for, or why it is not a change event.
-fn change_of(bytes: &[u8]) -> Result<Change<'_>, String> {
+/// The members of one change event that matter here (null images are `None`).
+struct Event<'a> {
+    op: String,
+    before: Option<Cow<'a, [u8]>>,
+    after: Option<Cow<'a, [u8]>>,
+    source: Option<Cow<'a, [u8]>>,
+}
+
+/// The event in `bytes`; `None` for a JSON `null` (or a null payload), or why it is not a
+/// change event.
+fn event_of(bytes: &[u8]) -> Result<Option<Event<'_>>, String> {
     let text = bytes.trim_ascii();
     if text == b"null" {
-        return Ok(Change::Nothing);
+        return Ok(None);
     }
     match member_spans(text, MEMBERS) {
-        Some(spans) => change_of_spans(text, &spans),
+        Some(spans) => event_of_spans(text, &spans),
         // Not in the strict forms the span reader takes (escaped keys, say): parse it whole.
-        None => change_of_value(text),
+        None => event_of_value(text),
     }
 }
 
-fn change_of_spans<'a>(
+fn event_of_spans<'a>(
     text: &'a [u8],
-    spans: &[Option<Range<usize>>; 5],
-) -> Result<Change<'a>, String> {
+    spans: &[Option<Range<usize>>; 6],
+) -> Result<Option<Event<'a>>, String> {
     let get = |n: usize| spans[n].clone().map(|r| &text[r]);
     if get(2).is_none()
         && let Some(payload) = get(0)
     {
         // Kafka Connect's wrapper: the event is the payload.
         if payload == b"null" {
-            return Ok(Change::Nothing);
+            return Ok(None);
         }
         return match member_spans(payload, MEMBERS) {
-            Some(inner) => change_of_spans(payload, &inner),
-            None => change_of_value(payload),
+            Some(inner) => event_of_spans(payload, &inner),
+            None => event_of_value(payload),
         };
     }
     let op = match get(2) {
@@ -258,11 +374,16 @@ fn change_of_spans<'a>(
         }
         None => return Err(not_an_event("it has no `op`")),
     };
-    let image = |n: usize| get(n).filter(|v| *v != b"null").map(Cow::Borrowed);
-    change(&op, image(4), image(3))
+    let member = |n: usize| get(n).filter(|v| *v != b"null").map(Cow::Borrowed);
+    Ok(Some(Event {
+        op,
+        before: member(3),
+        after: member(4),
+        source: member(5),
+    }))
 }
 
-fn change_of_value(text: &[u8]) -> Result<Change<'static>, String> {
+fn event_of_value(text: &[u8]) -> Result<Option<Event<'static>>, String> {
     let value: serde_json::Value =
         serde_json::from_slice(text).map_err(|e| not_an_event(&format!("it is not JSON ({e})")))?;
     let serde_json::Value::Object(mut event) = value else {
@@ -272,7 +393,7 @@ fn change_of_value(text: &[u8]) -> Result<Change<'static>, String> {
         && let Some(payload) = event.remove("payload")
     {
         match payload {
-            serde_json::Value::Null => return Ok(Change::Nothing),
+            serde_json::Value::Null => return Ok(None),
             serde_json::Value::Object(inner) => event = inner,
             _ => return Err(not_an_event("`payload` is not an object")),
         }
@@ -282,36 +403,75 @@ fn change_of_value(text: &[u8]) -> Result<Change<'static>, String> {
         Some(_) => return Err("`op` is not a string".to_string()),
         None => return Err(not_an_event("it has no `op`")),
     };
-    let image = |name: &str| {
+    let member = |name: &str| {
         event
             .get(name)
             .filter(|v| !v.is_null())
             .map(|v| Cow::Owned(v.to_string().into_bytes()))
     };
-    change(&op, image("after"), image("before"))
+    Ok(Some(Event {
+        op,
+        before: member("before"),
+        after: member("after"),
+        source: member("source"),
+    }))
 }
 
-/// The change an event of operation `op` with these images asks for.
-fn change<'a>(
-    op: &str,
-    after: Option<Cow<'a, [u8]>>,
-    before: Option<Cow<'a, [u8]>>,
-) -> Result<Change<'a>, String> {
+/// What the event in `bytes` asks of an upsert table, or why it is not a change event.
+fn change_of(bytes: &[u8]) -> Result<Change<'_>, String> {
+    match event_of(bytes)? {
+        Some(event) => change(event),
+        None => Ok(Change::Nothing),
+    }
+}
+
+/// The change `event` asks for.
+fn change(event: Event<'_>) -> Result<Change<'_>, String> {
+    let Event {
+        op, before, after, ..
+    } = event;
+    check_op(&op, after.is_some(), before.is_some())?;
+    Ok(match (op.as_str(), after, before) {
+        ("d", _, Some(before)) => Change::Delete { before },
+        (op, Some(after), before) => Change::Upsert {
+            after,
+            before: before.filter(|_| op == "u"),
+        },
+        // Unreachable: `check_op` found the image the op needs.
+        _ => Change::Nothing,
+    })
+}
+
+/// A changelog row of `event`: its image (`after`, or `before` for a delete), its `op`, and
+/// `source.ts_ms` when the source block has one.
+fn changelog_entry(event: Event<'_>) -> Result<(Cow<'_, [u8]>, String, Option<i64>), String> {
+    check_op(&event.op, event.after.is_some(), event.before.is_some())?;
+    let source_ts = event.source.as_deref().and_then(|s| {
+        let source: serde_json::Value = serde_json::from_slice(s).ok()?;
+        source.get("ts_ms")?.as_i64()
+    });
+    let image = if event.op == "d" {
+        event.before
+    } else {
+        event.after
+    };
+    match image {
+        Some(image) => Ok((image, event.op, source_ts)),
+        // Unreachable: `check_op` found the image the op needs.
+        None => Err(format!("a `{}` event has no image", event.op)),
+    }
+}
+
+/// Whether an event of `op` has the image it needs.
+fn check_op(op: &str, has_after: bool, has_before: bool) -> Result<(), String> {
     match op {
-        "c" | "r" | "u" => match after {
-            Some(after) => Ok(Change::Upsert {
-                after,
-                before: before.filter(|_| op == "u"),
-            }),
-            None => Err(format!("a `{op}` event needs an `after` image")),
-        },
-        "d" => match before {
-            Some(before) => Ok(Change::Delete { before }),
-            None => Err(
-                "a `d` event needs a `before` image with the key (PostgreSQL: the default replica identity gives it)"
-                    .to_string(),
-            ),
-        },
+        "c" | "r" | "u" if has_after => Ok(()),
+        "c" | "r" | "u" => Err(format!("a `{op}` event needs an `after` image")),
+        "d" if has_before => Ok(()),
+        "d" => Err(
+            "a `d` event needs a `before` image with the key (PostgreSQL: the default replica identity gives it)"
+                .to_string(),
+        ),
         "t" => Err("a truncate event is not applied (truncate the table's state by a rebuild)".to_string()),
         other => Err(format!(
             "unknown `op` `{}`: a Debezium change is c, u, d or r",
@@ -357,7 +517,7 @@ mod tests {
             Field::new("name", DataType::Utf8, false),
             Field::new("counter", DataType::Int64, true),
         ]));
-        DebeziumDecoder::new(schema, &["id".to_string()], 1 << 20)
+        DebeziumDecoder::new(schema, &["id".to_string()], false, 1 << 20)
     }
 
     fn ids(batches: &[RecordBatch], column: &str) -> Vec<i64> {
@@ -438,5 +598,68 @@ mod tests {
         assert_eq!(reasons[7].0, 7);
         assert!(d.deletes.rows.is_empty(), "{:?}", d.deletes.rows);
         assert_eq!(d.rows, vec![8]);
+    }
+
+    #[test]
+    fn a_changelog_decodes_every_event_with_its_op_and_source_time() {
+        use arrow::array::AsArray;
+        use arrow::datatypes::{TimeUnit, TimestampMillisecondType};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("_op", DataType::Utf8, false),
+            Field::new(
+                "_source_ts",
+                DataType::Timestamp(TimeUnit::Millisecond, Some("+00:00".into())),
+                true,
+            ),
+        ]));
+        let decoder = DebeziumDecoder::new(schema, &["id".to_string()], true, 1 << 20);
+        let records = [
+            Rec(Some(
+                r#"{"op":"c","before":null,"after":{"id":1,"name":"a"},"source":{"ts_ms":1000}}"#,
+            )),
+            Rec(Some(
+                r#"{"payload":{"op":"u","after":{"id":1,"name":"b"},"source":{"ts_ms":2000}}}"#,
+            )),
+            Rec(Some(
+                r#"{"op":"d","before":{"id":1,"name":""},"after":null,"source":{"ts_ms":3000}}"#,
+            )),
+            Rec(None),
+            Rec(Some(r#"{"op":"r","after":{"id":2,"name":"c"}}"#)),
+            Rec(Some(r#"{"op":"d","before":{"id":3,"name":null}}"#)),
+            Rec(Some(r#"{"op":"t"}"#)),
+        ];
+        let d = decoder.decode(&records);
+        assert_eq!(d.rows, vec![0, 1, 2, 4]);
+        assert_eq!(ids(&d.batches, "id"), vec![1, 1, 1, 2]);
+        let ops: Vec<&str> = d
+            .batches
+            .iter()
+            .flat_map(|b| b.column_by_name("_op").unwrap().as_string::<i32>().iter())
+            .flatten()
+            .collect();
+        assert_eq!(ops, vec!["c", "u", "d", "r"]);
+        let times: Vec<Option<i64>> = d
+            .batches
+            .iter()
+            .flat_map(|b| {
+                let c = b.column_by_name("_source_ts").unwrap();
+                c.as_primitive::<TimestampMillisecondType>()
+                    .iter()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(times, vec![Some(1000), Some(2000), Some(3000), None]);
+        assert_eq!(d.deletes.ignored, vec![3]);
+        let reasons: Vec<(usize, &str)> = d
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert_eq!(reasons[0].0, 5);
+        assert!(reasons[0].1.starts_with("before: "), "{reasons:?}");
+        assert!(reasons[1].1.contains("truncate"), "{reasons:?}");
     }
 }

@@ -58,7 +58,7 @@ impl RecordDecoder {
         let max = source.max_record_bytes();
         let framing = match source.encoding() {
             Encoding::Json if changes.envelope == Envelope::Debezium => {
-                let decoder = DebeziumDecoder::new(arrow, &changes.key, max);
+                let decoder = DebeziumDecoder::new(arrow, &changes.key, changes.changelog, max);
                 return Ok(RecordDecoder::Debezium(decoder));
             }
             Encoding::Json => return Ok(RecordDecoder::Json(JsonDecoder::new(arrow, max))),

@@ -175,7 +175,10 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
         }
         let total = bins.len();
         for (n, (i, p, bin)) in bins.into_iter().enumerate() {
-            let rewritten = log.rewrite_bin(p, bin, &mut writer, &sort_key).await?;
+            let mut rewritten = log.rewrite_bin(p, bin, &mut writer, &sort_key).await?;
+            if def.definition.changes.is_upsert() {
+                rewritten.conflict_with_upserts();
+            }
             staged_bytes += bin.bytes;
             staged.push((i, bin, rewritten));
             lease.refresh(lake, layout, version).await?;

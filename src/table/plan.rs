@@ -184,6 +184,12 @@ pub fn compare(
             live.changes.key, wanted.changes.key
         ));
     }
+    if live.changes.changelog != wanted.changes.changelog {
+        reasons.push(format!(
+            "changelog changed from {} to {}",
+            live.changes.changelog, wanted.changes.changelog
+        ));
+    }
     if live.changes.envelope != wanted.changes.envelope {
         reasons.push(format!(
             "the source's envelope changed from {:?} to {:?}",

@@ -100,6 +100,7 @@ impl Definition {
                 mode: table.mode,
                 key: table.key.clone(),
                 envelope: table.envelope,
+                changelog: table.changelog,
             },
         })
     }

@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::row::{OwnedRow, RowConverter, SortField};
 
 /// Keys as comparable bytes (Arrow's row format), and the columns they are read from.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct KeyColumns {
     names: Vec<String>,
     fields: Vec<SortField>,
@@ -45,6 +45,11 @@ impl KeyColumns {
         RowConverter::new(self.fields.clone())
     }
 
+    /// The key column names, in key order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// The key columns of `batch` (a row batch), in key order.
     pub fn columns(&self, batch: &RecordBatch) -> Result<Vec<ArrayRef>, ArrowError> {
         self.names
@@ -63,8 +68,8 @@ impl KeyColumns {
 pub struct TouchedKeys {
     /// How keys are read.
     pub columns: KeyColumns,
-    /// The keys.
-    pub keys: HashSet<OwnedRow>,
+    /// The keys, as row-format bytes.
+    pub keys: HashSet<Box<[u8]>>,
 }
 
 impl TouchedKeys {
@@ -78,7 +83,7 @@ impl TouchedKeys {
         let rows = converter.convert_columns(&self.columns.columns(batch)?)?;
         let keep: Vec<bool> = rows
             .iter()
-            .map(|r| !self.keys.contains(&r.owned()))
+            .map(|r| !self.keys.contains(r.as_ref()))
             .collect();
         Ok((!keep.iter().all(|k| *k)).then_some(keep))
     }
@@ -182,7 +187,7 @@ impl UpsertBuffer {
         let mut set: Vec<(usize, usize)> = Vec::with_capacity(latest.len());
         for (key, target) in latest {
             set.extend(target);
-            keys.insert(key);
+            keys.insert(Box::from(key.as_ref()));
         }
         let deleted = keys.len() - set.len();
         // In arrival order, so files keep the log's order of rows.
@@ -195,12 +200,11 @@ impl UpsertBuffer {
             let buckets = set.iter().map(|&(b, r)| batches[b].1[r]).collect();
             Some((batch, buckets))
         };
-        let columns = KeyColumns {
-            names: self.columns.names.clone(),
-            fields: self.columns.fields.clone(),
-        };
         Ok(Drained {
-            touched: TouchedKeys { columns, keys },
+            touched: TouchedKeys {
+                columns: self.columns.clone(),
+                keys,
+            },
             rows,
             deleted,
         })

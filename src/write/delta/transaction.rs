@@ -179,13 +179,22 @@ impl DeltaLog {
                 self.read_dead_letters_of(&pending);
                 return Ok(self.state.next_seq.saturating_sub(1));
             }
-            if stored != starts || !pending.removes.is_empty() {
-                // An upsert's rewrite was read from the snapshot it started from: another
-                // commit may have replaced those files. Re-read and apply it again.
+            if stored != starts {
                 return Err(Error::Conflict {
                     path: self.dir.clone().join("_delta_log"),
                     reason: format!(
                         "another writer committed offsets of these partitions ({error}); re-read the log"
+                    ),
+                });
+            }
+            if !pending.removes.is_empty() {
+                // An upsert's rewrite was read from the snapshot it started from: another
+                // commit (a compaction, another writer's upsert) may have replaced those
+                // files. Re-read and apply it again.
+                return Err(Error::Conflict {
+                    path: self.dir.clone().join("_delta_log"),
+                    reason: format!(
+                        "another commit replaced files this upsert rewrites ({error}); re-read the log"
                     ),
                 });
             }

@@ -6,13 +6,16 @@
 //! offsets: a reader sees every key at most once, as of one commit.
 
 use arrow::array::BooleanArray;
+use arrow::row::RowConverter;
+use bytes::Bytes;
 use deltalake::kernel::Remove;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::compact::bucket_of;
 use super::{DeltaLog, delta_err};
 use crate::config::Granularity;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::write::DeltaFileWriter;
 use crate::write::upsert::TouchedKeys;
 
@@ -67,6 +70,9 @@ impl DeltaLog {
         for (rel, mut remove, bucket) in files {
             let path = rel.split('/').fold(self.dir.clone(), |p, s| p.join(s));
             let bytes = self.lake.read_all(&path).await?;
+            if !holds_any(&bytes, touched, &converter).map_err(|e| delta_err(&path, e))? {
+                continue;
+            }
             let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
                 .and_then(|b| b.build())
                 .map_err(|e| delta_err(&path, e))?;
@@ -108,4 +114,31 @@ impl DeltaLog {
         }
         Ok(out)
     }
+}
+
+/// Whether the Parquet file `bytes` holds any of `touched`'s keys, reading only its key
+/// columns (most files of a large table hold none of a commit's keys).
+fn holds_any(
+    bytes: &Bytes,
+    touched: &TouchedKeys,
+    converter: &RowConverter,
+) -> std::result::Result<bool, BoxError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())?;
+    let schema = builder.schema().clone();
+    let roots = touched
+        .columns
+        .names()
+        .iter()
+        .map(|n| schema.index_of(n))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    for batch in builder.with_projection(mask).build()? {
+        match touched.keep(&batch?, converter) {
+            Ok(None) => {}
+            // A hit, or a key column written before the schema evolved its type: the full
+            // read conforms the file's rows to the version's schema and decides.
+            Ok(Some(_)) | Err(_) => return Ok(true),
+        }
+    }
+    Ok(false)
 }
