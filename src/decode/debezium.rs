@@ -173,9 +173,9 @@ impl DebeziumDecoder {
                 event_of(r.bytes()).and_then(|e| e.map(changelog_entry).transpose())
             };
             match entry {
-                Ok(Some((image, op, source_ts))) => {
-                    images.push((i, image));
-                    ops.push((op, source_ts));
+                Ok(Some(entry)) => {
+                    images.push((i, entry.image));
+                    ops.push((entry.op, entry.source_ts));
                 }
                 Ok(None) => out.deletes.ignored.push(i),
                 Err(reason) => out.rejected.push(Rejected {
@@ -442,9 +442,17 @@ fn change(event: Event<'_>) -> Result<Change<'_>, String> {
     })
 }
 
-/// A changelog row of `event`: its image (`after`, or `before` for a delete), its `op`, and
-/// `source.ts_ms` when the source block has one.
-fn changelog_entry(event: Event<'_>) -> Result<(Cow<'_, [u8]>, String, Option<i64>), String> {
+/// One row of a changelog table, before its image is decoded.
+struct ChangelogEntry<'a> {
+    /// `after`, or `before` for a delete.
+    image: Cow<'a, [u8]>,
+    op: String,
+    /// `source.ts_ms`, when the source block has one.
+    source_ts: Option<i64>,
+}
+
+/// The changelog row of `event`.
+fn changelog_entry(event: Event<'_>) -> Result<ChangelogEntry<'_>, String> {
     check_op(&event.op, event.after.is_some(), event.before.is_some())?;
     let source_ts = event.source.as_deref().and_then(|s| {
         let source: serde_json::Value = serde_json::from_slice(s).ok()?;
@@ -456,7 +464,11 @@ fn changelog_entry(event: Event<'_>) -> Result<(Cow<'_, [u8]>, String, Option<i6
         event.after
     };
     match image {
-        Some(image) => Ok((image, event.op, source_ts)),
+        Some(image) => Ok(ChangelogEntry {
+            image,
+            op: event.op,
+            source_ts,
+        }),
         // Unreachable: `check_op` found the image the op needs.
         None => Err(format!("a `{}` event has no image", event.op)),
     }

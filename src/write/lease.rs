@@ -58,7 +58,8 @@ pub struct RunMetrics {
     pub files: u64,
     /// Commits made.
     pub commits: u64,
-    /// Commits refused because another writer had committed the same offsets first.
+    /// Commits refused: another writer had committed the same offsets first, or another
+    /// commit (a compaction) had replaced files an upsert commit rewrites.
     pub conflicts: u64,
     /// Per source partition (`topic/N`), for the partitions this writer holds.
     pub partitions: BTreeMap<String, PartitionMetrics>,

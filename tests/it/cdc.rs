@@ -419,7 +419,7 @@ fn compaction_beside_upsert_commits_brings_no_deleted_or_old_row_back() {
         // files, which rewrite those files; meanwhile, compaction after compaction.
         let producer = scope.spawn(|| {
             let mut rng = StdRng::seed_from_u64(seed ^ 1);
-            for _ in 0..20 {
+            for _ in 0..14 {
                 changes.creates(20);
                 produced += send(&mut changes);
                 std::thread::sleep(Duration::from_millis(rng.random_range(20..120)));
@@ -449,6 +449,56 @@ fn compaction_beside_upsert_commits_brings_no_deleted_or_old_row_back() {
     assert_state(&world, 1, &changes.state);
     // Once more, compacted with nothing beside it.
     cli.table_ok("compact", &[]);
+    assert_state(&world, 1, &changes.state);
+}
+
+/// A files `run` into an upsert table whose commit a compaction overtakes (the commit slowed
+/// by a crash point's pause; `compact` runs once the run is writing): the refused upsert commit
+/// is applied again from the stored positions, and the run ends with the whole state.
+#[test]
+fn a_files_run_applies_an_upsert_commit_again_after_a_compaction_refuses_it() {
+    let world = World::with(&upsert_table(r#"["id"]"#));
+    let cli = world.cli().for_table("customers");
+    let mut changes = Changes::new(seed());
+    changes.snapshot(60);
+    world.input("0.ndjson", &changes.take());
+    cli.run_ok(&[]);
+    // Three more small files: new keys only, which rewrite no file.
+    for file in 1..=3 {
+        changes.creates(20);
+        world.input(&format!("{file}.ndjson"), &changes.take());
+        cli.run_ok(&[]);
+    }
+    changes.random(60);
+    world.input("4.ndjson", &changes.take());
+    let mut run = world
+        .cli()
+        .env("FAILPOINTS", "commit.before_write=sleep(2000)")
+        .spawn_run(&[], "run.log");
+    let pid = run.id();
+    assert!(
+        crate::kafka_support::wait_for(std::time::Duration::from_secs(30), || cli
+            .is_writing(1, pid)),
+        "the run did not start writing"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&cli.table_ok("compact", &["--json"])).expect("compact --json");
+    assert!(report["files_removed"].as_u64() >= Some(2), "{report}");
+    let status = run.wait().expect("wait");
+    assert!(
+        status.success(),
+        "run failed:\n{}",
+        crate::kafka_support::log_of(world.path(), "run.log")
+    );
+    let conflicts = version_of(&cli.status_json(), 1).expect("v1")["writers"]
+        .as_array()
+        .and_then(|ws| ws.iter().find(|w| w["pid"] == pid))
+        .and_then(|w| w["conflicts"].as_u64());
+    assert_eq!(
+        conflicts,
+        Some(1),
+        "the compaction refused one upsert commit"
+    );
     assert_state(&world, 1, &changes.state);
 }
 

@@ -34,7 +34,7 @@ pub use report::IngestReport;
 
 use crate::config::{SourceConfig, TableConfig};
 use crate::domain::Shard;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::archive::ArchiveReader;
 use crate::shutdown::Shutdown;
 use crate::source::files::FilesSource;
@@ -58,8 +58,23 @@ pub async fn materialize(
     let outcome = match &table.source {
         SourceConfig::Files(cfg) => {
             let schema = w.def.definition.event_schema()?.arrow;
-            let source = FilesSource::start(cfg, &w.log.state().positions, schema)?;
-            files::run(&mut w, source, &mut shutdown).await
+            loop {
+                let source = FilesSource::start(cfg, &w.log.state().positions, schema.clone())?;
+                match files::run(&mut w, source, &mut shutdown).await {
+                    // An upsert commit rewrites files that a compaction may have replaced
+                    // meanwhile: its changes are applied again from the stored positions.
+                    Err(Error::Conflict { reason, .. })
+                        if w.def.definition.changes.is_upsert() && !shutdown.is_triggered() =>
+                    {
+                        tracing::warn!(
+                            %reason,
+                            "an upsert commit was refused: dropped the uncommitted data, re-reading from the version's positions"
+                        );
+                        w.log.refresh().await?;
+                    }
+                    other => break other,
+                }
+            }
         }
         SourceConfig::Kafka(cfg) => kafka::run(&mut w, cfg, &mut shutdown, mode).await,
     };
