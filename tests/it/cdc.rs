@@ -502,6 +502,87 @@ fn a_files_run_applies_an_upsert_commit_again_after_a_compaction_refuses_it() {
     assert_state(&world, 1, &changes.state);
 }
 
+/// An upsert table rebuilt with a changed definition after the topic dropped its start
+/// (the mock cluster's retention): the replay of the raw archive, then of the topic, gives the
+/// same state.
+#[test]
+fn an_upsert_table_rebuilt_from_the_archive_past_retention_has_the_same_state() {
+    use kappa_lake::source::mock::{OutRecord, produce};
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    use crate::fixture::mock_kafka;
+    let topic = "changes";
+    // One partition: the model applies the changes in one order.
+    let (_kafka, brokers) = mock_kafka(&[(topic, 1)]);
+    let archive = TableConfig::kafka(&brokers, topic)
+        .name("archive")
+        .default_group()
+        .raw_archive();
+    let customers = TableConfig::kafka(&brokers, topic)
+        .name("customers")
+        .default_group()
+        .schema(CUSTOMERS)
+        .table_keys("mode = \"upsert\"\nkey = [\"id\"]\nmetadata_columns = false")
+        .source_keys("envelope = \"debezium\"\narchive = \"archive\"");
+    let world = World::new();
+    world.config_tables(&[customers.clone(), archive.clone()]);
+    let cli = world.cli().for_table("customers");
+    let mut changes = Changes::new(seed());
+    changes.snapshot(200);
+    // About 1 KB per event (a member the decoder skips): 5 MB of them, the mock cluster's
+    // retention per partition, are a few thousand.
+    let send = |changes: &mut Changes| {
+        let records: Vec<OutRecord> = changes
+            .take()
+            .lines()
+            .map(|l| match l.strip_prefix('{') {
+                Some(rest) => format!(r#"{{"padding":"{}",{rest}"#, "x".repeat(1000)),
+                None => l.to_string(),
+            })
+            .map(|l| OutRecord {
+                partition: Some(0),
+                key: None,
+                payload: l.into_bytes(),
+                timestamp_ms: None,
+            })
+            .collect();
+        produce(&brokers, topic, records).expect("produce");
+    };
+    // `run` keeps both tables up with the topic while it grows past its retention: each step
+    // adds less than retention keeps.
+    for _ in 0..4 {
+        changes.random(2_500);
+        send(&mut changes);
+        cli.run_ok(&["--stop-at-end"]);
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "kappa-lake-test-watermarks")
+        .create()
+        .expect("consumer");
+    let (low, _) = consumer
+        .fetch_watermarks(topic, 0, std::time::Duration::from_secs(10))
+        .expect("watermarks");
+    assert!(low > 0, "the topic's start moved (retention): {low}");
+    assert_state(&world, 1, &changes.state);
+
+    world.config_tables(&[
+        customers.table_keys(r#"transform = "SELECT *, counter * 10 AS counter_x10 FROM events""#),
+        archive,
+    ]);
+    let out = cli.rebuild_ok(&["--promote"]);
+    assert!(out.contains("replayed from the archive"), "{out}");
+    assert_eq!(cli.status_json()["tables"][0]["current"], 2);
+    assert_state(&world, 2, &changes.state);
+    let lake = world.path().join("lake");
+    let x10 = duckdb(&format!(
+        "SELECT count(*) FILTER (WHERE counter_x10 <> counter * 10) FROM {}",
+        scan(&lake, "customers", 2, "delta")
+    ));
+    assert_eq!(x10[0][0], 0);
+}
+
 /// Runs `sql` in the test PostgreSQL (`KAPPA_LAKE_TEST_PG_DSN`, started by the test script)
 /// and prints the last statement's rows as JSON.
 fn psql(sql: &str) -> serde_json::Value {
