@@ -211,11 +211,13 @@ fn check_changes(
             "remove mode (append is the default) for the changelog, and read the topic into a second, upsert table for the state",
         ));
     }
-    if envelope == Envelope::Debezium && source.encoding() != Encoding::Json {
+    if envelope == Envelope::Debezium
+        && !matches!(source.encoding(), Encoding::Json | Encoding::AvroConfluent)
+    {
         return Err(ConfigError::invalid(
             format!("{label}.source.envelope"),
-            "Debezium envelopes are read as JSON (Kafka Connect's JsonConverter); Avro envelopes are not read yet",
-            "set encoding = \"json\" and the connector's value.converter to JsonConverter",
+            "Debezium envelopes are read as JSON (Kafka Connect's JsonConverter) or as Avro in the Confluent wire format (its AvroConverter, schemas from the registry)",
+            "set encoding = \"json\" or \"avro-confluent\"",
         ));
     }
     match mode {

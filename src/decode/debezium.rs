@@ -92,6 +92,11 @@ impl DebeziumDecoder {
         }
     }
 
+    /// The largest record it decodes.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+
     /// The schema of the deleted keys ([`super::Deletes::keys`]).
     pub fn key_schema(&self) -> &SchemaRef {
         &self.key_schema

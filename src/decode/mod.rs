@@ -3,6 +3,7 @@
 pub mod avro;
 pub mod dead_letter;
 pub mod debezium;
+pub mod debezium_avro;
 pub mod fast_json;
 pub mod json;
 #[cfg(test)]
@@ -14,6 +15,7 @@ pub mod stage;
 pub use avro::{AvroDecoder, Framing};
 pub use dead_letter::{DeadLetter, DeadLetterBuffer, DeadLetterFile, Stage};
 pub use debezium::DebeziumDecoder;
+pub use debezium_avro::DebeziumAvroDecoder;
 pub use json::JsonDecoder;
 pub use raw::{KafkaRecord, RawDecoder};
 pub use record::{Decoded, Deletes, RawRecord, Rejected};
@@ -44,6 +46,8 @@ pub enum RecordDecoder {
     Raw(RawDecoder),
     /// `encoding = "json"` with `envelope = "debezium"`.
     Debezium(DebeziumDecoder),
+    /// `encoding = "avro-confluent"` with `envelope = "debezium"`.
+    DebeziumAvro(DebeziumAvroDecoder),
 }
 
 impl RecordDecoder {
@@ -60,6 +64,12 @@ impl RecordDecoder {
             Encoding::Json if changes.envelope == Envelope::Debezium => {
                 let decoder = DebeziumDecoder::new(arrow, &changes.key, changes.changelog, max);
                 return Ok(RecordDecoder::Debezium(decoder));
+            }
+            Encoding::AvroConfluent if changes.envelope == Envelope::Debezium => {
+                let decoder = DebeziumDecoder::new(arrow, &changes.key, changes.changelog, max);
+                return Ok(RecordDecoder::DebeziumAvro(DebeziumAvroDecoder::new(
+                    decoder,
+                )));
             }
             Encoding::Json => return Ok(RecordDecoder::Json(JsonDecoder::new(arrow, max))),
             Encoding::Raw => {
@@ -91,16 +101,23 @@ impl RecordDecoder {
         records: &[R],
         registry: Option<&SchemaRegistry>,
     ) -> Result<()> {
-        let RecordDecoder::Avro(avro) = self else {
-            return Ok(());
+        let unknown = match self {
+            RecordDecoder::Avro(avro) => avro.unknown_ids(records),
+            RecordDecoder::DebeziumAvro(d) => d.unknown_ids(records),
+            _ => return Ok(()),
         };
-        for id in avro.unknown_ids(records) {
+        for id in unknown {
             // What the records using `id` are rejected with, when there is no schema.
             let found = match registry {
                 Some(r) => r.schema_by_id(id).await?.map_err(|e| e.to_string()),
                 None => Err(format!("schema id {id}: no schema registry is configured")),
             };
-            avro.add_writer_schema(id, found.as_deref().map_err(Clone::clone));
+            let found = found.as_deref().map_err(Clone::clone);
+            match self {
+                RecordDecoder::Avro(avro) => avro.add_writer_schema(id, found),
+                RecordDecoder::DebeziumAvro(d) => d.add_writer_schema(id, found),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -112,6 +129,7 @@ impl RecordDecoder {
             RecordDecoder::Avro(d) => d.decode(records),
             RecordDecoder::Raw(d) => d.decode(records),
             RecordDecoder::Debezium(d) => d.decode(records),
+            RecordDecoder::DebeziumAvro(d) => d.decode(records),
         }
     }
 

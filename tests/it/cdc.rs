@@ -583,6 +583,108 @@ fn an_upsert_table_rebuilt_from_the_archive_past_retention_has_the_same_state() 
     assert_eq!(x10[0][0], 0);
 }
 
+/// Debezium's `Envelope` for [`CUSTOMERS`], as its AvroConverter registers it.
+const CUSTOMERS_ENVELOPE: &str = r#"{"type":"record","name":"Envelope","namespace":"shop.public.customers",
+  "fields":[
+    {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+      {"name":"id","type":"long"},{"name":"name","type":"string"},{"name":"counter","type":"long"},
+      {"name":"ts","type":{"type":"long","connect.name":"io.debezium.time.Timestamp"}}]}],"default":null},
+    {"name":"after","type":["null","Value"],"default":null},
+    {"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium.connector.postgresql",
+      "fields":[{"name":"connector","type":"string"},{"name":"db","type":"string"},
+        {"name":"schema","type":"string"},{"name":"table","type":"string"},
+        {"name":"snapshot","type":["null","string"],"default":null},
+        {"name":"ts_ms","type":"long"},{"name":"lsn","type":["null","long"],"default":null}]}},
+    {"name":"op","type":"string"},
+    {"name":"ts_ms","type":["null","long"],"default":null},
+    {"name":"transaction","type":["null","string"],"default":null}]}"#;
+
+/// `encoding = "avro-confluent"` with `envelope = "debezium"` (librdkafka's mock cluster, the
+/// test registry): the Confluent wire format's events, decoded with the writer schema the
+/// registry has for their id, give the same state as their JSON form; a record with an
+/// unknown schema id is a dead letter.
+#[test]
+fn avro_debezium_events_through_the_registry_become_the_latest_state() {
+    use apache_avro::types::Value;
+    use kappa_lake::source::mock::{OutRecord, produce};
+
+    use crate::avro::Registry;
+    use crate::fixture::mock_kafka;
+    use crate::kafka_support::{log_of, spawn_run, stored_total, wait_for};
+    let topic = "shop.public.customers";
+    let (_kafka, brokers) = mock_kafka(&[(topic, 1)]);
+    let world = World::new();
+    let envelope_file = world.path().join("envelope.avsc");
+    std::fs::write(&envelope_file, CUSTOMERS_ENVELOPE).expect("write the envelope schema");
+    let registry = Registry::start_with(
+        None,
+        &world.path().join("registry.log"),
+        &[
+            "--schema",
+            &format!("{topic}-value:41:{}", envelope_file.display()),
+        ],
+    );
+    world.config(
+        &TableConfig::kafka(&brokers, topic)
+            .name("customers")
+            .schema(CUSTOMERS)
+            .table_keys("mode = \"upsert\"\nkey = [\"id\"]\nmetadata_columns = false")
+            .writer("max_age = \"100ms\"")
+            .source_keys(&format!(
+                "envelope = \"debezium\"\nencoding = \"avro-confluent\"\n\n\
+                 [table.source.schema_registry]\nurl = \"{}\"",
+                registry.url
+            )),
+    );
+    let schema = apache_avro::Schema::parse_str(CUSTOMERS_ENVELOPE).expect("the envelope parses");
+    let mut changes = Changes::new(seed());
+    changes.snapshot(50);
+    changes.random(400);
+    let mut records: Vec<OutRecord> = changes
+        .take()
+        .lines()
+        .filter(|l| *l != "null")
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            if event["payload"].is_object() {
+                event = event["payload"].take();
+            }
+            let value = Value::from(event)
+                .resolve(&schema)
+                .expect("fits the envelope");
+            let mut bytes = vec![0, 0, 0, 0, 41];
+            bytes.extend(apache_avro::to_avro_datum(&schema, value).expect("encodes"));
+            OutRecord {
+                partition: Some(0),
+                key: None,
+                payload: bytes,
+                timestamp_ms: None,
+            }
+        })
+        .collect();
+    // An id the registry does not have.
+    records.push(OutRecord {
+        partition: Some(0),
+        key: None,
+        payload: vec![0, 0, 0, 0, 99, 2],
+        timestamp_ms: None,
+    });
+    let total = produce(&brokers, topic, records).expect("produce");
+    let mut run = spawn_run(world.path(), &[], "run.log");
+    assert!(
+        wait_for(std::time::Duration::from_secs(60), || stored_total(
+            world.path(),
+            0
+        ) == total),
+        "the version stored {} of {total} records:\n{}",
+        stored_total(world.path(), 0),
+        log_of(world.path(), "run.log")
+    );
+    run.stop();
+    assert_state(&world, 1, &changes.state);
+    assert_eq!(dead_letters(&world.cli(), 1), 1);
+}
+
 /// Runs `sql` in the test PostgreSQL (`KAPPA_LAKE_TEST_PG_DSN`, started by the test script)
 /// and prints the last statement's rows as JSON.
 fn psql(sql: &str) -> serde_json::Value {
