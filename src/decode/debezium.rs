@@ -111,16 +111,9 @@ impl DebeziumDecoder {
         let mut afters: Vec<(usize, Cow<'_, [u8]>)> = Vec::new();
         let mut befores: Vec<(usize, Cow<'_, [u8]>, bool)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            let change = if let Some(len) = r.oversized() {
-                Err(format!(
-                    "record of {len} bytes exceeds max_record_bytes ({})",
-                    self.max_record_bytes
-                ))
-            } else if r.is_tombstone() {
-                Ok(Change::Nothing)
-            } else {
-                change_of(r.bytes())
-            };
+            let change = self
+                .event_in(r)
+                .and_then(|e| e.map_or(Ok(Change::Nothing), change));
             match change {
                 Ok(Change::Upsert { after, before }) => {
                     if let Some(before) = before {
@@ -161,22 +154,29 @@ impl DebeziumDecoder {
         out
     }
 
+    /// The change event in `r`; `None` for a tombstone or a JSON `null`.
+    fn event_in<'r, R: KafkaRecord>(&self, r: &'r R) -> Result<Option<Event<'r>>, String> {
+        if let Some(len) = r.oversized() {
+            return Err(format!(
+                "record of {len} bytes exceeds max_record_bytes ({})",
+                self.max_record_bytes
+            ));
+        }
+        if r.is_tombstone() {
+            return Ok(None);
+        }
+        event_of(r.bytes())
+    }
+
     /// A changelog's rows: each event's image with its `op` and source time, in `schema`.
     fn decode_changelog<R: KafkaRecord>(&self, records: &[R], schema: &SchemaRef) -> Decoded {
         let mut out = Decoded::default();
         let mut images: Vec<(usize, Cow<'_, [u8]>)> = Vec::new();
         let mut ops: Vec<(String, Option<i64>)> = Vec::new();
         for (i, r) in records.iter().enumerate() {
-            let entry = if let Some(len) = r.oversized() {
-                Err(format!(
-                    "record of {len} bytes exceeds max_record_bytes ({})",
-                    self.max_record_bytes
-                ))
-            } else if r.is_tombstone() {
-                Ok(None)
-            } else {
-                event_of(r.bytes()).and_then(|e| e.map(changelog_entry).transpose())
-            };
+            let entry = self
+                .event_in(r)
+                .and_then(|e| e.map(changelog_entry).transpose());
             match entry {
                 Ok(Some(entry)) => {
                     images.push((i, entry.image));
@@ -420,14 +420,6 @@ fn event_of_value(text: &[u8]) -> Result<Option<Event<'static>>, String> {
         after: member("after"),
         source: member("source"),
     }))
-}
-
-/// What the event in `bytes` asks of an upsert table, or why it is not a change event.
-fn change_of(bytes: &[u8]) -> Result<Change<'_>, String> {
-    match event_of(bytes)? {
-        Some(event) => change(event),
-        None => Ok(Change::Nothing),
-    }
 }
 
 /// The change `event` asks for.

@@ -120,8 +120,9 @@ impl Rewritten {
     /// committed after this rewrite would leave the old rows of its keys alive in the new
     /// files; as data changes, the two removes conflict. (An upsert's `MERGE` without a
     /// predicate also conflicts with any commit that added files since its snapshot, which
-    /// covers this today; this keeps it covered should that read ever narrow. A test that
-    /// narrowed it without this saw deleted rows come back; with this, none.)
+    /// covers this today; this keeps it covered should that read ever narrow: with the read
+    /// narrowed by hand, `tests/it/cdc.rs`'s compaction race saw old rows come back without
+    /// this, and none with it.)
     pub fn conflict_with_upserts(&mut self) {
         for r in &mut self.removed {
             r.data_change = true;
