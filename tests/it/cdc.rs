@@ -928,6 +928,10 @@ fn postgres_changes_through_debezium_events_on_the_real_broker_equal_the_table()
         total > 500,
         "snapshot {snapshot}, stream {stream}, {ops} ops"
     );
+    eprintln!(
+        "{total} records (snapshot {snapshot}, stream {stream}), {ops} workload statements, \
+         20 kills of run"
+    );
 
     let caught_up = wait_for(std::time::Duration::from_secs(180), || {
         stored_total(d, 0) >= total
