@@ -288,10 +288,10 @@ fn orders_definition(source: SourceIdentity) -> VersionDefinition {
             schema_file: "schemas/orders.avsc".into(),
             transform: None,
             partitioning: Partitioning {
-                time: TimeSpec::Field {
+                time: Some(TimeSpec::Field {
                     name: "ts".into(),
                     unit: EpochUnit::Ms,
-                },
+                }),
                 granularity: Granularity::Hour,
             },
             format: Format::Parquet,

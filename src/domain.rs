@@ -37,14 +37,30 @@ pub enum Format {
     Parquet,
 }
 
-/// Granularity of time partitions.
+/// How a version's rows are split into partitions: by event time (day or hour), or, for an
+/// upsert table, by a hash of its key or not at all. A row's partition is an `i64` bucket:
+/// days or hours since the epoch, the key's bucket, or 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Granularity {
     /// `date=YYYY-MM-DD`
     Day,
     /// `date=YYYY-MM-DD/hour=HH`
     Hour,
+    /// `key_bucket=N`: the key's stable hash modulo this many buckets (upsert tables).
+    KeyBuckets(u32),
+    /// One partition, the version's root (upsert tables).
+    Unpartitioned,
+}
+
+/// The partition column of a table partitioned by key bucket.
+pub const KEY_BUCKET_COLUMN: &str = "key_bucket";
+
+impl Granularity {
+    /// Whether partitions are spans of event time (so rows need an event time).
+    pub fn is_time(&self) -> bool {
+        matches!(self, Granularity::Day | Granularity::Hour)
+    }
 }
 
 /// Unit of an integer event-time field.

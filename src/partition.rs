@@ -1,4 +1,5 @@
-//! Event time → hive partition (`date=YYYY-MM-DD[/hour=HH]`, UTC).
+//! Event time → hive partition (`date=YYYY-MM-DD[/hour=HH]`, UTC); an upsert table's key →
+//! its key bucket ([`key_buckets`]).
 //!
 //! Event time comes from a field of the decoded batch (Arrow timestamp of any unit, `date`,
 //! an RFC 3339 string, or an epoch number in the configured unit) or from the record's source
@@ -14,7 +15,11 @@ use arrow::datatypes::{
 use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike, Timelike};
 
-use crate::domain::{EpochUnit, Granularity};
+use crate::domain::{EpochUnit, Granularity, KEY_BUCKET_COLUMN};
+
+mod key;
+
+pub use key::{hashable, key_buckets};
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
@@ -208,25 +213,34 @@ pub fn bucket(micros: i64, granularity: Granularity) -> Result<i64, EventTimeErr
     if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
         return Err(EventTimeError::OutOfRange { micros });
     }
-    Ok(micros.div_euclid(width(granularity)))
+    // Partitions that are not spans of time hold every event time in one bucket's worth.
+    Ok(width(granularity).map_or(0, |w| micros.div_euclid(w)))
 }
 
-fn width(granularity: Granularity) -> i64 {
+fn width(granularity: Granularity) -> Option<i64> {
     match granularity {
-        Granularity::Day => MICROS_PER_DAY,
-        Granularity::Hour => MICROS_PER_HOUR,
+        Granularity::Day => Some(MICROS_PER_DAY),
+        Granularity::Hour => Some(MICROS_PER_HOUR),
+        Granularity::KeyBuckets(_) | Granularity::Unpartitioned => None,
     }
 }
 
-/// Hive partition values of a bucket, in path order: `[("date", "2026-11-26"), ("hour", "15")]`.
+/// Hive partition values of a bucket, in path order: `[("date", "2026-11-26"), ("hour", "15")]`,
+/// `[("key_bucket", "7")]`, or none (unpartitioned).
 pub fn partition_values(bucket: i64, granularity: Granularity) -> Vec<(String, String)> {
-    let micros = bucket * width(granularity);
+    let Some(width) = width(granularity) else {
+        return match granularity {
+            Granularity::KeyBuckets(_) => vec![(KEY_BUCKET_COLUMN.into(), bucket.to_string())],
+            _ => Vec::new(),
+        };
+    };
+    let micros = bucket * width;
     // In range by construction of `bucket`.
     let t = DateTime::from_timestamp_micros(micros).unwrap_or_default();
     let date = format!("{:04}-{:02}-{:02}", t.year(), t.month(), t.day());
     match granularity {
         Granularity::Day => vec![("date".into(), date)],
-        Granularity::Hour => vec![
+        _ => vec![
             ("date".into(), date),
             ("hour".into(), format!("{:02}", t.hour())),
         ],

@@ -49,7 +49,7 @@ pub(super) fn check_raw_table(
     label: &str,
     has_transform: bool,
     metadata_columns: Option<bool>,
-    time: &TimeSpec,
+    time: Option<&TimeSpec>,
 ) -> Result<(), ConfigError> {
     let why = "encoding = \"raw\" archives records as they came";
     if has_transform {
@@ -68,7 +68,7 @@ pub(super) fn check_raw_table(
             "remove `metadata_columns`",
         ));
     }
-    if !matches!(time, TimeSpec::SourceTimestamp) {
+    if !matches!(time, Some(TimeSpec::SourceTimestamp)) {
         return Err(ConfigError::invalid(
             format!("{label}.time"),
             format!("{why}: its rows have no event-time field"),

@@ -15,7 +15,7 @@ use super::env::apply_env_overrides;
 use super::paths::absolute;
 use super::raw::RawConfig;
 use super::typed::{Config, SourceConfig, TableConfig};
-use crate::domain::{CHANGELOG_FIELDS, Format, Granularity, TimeSpec};
+use crate::domain::{CHANGELOG_FIELDS, Format, Granularity, KEY_BUCKET_COLUMN, TimeSpec};
 use crate::error::{ConfigError, printable};
 use crate::schema::rows::row_schema;
 use crate::schema::{EventSchema, KAFKA_RECORD_SCHEMA, KAFKA_RECORD_SCHEMA_FILE};
@@ -133,6 +133,17 @@ fn check_key(
                 "use scalar fields (numbers, strings, times)",
             );
         }
+        if matches!(table.granularity, Granularity::KeyBuckets(_))
+            && !crate::partition::hashable(field.data_type())
+        {
+            return fail(
+                format!(
+                    "`{name}` is {}, which key buckets cannot hash",
+                    field.data_type()
+                ),
+                "partition by key buckets over number, string, time or binary keys, or drop `partition_by`",
+            );
+        }
         match rows.field_with_name(name) {
             Ok(out) if out.data_type() == field.data_type() => {}
             _ => {
@@ -206,7 +217,7 @@ fn check_time_field(
     rows: &arrow::datatypes::Schema,
 ) -> Result<(), ConfigError> {
     use arrow::datatypes::DataType;
-    let TimeSpec::Field { name, .. } = &table.time else {
+    let Some(TimeSpec::Field { name, .. }) = &table.time else {
         return Ok(());
     };
     let key = format!("table[{}].time.field", table.name);
@@ -251,6 +262,8 @@ fn check_partition_names(
     let reserved: &[&str] = match table.granularity {
         Granularity::Day => &["date"],
         Granularity::Hour => &["date", "hour"],
+        Granularity::KeyBuckets(_) => &[KEY_BUCKET_COLUMN],
+        Granularity::Unpartitioned => &[],
     };
     let (key, fix) = if table.transform.is_some() {
         (

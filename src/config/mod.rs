@@ -169,6 +169,56 @@ max_age = "60s"
         assert!(e.len() < 400 && e.contains('…'), "{e}");
     }
 
+    #[test]
+    fn upsert_tables_partition_by_time_key_bucket_or_nothing_and_append_tables_by_time() {
+        let upsert = MINIMAL.replace(
+            "time = { field = \"ts\", granularity = \"hour\" }",
+            "mode = \"upsert\"\nkey = [\"id\"]\nPARTITION",
+        );
+        let with = |p: &str| parse(&upsert.replace("PARTITION", p), &[]);
+        let t = &with("").unwrap().tables[0];
+        assert_eq!(
+            (&t.time, t.granularity),
+            (&None, Granularity::Unpartitioned)
+        );
+        let t = &with("partition_by = { key_buckets = 16 }").unwrap().tables[0];
+        assert_eq!(
+            (&t.time, t.granularity),
+            (&None, Granularity::KeyBuckets(16))
+        );
+        let t = &with("time = { field = \"ts\", granularity = \"day\" }")
+            .unwrap()
+            .tables[0];
+        assert_eq!(t.granularity, Granularity::Day);
+        for (bad, key, fix) in [
+            (
+                "partition_by = { key_buckets = 0 }",
+                "table[orders].partition_by.key_buckets",
+                "1 to 10000",
+            ),
+            (
+                "partition_by = { key_buckets = 4 }\ntime = { field = \"ts\", granularity = \"day\" }",
+                "table[orders].partition_by",
+                "not both",
+            ),
+            (
+                "time = { field = \"ts\", granularity = \"unpartitioned\" }",
+                "table[orders].time.granularity",
+                "\"day\" or \"hour\"",
+            ),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(fix), "{bad}: {e}");
+        }
+        // An append table has no key to bucket by and no state without time.
+        let append = MINIMAL.replace("time = { field = \"ts\", granularity = \"hour\" }", "");
+        let e = parse(&append, &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("table[orders].time") && e.contains("granularity"),
+            "{e}"
+        );
+    }
+
     const KAFKA: &str = r#"
 [[table]]
 name = "orders"
@@ -202,7 +252,7 @@ topic = "orders"
         assert_eq!(k.settings["session.timeout.ms"], "6000");
         assert_eq!(k.settings["security.protocol"], "SASL_SSL");
         assert_eq!(k.settings["fetch.min.bytes"], "1");
-        assert_eq!(c.tables[0].time, TimeSpec::SourceTimestamp);
+        assert_eq!(c.tables[0].time, Some(TimeSpec::SourceTimestamp));
     }
 
     #[test]

@@ -43,8 +43,14 @@ pub struct RawTable {
     /// Optional SQL transform (`SELECT … FROM events`), a path or inline SQL.
     #[serde(default)]
     pub transform: Option<String>,
-    /// Event-time and partitioning rule.
-    pub time: RawTime,
+    /// Event-time and partitioning rule. Required, except for upsert tables (whose state has
+    /// no event time), which may set `partition_by` or neither (one partition).
+    #[serde(default)]
+    pub time: Option<RawTime>,
+    /// Upsert tables: `{ key_buckets = 16 }` partitions rows by a stable hash of the key, so a
+    /// commit reads and rewrites only the buckets of the keys it changes. Replaces `time`.
+    #[serde(default)]
+    pub partition_by: Option<RawPartitionBy>,
     /// Add `_kafka_*` (Kafka) or `_source_file`/`_source_line` (files) columns. Default true.
     #[serde(default)]
     pub metadata_columns: Option<bool>,
@@ -150,6 +156,15 @@ pub struct RawTime {
     /// Unit when the field is an epoch number: `s`, `ms` (default) or `us`.
     #[serde(default)]
     pub unit: Option<EpochUnit>,
+}
+
+/// `partition_by = { key_buckets = 16 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPartitionBy {
+    /// How many buckets the key's hash is spread over (1–10000; not changeable without a
+    /// rebuild).
+    pub key_buckets: u32,
 }
 
 /// `[table.source]`.

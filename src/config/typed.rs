@@ -45,9 +45,9 @@ pub struct TableConfig {
     pub transform_file: Option<String>,
     /// The resolved path of `transform_file`.
     pub transform_path: Option<PathBuf>,
-    /// Event time rule.
-    pub time: TimeSpec,
-    /// Partition granularity.
+    /// Event time rule (`None`: an upsert table partitioned by key bucket or not at all).
+    pub time: Option<TimeSpec>,
+    /// How rows are partitioned.
     pub granularity: Granularity,
     /// Whether to add source metadata columns.
     pub metadata_columns: bool,

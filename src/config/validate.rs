@@ -12,8 +12,8 @@ use std::time::Duration;
 use super::archive::{check_archive, check_raw_table};
 use super::paths::{absolute, parse_root};
 use super::raw::{
-    CompactMode, RawConfig, RawMaintenance, RawRegistry, RawSource, RawTable, RawTime, RawVersions,
-    RawWriter,
+    CompactMode, RawConfig, RawMaintenance, RawPartitionBy, RawRegistry, RawSource, RawTable,
+    RawTime, RawVersions, RawWriter,
 };
 use super::size::{parse_duration, parse_size};
 use super::typed::{
@@ -94,7 +94,6 @@ impl RawTable {
             None => (None, None, None),
         };
         let root = parse_root(&self.root, &format!("{label}.root"), base_dir)?;
-        let (time, granularity) = self.time.validate(label)?;
         let envelope = self.source.envelope.unwrap_or_default();
         let source = self.source.validate(label, &self.name, base_dir)?;
         let changelog = self.changelog.unwrap_or(false);
@@ -109,6 +108,7 @@ impl RawTable {
             format,
             &source,
         )?;
+        let (time, granularity) = partitioning(label, self.time, self.partition_by, mode)?;
         let raw = source.encoding() == Encoding::Raw;
         let (schema_file, schema_path) = match self.schema {
             Some(_) if raw => {
@@ -133,9 +133,11 @@ impl RawTable {
         };
         if raw {
             let has_transform = transform.is_some() || transform_file.is_some();
-            check_raw_table(label, has_transform, self.metadata_columns, &time)?;
+            check_raw_table(label, has_transform, self.metadata_columns, time.as_ref())?;
         }
-        if matches!(time, TimeSpec::SourceTimestamp) && matches!(source, SourceConfig::Files(_)) {
+        if matches!(time, Some(TimeSpec::SourceTimestamp))
+            && matches!(source, SourceConfig::Files(_))
+        {
             return Err(ConfigError::invalid(
                 format!("{label}.time.source"),
                 "file sources carry no record timestamps",
@@ -171,6 +173,41 @@ impl RawTable {
         })
     }
 }
+
+/// `time` and `partition_by` together: an append table is partitioned by event time; an
+/// upsert table by event time, by key bucket, or not at all (neither set).
+fn partitioning(
+    label: &str,
+    time: Option<RawTime>,
+    partition_by: Option<RawPartitionBy>,
+    mode: Mode,
+) -> Result<(Option<TimeSpec>, Granularity), ConfigError> {
+    match (time, partition_by) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            format!("{label}.partition_by"),
+            "both `time` and `partition_by` are set",
+            "partition by event time (`time`) or by key (`partition_by`), not both",
+        )),
+        (Some(time), None) => time.validate(label).map(|(t, g)| (Some(t), g)),
+        (None, _) if mode.is_append() => Err(ConfigError::invalid(
+            format!("{label}.time"),
+            "an append table is partitioned by event time, and `time` is not set",
+            "write time = { field = \"ts\", granularity = \"hour\" } or { source = \"kafka\", granularity = \"day\" }",
+        )),
+        (None, None) => Ok((None, Granularity::Unpartitioned)),
+        (None, Some(p)) => match p.key_buckets {
+            n @ 1..=MAX_KEY_BUCKETS => Ok((None, Granularity::KeyBuckets(n))),
+            n => Err(ConfigError::invalid(
+                format!("{label}.partition_by.key_buckets"),
+                format!("{n} buckets"),
+                format!("use 1 to {MAX_KEY_BUCKETS} buckets (a few per 100 MiB of state)"),
+            )),
+        },
+    }
+}
+
+/// The most key buckets a table may have: each is a directory with files of its own.
+const MAX_KEY_BUCKETS: u32 = 10_000;
 
 /// What a table asks of its records: `mode`, `key`, `source.envelope` and `changelog`.
 struct Wanted {
@@ -376,6 +413,13 @@ impl RawTime {
                 ));
             }
         };
+        if !self.granularity.is_time() {
+            return Err(ConfigError::invalid(
+                format!("{key}.granularity"),
+                "time partitions are days or hours",
+                "use granularity = \"day\" or \"hour\" (key buckets are `partition_by`)",
+            ));
+        }
         Ok((spec, self.granularity))
     }
 }

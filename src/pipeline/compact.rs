@@ -149,7 +149,8 @@ pub async fn compact(table: &TableHandle, opts: &CompactOptions) -> Result<Compa
     lease.refresh(lake, layout, version).await?;
     let mut writer = DeltaFileWriter::new(&log, writer_cfg, granularity, &lease.writer)?;
     let sort_key = |batch: &arrow::record_batch::RecordBatch| {
-        event_times(batch, &def.definition.partitioning.time)
+        let time = def.definition.partitioning.time.as_ref()?;
+        event_times(batch, time)
     };
     // Bins are committed in batches: few transactions keep the log short for readers, and a
     // batch holds at most `max_buffer_bytes` of rewritten input (what a kill leaves behind,

@@ -439,7 +439,9 @@ fn sorted(
     source: &VersionDefinition,
 ) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
     let batch = arrow::compute::concat_batches(schema, batches)?;
-    match event_times(&batch, &source.definition.partitioning.time) {
+    let times =
+        (source.definition.partitioning.time.as_ref()).and_then(|time| event_times(&batch, time));
+    match times {
         Some(times) => {
             let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
             order.sort_by_key(|&i| times[i as usize]);

@@ -155,8 +155,8 @@ pub fn run(table: &TableConfig, input: &Path) -> Result<Sample> {
             return Err(Unusable::SampleSourceKind.into());
         };
         let out = match shaper.time() {
-            TimeSpec::SourceTimestamp => out,
-            TimeSpec::Field { .. } => {
+            None | Some(TimeSpec::SourceTimestamp) => out,
+            Some(TimeSpec::Field { .. }) => {
                 shaper
                     .bucketed(out, &batch, out_rows, &mut dead)
                     .map_err(shaped_err)?

@@ -54,7 +54,7 @@ pub fn transform_of(event: &SchemaRef, def: &Definition) -> Result<Option<Transf
 pub struct Shaped {
     /// The rows (schema = [`Shaper::output_schema`]).
     pub batch: RecordBatch,
-    /// Each row's partition bucket (hours or days since the epoch).
+    /// Each row's partition bucket (hours or days since the epoch, its key bucket, or 0).
     pub buckets: Vec<i64>,
     /// For each row, the index of its record in the source batch.
     pub rows: Vec<usize>,
@@ -66,14 +66,16 @@ pub struct Shaper {
     metadata: Metadata,
     rows: SchemaRef,
     transform: Option<Transform>,
-    time: TimeSpec,
+    time: Option<TimeSpec>,
     granularity: Granularity,
+    /// The key columns, for key buckets.
+    key: Vec<String>,
 }
 
 impl Shaper {
-    /// How the version finds event times.
-    pub fn time(&self) -> &TimeSpec {
-        &self.time
+    /// How the version finds event times (`None`: it is not partitioned by time).
+    pub fn time(&self) -> Option<&TimeSpec> {
+        self.time.as_ref()
     }
 
     /// The shaper of definition `def`, whose events have schema `event`.
@@ -85,6 +87,7 @@ impl Shaper {
             transform: transform_of(event, def)?,
             time: def.partitioning.time.clone(),
             granularity: def.partitioning.granularity,
+            key: def.changes.key.clone(),
         })
     }
 
@@ -145,10 +148,36 @@ impl Shaper {
         rows: Vec<usize>,
         dead: &mut dyn FnMut(usize, Stage, String),
     ) -> std::result::Result<Shaped, ArrowError> {
+        let time = match (&self.time, self.granularity) {
+            (Some(time), g) if g.is_time() => time,
+            (_, Granularity::KeyBuckets(n)) => {
+                let key = self
+                    .key
+                    .iter()
+                    .map(|k| {
+                        events.column_by_name(k).cloned().ok_or_else(|| {
+                            ArrowError::SchemaError(format!("the rows have no key column `{k}`"))
+                        })
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let buckets = partition::key_buckets(&key, n)?;
+                return Ok(Shaped {
+                    batch: events,
+                    buckets,
+                    rows,
+                });
+            }
+            _ => {
+                return Ok(Shaped {
+                    buckets: vec![0; events.num_rows()],
+                    batch: events,
+                    rows,
+                });
+            }
+        };
         let mut keep = Vec::with_capacity(rows.len());
         let mut buckets = Vec::with_capacity(rows.len());
-        for (i, t) in self
-            .event_times(&events, batch, &rows)
+        for (i, t) in Self::event_times(time, &events, batch, &rows)
             .into_iter()
             .enumerate()
         {
@@ -184,12 +213,12 @@ impl Shaper {
     }
 
     fn event_times(
-        &self,
+        time: &TimeSpec,
         events: &RecordBatch,
         batch: &SourceBatch,
         rows: &[usize],
     ) -> partition::EventTimes {
-        match &self.time {
+        match time {
             TimeSpec::Field { name, unit } => partition::field_times(events, name, *unit),
             TimeSpec::SourceTimestamp => rows
                 .iter()
@@ -278,10 +307,10 @@ mod tests {
             schema_file: "e.avsc".into(),
             transform: Some(transform.into()),
             partitioning: Partitioning {
-                time: TimeSpec::Field {
+                time: Some(TimeSpec::Field {
                     name: "at".into(),
                     unit: EpochUnit::Ms,
-                },
+                }),
                 granularity: Granularity::Hour,
             },
             format: Format::Delta,

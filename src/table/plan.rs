@@ -158,7 +158,7 @@ pub fn compare(
         ));
     }
     if live.partitioning != wanted.partitioning {
-        reasons.push("partitioning (time field or granularity) changed".to_string());
+        reasons.push("partitioning (time field, granularity or key buckets) changed".to_string());
     }
     if live.transform != wanted.transform {
         reasons.push("the transform changed".to_string());

@@ -47,9 +47,11 @@ impl std::fmt::Display for VersionState {
 /// How a version partitions its rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Partitioning {
-    /// Where event time comes from.
-    pub time: TimeSpec,
-    /// Day or hour partitions.
+    /// Where event time comes from (`None`: an upsert table not partitioned by time; absent
+    /// from the JSON then, so older definitions read and hash as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeSpec>,
+    /// Day or hour partitions, key buckets, or none.
     pub granularity: Granularity,
 }
 
@@ -371,10 +373,10 @@ mod tests {
             schema_file: "e.avsc".into(),
             transform: None,
             partitioning: Partitioning {
-                time: TimeSpec::Field {
+                time: Some(TimeSpec::Field {
                     name: "ts".into(),
                     unit: EpochUnit::Ms,
-                },
+                }),
                 granularity: Granularity::Day,
             },
             format: Format::Parquet,

@@ -354,9 +354,12 @@ impl PartitionedWriter {
     /// Opens `bucket`'s next file; `first` is the first rows it will get.
     fn open_file(&self, bucket: i64, first: &RecordBatch) -> Result<OpenFile> {
         let partition = (self.naming)(bucket, self.granularity);
-        let rel = format!(
-            "{}/part-{}-{}.zstd.parquet",
-            partition_path(&partition),
+        let mut rel = partition_path(&partition);
+        if !rel.is_empty() {
+            rel.push('/');
+        }
+        rel += &format!(
+            "part-{}-{}.zstd.parquet",
             self.writer_id,
             uuid::Uuid::new_v4().simple()
         );

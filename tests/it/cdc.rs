@@ -167,10 +167,15 @@ fn upsert_table(key: &str) -> TableConfig {
 /// The version's rows as DuckDB reads them through the Delta log, and what delta-rs and
 /// Polars count, against the model.
 fn assert_state(world: &World, v: u32, state: &State) {
+    assert_table_state(world, "customers", v, state);
+}
+
+/// [`assert_state`] of table `table`.
+fn assert_table_state(world: &World, table: &str, v: u32, state: &State) {
     let lake = world.path().join("lake");
     let rows = duckdb(&format!(
         "SELECT id, name, counter FROM {} ORDER BY id",
-        scan(&lake, "customers", v, "delta")
+        scan(&lake, table, v, "delta")
     ));
     let expected: Vec<Vec<serde_json::Value>> = state
         .iter()
@@ -183,7 +188,7 @@ fn assert_state(world: &World, v: u32, state: &State) {
     let sum: i64 = state.keys().sum();
     let summaries = read_lake(
         world.path(),
-        "customers",
+        table,
         v,
         "delta",
         &["deltars", "polars"],
@@ -233,6 +238,57 @@ fn debezium_changes_become_the_latest_state_across_commits_and_runs() {
         serde_json::from_str(&cli.cmd_ok("plan", &["--json"])).expect("JSON");
     assert_eq!(plan["tables"][0]["plan"]["action"], "rebuild", "{plan}");
     assert!(plan.to_string().contains("the key changed"), "{plan}");
+}
+
+/// Three upsert tables of one change stream, partitioned by event time, by key bucket and
+/// not at all, hold the same state, across runs and a compaction; a key-bucketed table's rows
+/// are in their keys' buckets.
+#[test]
+fn upsert_tables_by_time_by_key_bucket_and_unpartitioned_hold_the_same_state() {
+    let tables = [
+        upsert_table(r#"["id"]"#).name("by_time"),
+        upsert_table(r#"["id"]"#)
+            .name("by_key")
+            .no_time()
+            .table_keys("partition_by = { key_buckets = 4 }"),
+        upsert_table(r#"["id"]"#).name("whole").no_time(),
+    ];
+    let world = World::new();
+    world.config_tables(&tables);
+    let cli = world.cli();
+    let mut changes = Changes::new(seed());
+    changes.snapshot(60);
+    changes.random(300);
+    world.input("a.ndjson", &changes.take());
+    cli.run_ok(&[]);
+    changes.random(400);
+    world.input("b.ndjson", &changes.take());
+    cli.run_ok(&[]);
+    for table in ["by_time", "by_key", "whole"] {
+        assert_table_state(&world, table, 1, &changes.state);
+        world.cli().for_table(table).table_ok("compact", &[]);
+        assert_table_state(&world, table, 1, &changes.state);
+    }
+    let lake = world.path().join("lake");
+    let buckets = duckdb(&format!(
+        "SELECT key_bucket, count(*) FROM {} GROUP BY key_bucket ORDER BY key_bucket",
+        scan(&lake, "by_key", 1, "delta")
+    ));
+    assert_eq!(buckets.len(), 4, "{buckets:?}");
+    let dirs: Vec<String> = std::fs::read_dir(lake.join("by_key/v1"))
+        .expect("by_key/v1")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("key_bucket="))
+        .collect();
+    assert_eq!(dirs.len(), 4, "{dirs:?}");
+    let parquet_at_root = |table: &str| {
+        std::fs::read_dir(lake.join(table).join("v1"))
+            .expect("v1")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".parquet"))
+            .count()
+    };
+    assert!(parquet_at_root("whole") > 0 && parquet_at_root("by_key") == 0);
 }
 
 /// The op and the row's id of every change event among `lines` (wrapped or bare; tombstones
@@ -378,7 +434,9 @@ fn compaction_beside_upsert_commits_brings_no_deleted_or_old_row_back() {
         &TableConfig::kafka(&brokers, topic)
             .name("customers")
             .schema(CUSTOMERS)
+            .no_time()
             .table_keys("mode = \"upsert\"\nkey = [\"id\"]\nmetadata_columns = false")
+            .table_keys("partition_by = { key_buckets = 3 }")
             .source_keys("envelope = \"debezium\"")
             .kafka_options(Some("\"fetch.wait.max.ms\" = \"5\""))
             .writer("max_age = \"50ms\""),
@@ -871,8 +929,9 @@ fn postgres_changes_through_debezium_events_on_the_real_broker_equal_the_table()
     let config = TableConfig::kafka(&brokers(), &topic)
         .name(table)
         .schema(PG_CUSTOMERS)
-        .time(r#"{ field = "updated_at", granularity = "day" }"#)
+        .no_time()
         .table_keys("mode = \"upsert\"\nkey = [\"id\"]\nmetadata_columns = false")
+        .table_keys("partition_by = { key_buckets = 8 }")
         .source_keys("envelope = \"debezium\"")
         .session_ms(3000)
         .writer("max_age = \"300ms\"");

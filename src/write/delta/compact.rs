@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use super::{COMMIT_ATTEMPTS, DeltaLog, delta_err};
 use crate::config::Granularity;
+use crate::domain::KEY_BUCKET_COLUMN;
 use crate::error::{Error, Missing, Result};
 use crate::failpoints::crash_point;
 use crate::write::DeltaFileWriter;
@@ -418,31 +419,42 @@ fn pack(mut files: Vec<SmallFile>, cap: u64) -> Vec<Vec<SmallFile>> {
         .collect()
 }
 
-/// The time bucket of a file's partition values (`date` = `2026-11-26`, `hour` = `5`).
+/// The bucket of a file's partition values (`date` = `2026-11-26`, `hour` = `5`;
+/// `key_bucket` = `7`; none, bucket 0, when unpartitioned).
 pub fn bucket_of(
     values: &HashMap<String, Option<String>>,
     granularity: Granularity,
 ) -> Option<i64> {
+    match granularity {
+        Granularity::KeyBuckets(n) => {
+            let b: i64 = values.get(KEY_BUCKET_COLUMN)?.as_deref()?.parse().ok()?;
+            return (0..i64::from(n)).contains(&b).then_some(b);
+        }
+        Granularity::Unpartitioned => return Some(0),
+        Granularity::Day | Granularity::Hour => {}
+    }
     let date = values.get("date")?.as_deref()?;
     let days = NaiveDate::parse_from_str(date, "%Y-%m-%d")
         .ok()?
         .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1)?)
         .num_days();
     match granularity {
-        Granularity::Day => Some(days),
         Granularity::Hour => {
             let hour: i64 = values.get("hour")?.as_deref()?.parse().ok()?;
             (0..24).contains(&hour).then_some(days * 24 + hour)
         }
+        _ => Some(days),
     }
 }
 
-/// `date=2026-11-26/hour=5`, in path order.
+/// `date=2026-11-26/hour=5`, in path order (`key_bucket=7`; empty when unpartitioned).
 fn partition_name(values: &HashMap<String, Option<String>>, granularity: Granularity) -> String {
     let get = |k: &str| values.get(k).cloned().flatten().unwrap_or_default();
     match granularity {
         Granularity::Day => format!("date={}", get("date")),
         Granularity::Hour => format!("date={}/hour={}", get("date"), get("hour")),
+        Granularity::KeyBuckets(_) => format!("{KEY_BUCKET_COLUMN}={}", get(KEY_BUCKET_COLUMN)),
+        Granularity::Unpartitioned => String::new(),
     }
 }
 
@@ -453,7 +465,11 @@ mod tests {
 
     #[test]
     fn a_bucket_reads_back_from_its_partition_values() {
-        for granularity in [Granularity::Day, Granularity::Hour] {
+        for granularity in [
+            Granularity::Day,
+            Granularity::Hour,
+            Granularity::KeyBuckets(500_000),
+        ] {
             for bucket in [0, 1, 23, 24, 490_000, 20_418 * 24 + 5] {
                 let values: HashMap<String, Option<String>> =
                     partition_strings(bucket, granularity)

@@ -1,7 +1,8 @@
 //! The Delta representation of a version's rows and time partitions.
 //!
 //! Invariant: a Delta table's schema is the row schema (timestamps as µs UTC) followed by the
-//! partition columns `date` (and `hour` at hour granularity); a time bucket's partition values
+//! partition columns: `date` (and `hour` at hour granularity), `key_bucket` (key buckets), or
+//! none (unpartitioned); a bucket's partition values
 //! are derived here and nowhere else, so paths, `add` actions and the table agree.
 
 use std::sync::Arc;
@@ -13,14 +14,19 @@ use deltalake::kernel::schema::cast::normalize_for_delta;
 use indexmap::IndexMap;
 
 use crate::config::Granularity;
+use crate::domain::KEY_BUCKET_COLUMN;
 
 /// The partition columns of a version at `granularity`, with their Delta types.
 pub(super) fn partition_fields(granularity: Granularity) -> Vec<Field> {
-    let mut fields = vec![Field::new("date", DataType::Date32, true)];
-    if granularity == Granularity::Hour {
-        fields.push(Field::new("hour", DataType::Int32, true));
+    match granularity {
+        Granularity::Day => vec![Field::new("date", DataType::Date32, true)],
+        Granularity::Hour => vec![
+            Field::new("date", DataType::Date32, true),
+            Field::new("hour", DataType::Int32, true),
+        ],
+        Granularity::KeyBuckets(_) => vec![Field::new(KEY_BUCKET_COLUMN, DataType::Int32, true)],
+        Granularity::Unpartitioned => Vec::new(),
     }
-    fields
 }
 
 /// The Delta table schema: the row schema, then the partition columns. Delta timestamps are
@@ -54,13 +60,20 @@ fn delta_type(t: &DataType) -> DataType {
     }
 }
 
-/// The Delta partition values of a time bucket.
+/// The Delta partition values of a bucket.
 pub(super) fn bucket_values(bucket: i64, granularity: Granularity) -> IndexMap<String, Scalar> {
-    // Buckets are days or hours since the epoch, within the years 0000–9999 (so the casts
-    // cannot truncate).
+    // Buckets are days or hours since the epoch, within the years 0000–9999, or key buckets
+    // below a u32 (so the casts cannot truncate).
     let (day, hour) = match granularity {
         Granularity::Day => (bucket, None),
         Granularity::Hour => (bucket.div_euclid(24), Some(bucket.rem_euclid(24))),
+        Granularity::KeyBuckets(_) => {
+            return IndexMap::from([(
+                KEY_BUCKET_COLUMN.to_string(),
+                Scalar::Integer(bucket as i32),
+            )]);
+        }
+        Granularity::Unpartitioned => return IndexMap::new(),
     };
     let mut out = IndexMap::from([("date".to_string(), Scalar::Date(day as i32))]);
     if let Some(h) = hour {

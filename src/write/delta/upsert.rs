@@ -5,7 +5,10 @@
 //! untouched, and the `remove`s land in the commit that adds the new rows and moves the
 //! offsets: a reader sees every key at most once, as of one commit.
 
+use std::collections::HashSet;
+
 use arrow::array::BooleanArray;
+use arrow::error::ArrowError;
 use arrow::row::RowConverter;
 use bytes::Bytes;
 use deltalake::kernel::Remove;
@@ -16,6 +19,7 @@ use super::compact::bucket_of;
 use super::{DeltaLog, delta_err};
 use crate::config::Granularity;
 use crate::error::{BoxError, Error, Result};
+use crate::partition::key_buckets;
 use crate::write::DeltaFileWriter;
 use crate::write::upsert::TouchedKeys;
 
@@ -66,6 +70,13 @@ impl DeltaLog {
             .columns
             .converter()
             .map_err(|e| delta_err(&self.dir, e))?;
+        // Partitioned by key bucket, a key's rows are in its bucket's files only: the other
+        // buckets' files are not even read.
+        if let Granularity::KeyBuckets(n) = granularity {
+            let buckets =
+                touched_buckets(touched, &converter, n).map_err(|e| delta_err(&self.dir, e))?;
+            files.retain(|(_, _, b)| b.is_none_or(|b| buckets.contains(&b)));
+        }
         let now = self.lake.clock.now().timestamp_millis();
         for (rel, mut remove, bucket) in files {
             let path = rel.split('/').fold(self.dir.clone(), |p, s| p.join(s));
@@ -114,6 +125,17 @@ impl DeltaLog {
         }
         Ok(out)
     }
+}
+
+/// The key buckets (of `n`) of `touched`'s keys.
+fn touched_buckets(
+    touched: &TouchedKeys,
+    converter: &RowConverter,
+    n: u32,
+) -> std::result::Result<HashSet<i64>, ArrowError> {
+    let parser = converter.parser();
+    let columns = converter.convert_rows(touched.keys.iter().map(|k| parser.parse(k)))?;
+    Ok(key_buckets(&columns, n)?.into_iter().collect())
 }
 
 /// Whether the Parquet file `bytes` holds any of `touched`'s keys, reading only its key
