@@ -10,7 +10,8 @@ Then, in one invocation and alternated --repeat times:
 
   - upsert: `run` of `mode = "upsert"`, `key = ["id"]`, `envelope = "debezium"` into Delta,
     with the default writer settings and with small commits (--small-buffer), which rewrite
-    the files holding changed keys more often;
+    the files holding changed keys more often; each partitioned by day and by --key-buckets
+    key buckets (`partition_by`), whose commits read only the buckets of their keys;
   - append: `run` of the same rows (each event's `after` image, or the key of a delete, as a
     plain row) appended into Delta: what the same records cost without the envelope and the
     merge.
@@ -132,7 +133,7 @@ def generate(changes, keys, files, seed, out: Path):
     return model
 
 
-def config(work: Path, data: Path, upsert: bool, writer: str):
+def config(work: Path, data: Path, upsert: bool, writer: str, partition: str):
     table = 'mode = "upsert"\nkey = ["id"]\n' if upsert else ""
     source = 'envelope = "debezium"\n' if upsert else ""
     input_dir = data / ("debezium" if upsert else "rows")
@@ -141,7 +142,7 @@ def config(work: Path, data: Path, upsert: bool, writer: str):
 name = "customers"
 root = "lake"
 schema = "{data / 'customers.avsc'}"
-time = {{ field = "ts", granularity = "day" }}
+{partition}
 metadata_columns = false
 {table}
 [table.source]
@@ -154,10 +155,10 @@ path = "{input_dir}"
     return cfg
 
 
-def run(args, work: Path, data: Path, upsert: bool, writer: str):
+def run(args, work: Path, data: Path, upsert: bool, writer: str, partition: str):
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    cfg = config(work, data, upsert, writer)
+    cfg = config(work, data, upsert, writer, partition)
     env = dict(os.environ, KAPPA_LAKE_LOG="warn")
     m = bench.measure([args.bin, "run", "--config", str(cfg)], env=env, cwd=work, log=work / "run.log")
     status = json.loads(subprocess.run(
@@ -202,6 +203,8 @@ def main():
     ap.add_argument("--files", type=int, default=16)
     ap.add_argument("--small-buffer", default="4MiB",
                     help="max_buffer_bytes of the small-commit upsert run")
+    ap.add_argument("--key-buckets", type=int, default=16,
+                    help="partition_by = { key_buckets = N } of the key-bucketed upsert runs")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=26)
     args = ap.parse_args()
@@ -210,16 +213,23 @@ def main():
     data = out / "data" / f"cdc-{args.changes}-{args.keys}"
     model = generate(args.changes, args.keys, args.files, args.seed, data)
     in_bytes = bench.input_bytes(data / "debezium")
+    daily = 'time = { field = "ts", granularity = "day" }'
+    buckets = f"partition_by = {{ key_buckets = {args.key_buckets} }}"
+    small = f'max_buffer_bytes = "{args.small_buffer}"'
+    # name: (work directory, upsert?, writer settings, partitioning)
     runs = {
-        "append (the rows)": (False, ""),
-        "upsert": (True, ""),
-        f"upsert, commits of {args.small_buffer}": (True, f'max_buffer_bytes = "{args.small_buffer}"'),
+        "append (the rows)": ("append", False, "", daily),
+        "upsert": ("upsert", True, "", daily),
+        f"upsert, commits of {args.small_buffer}": ("upsert-small", True, small, daily),
+        f"upsert, {args.key_buckets} key buckets": ("upsert-buckets", True, "", buckets),
+        f"upsert, {args.key_buckets} key buckets, commits of {args.small_buffer}":
+            ("upsert-buckets-small", True, small, buckets),
     }
     results = {name: [] for name in runs}
     for _ in range(args.repeat):
-        for name, (upsert, writer) in runs.items():
-            work = out / ("cdc-" + name.split(" ")[0].strip(",") + ("-small" if writer else ""))
-            m = run(args, work, data, upsert, writer)
+        for name, (slug, upsert, writer, partition) in runs.items():
+            work = out / f"cdc-{slug}"
+            m = run(args, work, data, upsert, writer, partition)
             check(args, work, model, upsert)
             results[name].append(m)
     lines = [

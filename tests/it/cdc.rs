@@ -641,6 +641,84 @@ fn an_upsert_table_rebuilt_from_the_archive_past_retention_has_the_same_state() 
     assert_eq!(x10[0][0], 0);
 }
 
+/// Change events produced in Kafka transactions (as Kafka Connect's exactly-once source
+/// connectors write them), on the real broker: every transaction ends with a commit marker
+/// that takes an offset and is never delivered, so the records' offsets have gaps and the
+/// partition ends past its last record. `run --stop-at-end` still stops, the state is the
+/// model's, and a rebuild from the topic stops at the end too. (librdkafka's mock cluster
+/// writes no markers.)
+#[test]
+fn change_events_with_offset_gaps_from_kafka_transactions_become_the_latest_state() {
+    use std::time::Duration;
+
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    use crate::broker::{brokers, exclusive_topic};
+    use crate::kafka_support::stored_total;
+    let (_broker, topic) = exclusive_topic("cdc-txn");
+    let config = |buckets: u32| {
+        TableConfig::kafka(&brokers(), &topic)
+            .name("customers")
+            .schema(CUSTOMERS)
+            .no_time()
+            .table_keys("mode = \"upsert\"\nkey = [\"id\"]\nmetadata_columns = false")
+            .table_keys(&format!("partition_by = {{ key_buckets = {buckets} }}"))
+            .source_keys("envelope = \"debezium\"")
+    };
+    let world = World::with(&config(2));
+    let cli = world.cli().for_table("customers");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("transactional.id", format!("kappa-lake-test-{topic}"))
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(30);
+    producer
+        .init_transactions(timeout)
+        .expect("init_transactions");
+    // One partition: the model applies the changes in one order.
+    let transaction = |changes: &mut Changes| {
+        producer.begin_transaction().expect("begin_transaction");
+        let lines = changes.take();
+        for line in lines.lines() {
+            producer
+                .send(BaseRecord::<(), str>::to(&topic).payload(line).partition(0))
+                .map_err(|(e, _)| e)
+                .expect("send");
+        }
+        producer
+            .commit_transaction(timeout)
+            .expect("commit_transaction");
+        lines.lines().count() as u64
+    };
+    let mut changes = Changes::new(seed());
+    changes.snapshot(50);
+    let mut records = transaction(&mut changes);
+    for _ in 0..5 {
+        changes.random(60);
+        records += transaction(&mut changes);
+    }
+    cli.run_ok(&["--stop-at-end"]);
+    assert_state(&world, 1, &changes.state);
+    let stored = stored_total(world.path(), 0);
+    assert!(
+        stored > records,
+        "the commit markers take offsets: {records} records, stored up to offset {stored}"
+    );
+    changes.random(60);
+    transaction(&mut changes);
+    cli.run_ok(&["--stop-at-end"]);
+    assert_state(&world, 1, &changes.state);
+
+    // Another bucket count is another table: a rebuild from the topic, which ends past its
+    // last record too.
+    world.config(&config(3));
+    cli.rebuild_ok(&["--promote"]);
+    assert_eq!(cli.status_json()["tables"][0]["current"], 2);
+    assert_state(&world, 2, &changes.state);
+}
+
 /// Debezium's `Envelope` for [`CUSTOMERS`], as its AvroConverter registers it.
 const CUSTOMERS_ENVELOPE: &str = r#"{"type":"record","name":"Envelope","namespace":"shop.public.customers",
   "fields":[
