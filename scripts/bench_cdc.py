@@ -136,6 +136,9 @@ def generate(changes, keys, files, seed, out: Path):
 def config(work: Path, data: Path, upsert: bool, writer: str, partition: str):
     table = 'mode = "upsert"\nkey = ["id"]\n' if upsert else ""
     source = 'envelope = "debezium"\n' if upsert else ""
+    if "batch_size" in writer:  # source settings ride along with the writer's
+        batch, writer = writer.split("\n", 1)
+        source += batch + "\n"
     input_dir = data / ("debezium" if upsert else "rows")
     cfg = work / "kappa-lake.toml"
     cfg.write_text(f"""[[table]]
@@ -203,6 +206,8 @@ def main():
     ap.add_argument("--files", type=int, default=16)
     ap.add_argument("--small-buffer", default="4MiB",
                     help="max_buffer_bytes of the small-commit upsert run")
+    ap.add_argument("--commit-changes", type=int, default=0,
+                    help="instead of --small-buffer: small commits of about this many changes")
     ap.add_argument("--key-buckets", type=int, default=16,
                     help="partition_by = { key_buckets = N } of the key-bucketed upsert runs")
     ap.add_argument("--repeat", type=int, default=3)
@@ -216,6 +221,10 @@ def main():
     daily = 'time = { field = "ts", granularity = "day" }'
     buckets = f"partition_by = {{ key_buckets = {args.key_buckets} }}"
     small = f'max_buffer_bytes = "{args.small_buffer}"'
+    if args.commit_changes:
+        # A commit per source batch (a files source commits when `max_age` has passed).
+        small = f'batch_size = {args.commit_changes}\nmax_age = "1ms"'
+        args.small_buffer = f"{args.commit_changes} changes"
     # name: (work directory, upsert?, writer settings, partitioning)
     runs = {
         "append (the rows)": ("append", False, "", daily),
