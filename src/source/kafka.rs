@@ -11,7 +11,7 @@
 //!   partitions up. Messages polled before a rebalance are always delivered before its event.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use self::fetch::{FetchQueue, Fetched};
 use crate::config::KafkaSourceConfig;
 use crate::domain::{Shard, TimestampType};
 use crate::error::{BoxError, ContextError, Error, Result};
@@ -106,6 +107,8 @@ struct Context {
     burst: Mutex<Vec<KafkaMessage>>,
     high_watermarks: Arc<Mutex<BTreeMap<i32, i64>>>,
     last_error_log: Mutex<Option<Instant>>,
+    /// The poll thread's [`FetchQueue`], which assigned partitions are forwarded to.
+    fetch: AtomicPtr<rdkafka::bindings::rd_kafka_queue_t>,
 }
 
 impl Context {
@@ -166,6 +169,10 @@ impl Context {
             if let Err(e) = tpl.set_partition_offset(&self.topic, partition, offset) {
                 tracing::error!(topic = %self.topic, partition, error = %e, "cannot set a start offset");
             }
+        }
+        // Before assigning: then none of their messages go to the consumer's queue.
+        if !fetch::forward(consumer, &self.fetch, &self.topic, &self.partitions(tpl)) {
+            tracing::debug!(topic = %self.topic, "partitions not forwarded to the fetch queue; polled one by one");
         }
         let result = if cooperative {
             consumer.incremental_assign(tpl)
@@ -353,6 +360,7 @@ impl KafkaSource {
             burst: Mutex::new(Vec::new()),
             high_watermarks: high_watermarks.clone(),
             last_error_log: Mutex::new(None),
+            fetch: AtomicPtr::new(std::ptr::null_mut()),
         };
         let source_err = |source: BoxError| Error::Kafka {
             topic: topic.to_string(),
@@ -375,12 +383,13 @@ impl KafkaSource {
                 let (consumer, stop, count) =
                     (consumer.clone(), stop.clone(), partition_count.clone());
                 move || {
+                    let fetch = FetchQueue::new(&consumer, &consumer.context().fetch);
                     if let Membership::Assign(shard) = membership
                         && !assign_all(&consumer, &stop, &count, shard)
                     {
                         return;
                     }
-                    poll_loop(&consumer, &stop, &count);
+                    poll_loop(&consumer, &stop, &count, fetch);
                 }
             })
             .map_err(|e| {
@@ -526,11 +535,39 @@ fn assign_all(
     true
 }
 
-fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_count: &AtomicUsize) {
+/// Serves the consumer until `stop`: rebalances, errors and statistics from the consumer's
+/// queue, and messages from `fetch` in batches (or one by one from the consumer's queue, for
+/// partitions that were not forwarded to it), as [`Event`]s in the order they happened.
+fn poll_loop(
+    consumer: &BaseConsumer<Context>,
+    stop: &AtomicBool,
+    partition_count: &AtomicUsize,
+    mut fetch: Option<FetchQueue<'_>>,
+) {
     let ctx = consumer.context();
     let mut bytes = 0usize;
     let mut failing = false;
     let mut metadata_checked: Option<Instant> = None;
+    // Queues a message into the burst; whether the burst is full.
+    let push = |msg: KafkaMessage, bytes: &mut usize, failing: &mut bool| {
+        *bytes += msg.payload.len();
+        let len = {
+            let mut burst = lock(&ctx.burst);
+            burst.push(msg);
+            burst.len()
+        };
+        if std::mem::take(failing) {
+            tracing::info!(topic = %ctx.topic, "Kafka consumption recovered");
+        }
+        len >= MAX_BURST_MESSAGES || *bytes >= MAX_BURST_BYTES
+    };
+    let on_error = |e: KafkaError, failing: &mut bool| {
+        *failing = true;
+        if ctx.should_log_error() {
+            tracing::warn!(topic = %ctx.topic, error = %e, "Kafka consumer error (retrying)");
+        }
+        Event::Error(e)
+    };
     while !stop.load(Ordering::Relaxed) {
         if partition_count.load(Ordering::Relaxed) == 0
             && metadata_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
@@ -543,45 +580,21 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
                 partition_count.store(t.partitions().len(), Ordering::Relaxed);
             }
         }
-        let mut timeout = Duration::from_millis(100);
+        // The consumer's queue first (its rebalance callbacks run here); it waits only when
+        // there is no fetch queue to wait on.
+        let mut timeout = if fetch.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
         let mut pending_event = None;
+        let mut full = false;
         loop {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
-                    let payload = m.payload().map(Bytes::copy_from_slice);
-                    let tombstone = payload.is_none();
-                    let payload = payload.unwrap_or_default();
-                    bytes += payload.len();
-                    let timestamp_type = match m.timestamp() {
-                        Timestamp::CreateTime(_) => Some(TimestampType::CreateTime),
-                        Timestamp::LogAppendTime(_) => Some(TimestampType::LogAppendTime),
-                        Timestamp::NotAvailable => None,
-                    };
-                    let msg = KafkaMessage {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                        timestamp_type,
-                        payload,
-                        tombstone,
-                        key: m.key().map(Bytes::copy_from_slice),
-                        headers: m.headers().filter(|h| h.count() > 0).map(|h| {
-                            h.iter()
-                                .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
-                                .collect()
-                        }),
-                    };
-                    let len = {
-                        let mut burst = lock(&ctx.burst);
-                        burst.push(msg);
-                        burst.len()
-                    };
-                    if failing {
-                        failing = false;
-                        tracing::info!(topic = %ctx.topic, "Kafka consumption recovered");
-                    }
-                    if len >= MAX_BURST_MESSAGES || bytes >= MAX_BURST_BYTES {
+                    full = push(owned(&m), &mut bytes, &mut failing);
+                    if full {
                         break;
                     }
                     timeout = Duration::ZERO;
@@ -591,13 +604,40 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
                     break;
                 }
                 Some(Err(e)) => {
-                    failing = true;
-                    if ctx.should_log_error() {
-                        tracing::warn!(topic = %ctx.topic, error = %e, "Kafka consumer error (retrying)");
-                    }
-                    pending_event = Some(Event::Error(e));
+                    pending_event = Some(on_error(e, &mut failing));
                     break;
                 }
+            }
+        }
+        if pending_event.is_none()
+            && !full
+            && let Some(fetch) = &mut fetch
+        {
+            // Batches until the burst is full or the queue is empty; an end or an error is
+            // sent after the messages before it, in order.
+            let mut gone = false;
+            let mut wait_ms = 100;
+            loop {
+                let mut full = false;
+                let n = fetch.fetch(wait_ms, &mut |fetched| {
+                    let event = match fetched {
+                        Fetched::Message(m) => {
+                            full |= push(m, &mut bytes, &mut failing);
+                            return;
+                        }
+                        Fetched::PartitionEnd(p) => Event::PartitionEnd(p),
+                        Fetched::Error(e) => on_error(e, &mut failing),
+                    };
+                    gone |= !ctx.flush_burst() || ctx.tx.blocking_send(event).is_err();
+                    bytes = 0;
+                });
+                if gone {
+                    return;
+                }
+                if full || n == 0 {
+                    break;
+                }
+                wait_ms = 0;
             }
         }
         bytes = 0;
@@ -612,5 +652,30 @@ fn poll_loop(consumer: &BaseConsumer<Context>, stop: &AtomicBool, partition_coun
     }
 }
 
+/// An owned copy of a message polled from the consumer's queue.
+fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> KafkaMessage {
+    let payload = m.payload().map(Bytes::copy_from_slice);
+    let timestamp_type = match m.timestamp() {
+        Timestamp::CreateTime(_) => Some(TimestampType::CreateTime),
+        Timestamp::LogAppendTime(_) => Some(TimestampType::LogAppendTime),
+        Timestamp::NotAvailable => None,
+    };
+    KafkaMessage {
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        timestamp_type,
+        tombstone: payload.is_none(),
+        payload: payload.unwrap_or_default(),
+        key: m.key().map(Bytes::copy_from_slice),
+        headers: m.headers().filter(|h| h.count() > 0).map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_string(), h.value.map(Bytes::copy_from_slice)))
+                .collect()
+        }),
+    }
+}
+
+mod fetch;
 #[cfg(test)]
 mod tests;
