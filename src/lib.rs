@@ -9,7 +9,7 @@
 //! source (files | kafka)            source/      batches of records of one partition + positions
 //!   → decode (JSON | Avro → Arrow)  decode/      bad records → dead letters, with reasons;
 //!                                   registry.rs  Confluent writer schemas by id
-//!   → event time → partition        partition.rs date=YYYY-MM-DD[/hour=HH], UTC
+//!   → event time → partition        partition.rs date=YYYY-MM-DD[/hour=HH], UTC (or key_bucket=N)
 //!   → rolling Parquet files         write/parquet.rs   returns file entries, never commits
 //!   → commit (files + offsets)      write/commit.rs    atomic, exactly once per version
 //!   → advisory group offset commit  source/kafka.rs    for lag tools; the commit is the truth
@@ -22,8 +22,8 @@
 //! processes share a version. `pipeline/run.rs` follows the `current` pointer; only
 //! `pipeline/promote.rs` moves it.
 //!
-//! Modules are layered (`domain`, `clock` → `error` → `schema` → `transform`, `storage` → `config` →
-//! `registry`, `partition`, `table` → `decode` → `source` → `write` → `metrics` → `pipeline` →
+//! Modules are layered (`domain`, `clock` → `error` → `schema` → `transform`, `storage`,
+//! `partition` → `config` → `registry`, `table` → `decode` → `source` → `write` → `metrics` → `pipeline` →
 //! `status`, `demo`): a module imports only its own layer or below, and nothing imports in a
 //! cycle (checked by `tests/it/layering.rs`).
 //! ## The invariants we promise
