@@ -8,7 +8,9 @@
 //! - on assignment the loop answers with where each partition must start (the offsets stored
 //!   in the version), and the callback assigns exactly those offsets;
 //! - on revocation the loop commits what it buffered first, then the callback gives the
-//!   partitions up. Messages polled before a rebalance are always delivered before its event.
+//!   partitions up. Messages fetched before a rebalance are delivered before its event, except
+//!   those still in a fetch batch ([`fetch`]): a revoked partition's are dropped by librdkafka,
+//!   a kept partition's follow the event, in offset order.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};

@@ -135,12 +135,12 @@ pub(super) fn forward<C: ConsumerContext>(
     partitions: &[i32],
 ) -> bool {
     let queue = shared.load(Ordering::Acquire);
-    let Ok(topic) = CString::new(topic) else {
-        return false;
-    };
     if queue.is_null() {
         return false;
     }
+    let Ok(topic) = CString::new(topic) else {
+        return false;
+    };
     for &p in partitions {
         // SAFETY: the client handle is valid while `consumer` lives; `queue` is alive (only
         // the poll thread, which runs this callback, destroys it); the partition's handle is
@@ -212,7 +212,7 @@ unsafe fn fetched(
         _ => None,
     };
     let span = |s: Option<(usize, usize)>| s.map(|(a, b)| buffer.slice(a..b));
-    KafkaMessage {
+    Fetched::Message(KafkaMessage {
         partition: msg.partition,
         offset: msg.offset,
         timestamp_ms: timestamp_type.map(|_| ts),
@@ -222,14 +222,7 @@ unsafe fn fetched(
         key: span(key),
         // SAFETY: a valid message.
         headers: unsafe { headers(m) },
-    }
-    .into()
-}
-
-impl From<KafkaMessage> for Fetched {
-    fn from(m: KafkaMessage) -> Fetched {
-        Fetched::Message(m)
-    }
+    })
 }
 
 /// The message's headers, if it has any.
