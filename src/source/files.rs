@@ -233,8 +233,9 @@ impl Reader {
         let mut offset = 0u64;
         let mut line = LineReader::new(self.max_record_bytes);
         // Skip lines already consumed (compressed files, or no byte hint).
+        let mut skipped = BytesMut::new();
         while offset < skip_lines {
-            match line.next(&mut input).map_err(io)? {
+            match line.next(&mut input, &mut skipped).map_err(io)? {
                 Some(n) => {
                     offset += 1;
                     if let Some(b) = byte_pos.as_mut() {
@@ -243,27 +244,30 @@ impl Reader {
                 }
                 None => break,
             }
-            line.clear();
+            skipped.clear();
         }
         let mut offset = offset.max(pos.offset);
-        let mut buf = BytesMut::with_capacity(MAX_BATCH_BYTES.min(self.batch_size * 512));
+        // Room for a whole batch, so a batch's lines are copied once (a batch ends at the
+        // first line past `MAX_BATCH_BYTES`).
+        let capacity = MAX_BATCH_BYTES.min(self.batch_size * 512) + (64 << 10);
+        let mut buf = BytesMut::with_capacity(capacity);
         let mut spans: Vec<(usize, usize, Option<u64>)> = Vec::with_capacity(self.batch_size);
         let mut first = offset;
         loop {
-            let consumed = line.next(&mut input).map_err(io)?;
+            let start = buf.len();
+            let consumed = line.next(&mut input, &mut buf).map_err(io)?;
             let eof = consumed.is_none();
             if let Some(n) = consumed {
-                let start = buf.len();
-                buf.extend_from_slice(line.kept());
                 spans.push((start, buf.len(), line.oversized()));
                 offset += 1;
                 if let Some(b) = byte_pos.as_mut() {
                     *b += n;
                 }
-                line.clear();
             }
             if eof || spans.len() >= self.batch_size || buf.len() >= MAX_BATCH_BYTES {
                 let data = buf.split().freeze();
+                // The next batch's buffer, whole (growing it would copy it several times).
+                buf.reserve(capacity);
                 let records = spans
                     .drain(..)
                     .enumerate()
@@ -301,28 +305,33 @@ impl Reader {
     }
 }
 
-/// Reads `\n`-terminated lines, keeping at most `max` bytes of each.
+/// Reads `\n`-terminated lines straight into the batch's buffer, keeping at most `max` bytes
+/// of each (without the `\n` and a trailing `\r`).
 struct LineReader {
     max: usize,
-    kept: Vec<u8>,
+    /// The full length of the current line.
     total: u64,
 }
 
 impl LineReader {
     fn new(max: usize) -> Self {
-        LineReader {
-            max,
-            kept: Vec::new(),
-            total: 0,
-        }
+        LineReader { max, total: 0 }
     }
 
-    /// Reads one line; returns the bytes consumed (including the newline), or `None` at EOF.
-    fn next(&mut self, input: &mut dyn BufRead) -> std::io::Result<Option<u64>> {
+    /// Reads one line and appends its kept bytes to `out`; returns the bytes consumed
+    /// (including the newline), or `None` at EOF.
+    fn next(
+        &mut self,
+        input: &mut dyn BufRead,
+        out: &mut BytesMut,
+    ) -> std::io::Result<Option<u64>> {
+        let start = out.len();
         let mut consumed = 0u64;
+        self.total = 0;
         loop {
             let chunk = input.fill_buf()?;
             if chunk.is_empty() {
+                self.keep(out, start);
                 return Ok((consumed > 0).then_some(consumed));
             }
             let (take, done) = match memchr::memchr(b'\n', chunk) {
@@ -334,31 +343,30 @@ impl LineReader {
             } else {
                 &chunk[..take]
             };
-            let room = (self.max + 1).saturating_sub(self.kept.len());
-            self.kept.extend_from_slice(&body[..body.len().min(room)]);
+            let room = (self.max + 1).saturating_sub(out.len() - start);
+            out.extend_from_slice(&body[..body.len().min(room)]);
             self.total += body.len() as u64;
             input.consume(take);
             consumed += take as u64;
             if done {
+                self.keep(out, start);
                 return Ok(Some(consumed));
             }
         }
     }
 
-    /// The kept bytes of the current line (without `\n` and a trailing `\r`).
-    fn kept(&self) -> &[u8] {
-        let k = &self.kept[..self.kept.len().min(self.max)];
-        k.strip_suffix(b"\r").unwrap_or(k)
+    /// Cuts the line that starts at `start` in `out` to `max` bytes and a trailing `\r` off.
+    fn keep(&self, out: &mut BytesMut, start: usize) {
+        let mut end = out.len().min(start + self.max);
+        if end > start && out[end - 1] == b'\r' {
+            end -= 1;
+        }
+        out.truncate(end);
     }
 
     /// The full length when the line was longer than `max`.
     fn oversized(&self) -> Option<u64> {
         (self.total > self.max as u64).then_some(self.total)
-    }
-
-    fn clear(&mut self) {
-        self.kept.clear();
-        self.total = 0;
     }
 }
 
@@ -372,17 +380,19 @@ mod tests {
         let data = b"ab\r\n0123456789\nlast";
         let mut input = Cursor::new(&data[..]);
         let mut r = LineReader::new(4);
-        assert_eq!(r.next(&mut input).unwrap(), Some(4));
-        assert_eq!(r.kept(), b"ab");
+        let mut out = BytesMut::new();
+        assert_eq!(r.next(&mut input, &mut out).unwrap(), Some(4));
+        assert_eq!(&out[..], b"ab");
         assert_eq!(r.oversized(), None);
-        r.clear();
-        assert_eq!(r.next(&mut input).unwrap(), Some(11));
-        assert_eq!(r.kept(), b"0123");
+        out.clear();
+        assert_eq!(r.next(&mut input, &mut out).unwrap(), Some(11));
+        assert_eq!(&out[..], b"0123");
         assert_eq!(r.oversized(), Some(10));
-        r.clear();
-        assert_eq!(r.next(&mut input).unwrap(), Some(4));
-        assert_eq!(r.kept(), b"last");
-        r.clear();
-        assert_eq!(r.next(&mut input).unwrap(), None);
+        // Lines append after what the buffer holds.
+        assert_eq!(r.next(&mut input, &mut out).unwrap(), Some(4));
+        assert_eq!(&out[..], b"0123last");
+        out.clear();
+        assert_eq!(r.next(&mut input, &mut out).unwrap(), None);
+        assert!(out.is_empty());
     }
 }

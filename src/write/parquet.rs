@@ -11,10 +11,14 @@
 //! has compressed a page (1.3 MB at level 3), which for a wide schema is more than its data.
 //!
 //! Encoding uses every core: the columns of every file a batch touches are encoded in
-//! parallel (one job per Parquet leaf column and file, on rayon's pool), which is where the
-//! ingest spends most of its time (dictionary and page encoding, zstd).
+//! parallel on rayon's pool (each column writer drains its own queue of leaf columns, see
+//! [`columns`]), which is where the ingest spends most of its time (dictionary and page
+//! encoding, zstd). [`PartitionedWriter::write`] returns once the batch is queued, so the next
+//! batch is split and queued while this one's biggest columns still encode; at most about one
+//! batch more waits in the queues. Ending a row group or a file waits for its columns.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
 use arrow::datatypes::{DataType, Field, SchemaRef};
@@ -41,6 +45,9 @@ use crate::partition::{partition_path, partition_values, split_by_bucket};
 use crate::storage::Lake;
 use crate::write::FileEntry;
 
+mod columns;
+use columns::{Backlog, Columns};
+
 /// Bytes an upload buffers before it becomes a multipart upload (S3's minimum part size).
 const UPLOAD_BUFFER: usize = 5 << 20;
 /// Parquet's page limits (parquet-rs defaults, which the writer keeps): a column writer has
@@ -66,7 +73,7 @@ struct OpenFile {
     file: SerializedFileWriter<Vec<u8>>,
     factory: ArrowRowGroupWriterFactory,
     /// The in-progress row group's column writers, one per Parquet leaf column.
-    columns: Vec<ArrowColumnWriter>,
+    columns: Columns,
     group_rows: usize,
     upload: BufWriter,
     /// Bytes handed to the upload so far.
@@ -92,10 +99,7 @@ impl OpenFile {
         } else {
             0
         };
-        self.columns
-            .iter()
-            .map(ArrowColumnWriter::memory_size)
-            .sum::<usize>()
+        self.columns.memory_size()
             + self.file.inner().len()
             + self.uploaded.min(UPLOAD_BUFFER)
             + contexts
@@ -103,16 +107,13 @@ impl OpenFile {
 
     /// The file's size once its in-progress row group is written (anticipated).
     fn size(&self) -> usize {
-        self.file.bytes_written()
-            + self
-                .columns
-                .iter()
-                .map(ArrowColumnWriter::get_estimated_total_bytes)
-                .sum::<usize>()
+        self.file.bytes_written() + self.columns.estimated_total_bytes()
     }
 
     /// Writes the in-progress row group into the file (its columns closed in parallel) and,
-    /// unless it is the `last`, starts the next one.
+    /// unless it is the `last`, starts the next one. Waits for the columns' queued leaves: call
+    /// it outside rayon's pool (a pool thread waiting would hold up the queues' tasks), or once
+    /// [`Columns::wait`] returned.
     fn end_row_group(&mut self, last: bool) -> parquet::errors::Result<()> {
         if self.group_rows == 0 {
             return Ok(());
@@ -123,7 +124,9 @@ impl OpenFile {
             self.factory
                 .create_column_writers(self.file.flushed_row_groups().len() + 1)?
         };
-        let chunks = std::mem::replace(&mut self.columns, next)
+        let chunks = self
+            .columns
+            .take(next)?
             .into_par_iter()
             .map(ArrowColumnWriter::close)
             .collect::<parquet::errors::Result<Vec<_>>>()?;
@@ -198,6 +201,9 @@ pub struct PartitionedWriter {
     /// Calls of [`PartitionedWriter::write`] so far (orders the open files by last write).
     writes: u64,
     context_bytes: usize,
+    /// Leaves queued in every open file's columns, and how many the last write queued.
+    backlog: Arc<Backlog>,
+    last_jobs: usize,
 }
 
 impl std::fmt::Debug for PartitionedWriter {
@@ -236,6 +242,8 @@ impl PartitionedWriter {
             writer_id: writer_id.to_string(),
             writes: 0,
             context_bytes: zstd_context_bytes(cfg.zstd_level),
+            backlog: Arc::default(),
+            last_jobs: 0,
             cfg,
         })
     }
@@ -265,6 +273,9 @@ impl PartitionedWriter {
             .map_err(|e| self.err(e))?
             .into_iter()
             .collect();
+        // At most about one write's leaves still encoding before this one queues its own.
+        self.backlog.wait_until_at_most(self.last_jobs);
+        self.last_jobs = 0;
         self.writes += 1;
         let max_group = self.cfg.row_group_rows.max(1);
         while !parts.is_empty() {
@@ -276,7 +287,6 @@ impl PartitionedWriter {
                 }
             }
             let mut rest = HashMap::new();
-            let mut jobs: Vec<(&mut ArrowColumnWriter, ArrowLeafColumn)> = Vec::new();
             for (bucket, file) in &mut self.open {
                 let Some(part) = parts.remove(bucket) else {
                     continue;
@@ -299,11 +309,9 @@ impl PartitionedWriter {
                     file.last_rows = 0;
                 }
                 file.last_rows += now.num_rows();
-                jobs.extend(file.columns.iter_mut().zip(leaves));
+                self.last_jobs += leaves.len();
+                file.columns.push(leaves);
             }
-            jobs.into_par_iter()
-                .try_for_each(|(writer, leaf)| writer.write(&leaf))
-                .map_err(|e| self.err(e))?;
             let full: Vec<i64> = self
                 .open
                 .iter()
@@ -378,7 +386,10 @@ impl PartitionedWriter {
             ArrowWriter::try_new_with_options(Vec::new(), self.schema.clone(), options)
                 .and_then(ArrowWriter::into_serialized_writer)
                 .map_err(err)?;
-        let columns = factory.create_column_writers(0).map_err(err)?;
+        let columns = Columns::new(
+            factory.create_column_writers(0).map_err(err)?,
+            self.backlog.clone(),
+        );
         let upload = BufWriter::with_capacity(self.lake.store.clone(), path.clone(), UPLOAD_BUFFER);
         Ok(OpenFile {
             file,
@@ -546,6 +557,13 @@ fn leaves_of(batch: &RecordBatch) -> parquet::errors::Result<Vec<ArrowLeafColumn
 /// Ends the files' last row groups and footers (all in parallel), then completes their
 /// uploads.
 async fn close_files(mut files: Vec<OpenFile>) -> Result<Vec<WrittenFile>> {
+    // Here, not on rayon's pool (see `OpenFile::end_row_group`).
+    for f in &files {
+        f.columns.wait().map_err(|e| Error::Write {
+            path: f.path.clone(),
+            source: e.into(),
+        })?;
+    }
     let metadata = files
         .par_iter_mut()
         .map(|f| {
@@ -557,26 +575,30 @@ async fn close_files(mut files: Vec<OpenFile>) -> Result<Vec<WrittenFile>> {
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut closed = Vec::with_capacity(files.len());
-    for (mut f, metadata) in files.into_iter().zip(metadata) {
-        let path = f.path.clone();
-        let err = |e: BoxError| Error::Write {
-            path: path.clone(),
-            source: e,
-        };
-        f.upload().await.map_err(|e| err(e.into()))?;
-        f.upload.shutdown().await.map_err(|e| err(e.into()))?;
-        closed.push(WrittenFile {
-            entry: FileEntry {
-                path: f.rel,
-                size: f.file.bytes_written() as u64,
-                rows: f.rows,
-                partition: f.partition,
-            },
-            metadata,
+    // The uploads together: each ends with a blocking write of the file's last bytes (a local
+    // lake) or a request (a store), which overlap.
+    let uploads = files
+        .into_iter()
+        .zip(metadata)
+        .map(|(mut f, metadata)| async move {
+            let path = f.path.clone();
+            let err = |e: BoxError| Error::Write {
+                path: path.clone(),
+                source: e,
+            };
+            f.upload().await.map_err(|e| err(e.into()))?;
+            f.upload.shutdown().await.map_err(|e| err(e.into()))?;
+            Ok::<_, Error>(WrittenFile {
+                entry: FileEntry {
+                    path: f.rel,
+                    size: f.file.bytes_written() as u64,
+                    rows: f.rows,
+                    partition: f.partition,
+                },
+                metadata,
+            })
         });
-    }
-    Ok(closed)
+    futures::future::try_join_all(uploads).await
 }
 
 #[cfg(test)]

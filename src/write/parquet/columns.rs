@@ -1,0 +1,281 @@
+//! Column writers that encode in the background: each Parquet column writer of an open file
+//! has a queue of leaf columns, drained in order by one rayon task at a time, so the writer
+//! hands a batch's columns over and goes on with the next batch while they encode.
+//!
+//! Invariant: a column writer gets its leaves in the order they were queued, from one task at a
+//! time; [`Columns::wait`] returns only once every leaf queued so far is written (or failed),
+//! and only then may the writers be taken out ([`Columns::take`]).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowLeafColumn};
+use parquet::errors::{ParquetError, Result};
+
+/// Leaves queued and not yet written, with a wake-up for those waiting for fewer.
+#[derive(Debug, Default)]
+pub(super) struct Backlog {
+    queued: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Backlog {
+    fn add(&self, n: usize) {
+        *lock(&self.queued) += n;
+    }
+
+    fn done(&self) {
+        let mut queued = lock(&self.queued);
+        *queued -= 1;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until at most `most` leaves are queued.
+    pub(super) fn wait_until_at_most(&self, most: usize) {
+        let mut queued = lock(&self.queued);
+        while *queued > most {
+            queued = self
+                .changed
+                .wait(queued)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+/// One column writer and the leaves waiting for it.
+struct Slot {
+    /// `None` while a task is writing with it.
+    writer: Option<ArrowColumnWriter>,
+    queue: VecDeque<ArrowLeafColumn>,
+    /// Whether a task is draining the queue (at most one is).
+    draining: bool,
+    /// The first error of a write; later leaves are dropped.
+    error: Option<ParquetError>,
+    /// The writer's figures after its last write (read without waiting for it).
+    memory: usize,
+    estimated: usize,
+}
+
+type Shared = Arc<Mutex<Slot>>;
+
+/// The column writers of one open file's row group.
+pub(super) struct Columns {
+    slots: Vec<Shared>,
+    /// This file's leaves in flight.
+    backlog: Arc<Backlog>,
+    /// Every file's leaves in flight (the writer's).
+    all: Arc<Backlog>,
+}
+
+impl Columns {
+    pub(super) fn new(writers: Vec<ArrowColumnWriter>, all: Arc<Backlog>) -> Columns {
+        Columns {
+            slots: writers.into_iter().map(slot).collect(),
+            backlog: Arc::default(),
+            all,
+        }
+    }
+
+    /// Queues `leaves` (one per column, in column order); they are written in the background.
+    pub(super) fn push(&self, leaves: Vec<ArrowLeafColumn>) {
+        self.backlog.add(leaves.len());
+        self.all.add(leaves.len());
+        for (shared, leaf) in self.slots.iter().zip(leaves) {
+            let mut slot = lock(shared);
+            slot.queue.push_back(leaf);
+            if !slot.draining {
+                slot.draining = true;
+                let (shared, backlog, all) =
+                    (shared.clone(), self.backlog.clone(), self.all.clone());
+                rayon::spawn(move || drain(&shared, &backlog, &all));
+            }
+        }
+    }
+
+    /// Blocks until every queued leaf is written; the first error of any column.
+    pub(super) fn wait(&self) -> Result<()> {
+        self.backlog.wait_until_at_most(0);
+        for shared in &self.slots {
+            if let Some(e) = lock(shared).error.take() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The column writers, once every queued leaf is written; `next` take their place.
+    pub(super) fn take(&mut self, next: Vec<ArrowColumnWriter>) -> Result<Vec<ArrowColumnWriter>> {
+        self.wait()?;
+        let taken = std::mem::replace(&mut self.slots, next.into_iter().map(slot).collect());
+        taken
+            .into_iter()
+            .map(|shared| {
+                lock(&shared)
+                    .writer
+                    .take()
+                    .ok_or_else(|| ParquetError::General("a column writer is still in use".into()))
+            })
+            .collect()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Memory the writers held after their last write.
+    pub(super) fn memory_size(&self) -> usize {
+        self.slots.iter().map(|s| lock(s).memory).sum()
+    }
+
+    /// The bytes the writers will write, as estimated after their last write.
+    pub(super) fn estimated_total_bytes(&self) -> usize {
+        self.slots.iter().map(|s| lock(s).estimated).sum()
+    }
+}
+
+fn slot(writer: ArrowColumnWriter) -> Shared {
+    Arc::new(Mutex::new(Slot {
+        memory: writer.memory_size(),
+        estimated: writer.get_estimated_total_bytes(),
+        writer: Some(writer),
+        queue: VecDeque::new(),
+        draining: false,
+        error: None,
+    }))
+}
+
+/// Writes `shared`'s queued leaves in order until its queue is empty.
+fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog) {
+    loop {
+        let (writer, leaf) = {
+            let mut slot = lock(shared);
+            let Some(leaf) = slot.queue.pop_front() else {
+                slot.draining = false;
+                return;
+            };
+            let writer = if slot.error.is_none() {
+                slot.writer.take()
+            } else {
+                None
+            };
+            (writer, leaf)
+        };
+        if let Some(mut writer) = writer {
+            // A panic must not unwind out of a rayon task (that aborts): it becomes the
+            // column's error, and the writer is dropped.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.write(&leaf)));
+            let mut slot = lock(shared);
+            match result {
+                Ok(result) => {
+                    slot.memory = writer.memory_size();
+                    slot.estimated = writer.get_estimated_total_bytes();
+                    slot.writer = Some(writer);
+                    if let Err(e) = result {
+                        slot.error.get_or_insert(e);
+                    }
+                }
+                Err(_) => {
+                    slot.error
+                        .get_or_insert(ParquetError::General("encoding a column panicked".into()));
+                }
+            }
+        }
+        drop(leaf);
+        backlog.done();
+        all.done();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use bytes::Bytes;
+    use parquet::arrow::ArrowSchemaConverter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::arrow_writer::{compute_leaves, get_column_writers};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use std::sync::Arc;
+
+    /// Many small leaves queued at once, on two columns: every value comes back in order.
+    #[test]
+    fn queued_leaves_are_written_in_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_data_page_row_count_limit(7)
+                .build(),
+        );
+        let parquet_schema = ArrowSchemaConverter::new().convert(&schema).unwrap();
+        let writers = get_column_writers(&parquet_schema, &props, &schema).unwrap();
+        let all = Arc::new(Backlog::default());
+        let mut columns = Columns::new(writers, all.clone());
+        for chunk in 0..200i64 {
+            let a: ArrayRef = Arc::new(Int64Array::from_iter_values(chunk * 10..chunk * 10 + 10));
+            let b: ArrayRef = Arc::new(Int64Array::from_iter(
+                (chunk * 10..chunk * 10 + 10).map(|v| (v % 3 != 0).then_some(-v)),
+            ));
+            let leaves = schema
+                .fields()
+                .iter()
+                .zip([a, b])
+                .flat_map(|(f, c)| compute_leaves(f, &c).unwrap())
+                .collect();
+            columns.push(leaves);
+        }
+        let taken = columns.take(Vec::new()).unwrap();
+        all.wait_until_at_most(0);
+        assert_eq!(columns.len(), 0);
+
+        let mut file =
+            SerializedFileWriter::new(Vec::new(), parquet_schema.root_schema_ptr(), props).unwrap();
+        let mut group = file.next_row_group().unwrap();
+        for writer in taken {
+            writer
+                .close()
+                .unwrap()
+                .append_to_row_group(&mut group)
+                .unwrap();
+        }
+        group.close().unwrap();
+        let bytes = Bytes::from(file.into_inner().unwrap());
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let a: Vec<i64> = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        let b: Vec<Option<i64>> = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(a, (0..2000).collect::<Vec<_>>());
+        assert_eq!(
+            b,
+            (0..2000)
+                .map(|v| (v % 3 != 0).then_some(-v))
+                .collect::<Vec<_>>()
+        );
+    }
+}
