@@ -197,11 +197,10 @@ mod tests {
     use arrow::array::{ArrayRef, Int64Array, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
     use bytes::Bytes;
-    use parquet::arrow::ArrowSchemaConverter;
+    use parquet::arrow::ArrowWriter;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    use parquet::arrow::arrow_writer::{compute_leaves, get_column_writers};
+    use parquet::arrow::arrow_writer::{ArrowWriterOptions, compute_leaves};
     use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
     use std::sync::Arc;
 
     /// Many small leaves queued at once, on two columns: every value comes back in order.
@@ -211,13 +210,15 @@ mod tests {
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Int64, true),
         ]));
-        let props = Arc::new(
-            WriterProperties::builder()
-                .set_data_page_row_count_limit(7)
-                .build(),
-        );
-        let parquet_schema = ArrowSchemaConverter::new().convert(&schema).unwrap();
-        let writers = get_column_writers(&parquet_schema, &props, &schema).unwrap();
+        let props = WriterProperties::builder()
+            .set_data_page_row_count_limit(7)
+            .build();
+        let options = ArrowWriterOptions::new().with_properties(props);
+        let (mut file, factory) =
+            ArrowWriter::try_new_with_options(Vec::new(), schema.clone(), options)
+                .and_then(ArrowWriter::into_serialized_writer)
+                .unwrap();
+        let writers = factory.create_column_writers(0).unwrap();
         let all = Arc::new(Backlog::default());
         let mut columns = Columns::new(writers, all.clone());
         for chunk in 0..200i64 {
@@ -237,8 +238,6 @@ mod tests {
         all.wait_until_at_most(0);
         assert_eq!(columns.len(), 0);
 
-        let mut file =
-            SerializedFileWriter::new(Vec::new(), parquet_schema.root_schema_ptr(), props).unwrap();
         let mut group = file.next_row_group().unwrap();
         for writer in taken {
             writer
