@@ -272,6 +272,31 @@ pub fn split_by_bucket(
         .collect()
 }
 
+/// Splits several batches of one schema by bucket at once (`parts[k].1[i]` is the bucket of
+/// row `i` of `parts[k].0`): one batch per bucket, its rows in the order of `parts` and then of
+/// their rows, copied once. One part is [`split_by_bucket`].
+pub fn split_batches_by_bucket(
+    parts: &[(&RecordBatch, &[i64])],
+) -> Result<Vec<(i64, RecordBatch)>, arrow::error::ArrowError> {
+    if let [(batch, buckets)] = parts {
+        return split_by_bucket(batch, buckets);
+    }
+    let mut groups: std::collections::BTreeMap<i64, Vec<(usize, usize)>> = Default::default();
+    for (k, (_, buckets)) in parts.iter().enumerate() {
+        for (i, b) in buckets.iter().enumerate() {
+            groups.entry(*b).or_default().push((k, i));
+        }
+    }
+    let batches: Vec<&RecordBatch> = parts.iter().map(|(b, _)| *b).collect();
+    groups
+        .into_iter()
+        .map(|(bucket, rows)| {
+            let part = arrow::compute::interleave_record_batch(&batches, &rows)?;
+            Ok((bucket, part))
+        })
+        .collect()
+}
+
 /// `date=…/hour=…` for a bucket.
 pub fn partition_path(values: &[(String, String)]) -> String {
     values
@@ -291,6 +316,33 @@ mod tests {
     fn batch(col: Arc<dyn Array>) -> RecordBatch {
         let schema = Schema::new(vec![Field::new("ts", col.data_type().clone(), true)]);
         RecordBatch::try_new(Arc::new(schema), vec![col]).unwrap()
+    }
+
+    #[test]
+    fn batches_split_together_keep_their_rows_in_order() {
+        let a = batch(Arc::new(Int64Array::from(vec![1, 2, 3, 4])));
+        let b = batch(Arc::new(Int64Array::from(vec![5, 6, 7])));
+        let parts =
+            split_batches_by_bucket(&[(&a, &[10, 20, 10, 30]), (&b, &[20, 10, 20])]).unwrap();
+        let got: Vec<(i64, Vec<i64>)> = parts
+            .iter()
+            .map(|(bucket, part)| {
+                let values = part
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                (*bucket, values.values().to_vec())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(10, vec![1, 3, 6]), (20, vec![2, 5, 7]), (30, vec![4])]
+        );
+        // One batch: the same as `split_by_bucket` (and not copied when in one bucket).
+        let one = split_batches_by_bucket(&[(&a, &[7, 7, 7, 7])]).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].1.column(0).to_data(), a.column(0).to_data());
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub struct RawSource {
     /// Records larger than this go to the dead-letter path. Default `1MiB`.
     #[serde(default)]
     pub max_record_bytes: Option<String>,
-    /// Records decoded per Arrow batch. Default 8192.
+    /// Records decoded per Arrow batch. Default 16384.
     #[serde(default)]
     pub batch_size: Option<usize>,
     /// librdkafka settings, passed through verbatim.

@@ -133,6 +133,15 @@ impl FileWriter {
         }
     }
 
+    /// Appends several batches at once, each with the time partitions of its rows (fewer,
+    /// bigger encoding rounds than one write each).
+    pub async fn write_parts(&mut self, parts: &[(&RecordBatch, &[i64])]) -> Result<()> {
+        match self {
+            FileWriter::Parquet(w) => w.write_parts(parts).await,
+            FileWriter::Delta(w) => w.write_parts(parts).await,
+        }
+    }
+
     /// Closes the open files: their summaries, and for Delta their `add` actions.
     pub async fn finish(&mut self) -> Result<(Vec<FileEntry>, Vec<deltalake::kernel::Add>)> {
         match self {

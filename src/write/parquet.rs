@@ -41,7 +41,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::{Granularity, WriterConfig};
 use crate::error::{BoxError, Error, Result};
-use crate::partition::{partition_path, partition_values, split_by_bucket};
+use crate::partition::{partition_path, partition_values, split_batches_by_bucket};
 use crate::storage::Lake;
 use crate::write::FileEntry;
 
@@ -266,10 +266,17 @@ impl PartitionedWriter {
     /// per file and leaf column. A part that would overfill its file's row group is written
     /// in rounds (the row group is ended between them).
     pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
-        if batch.num_rows() == 0 {
+        self.write_parts(&[(batch, buckets)]).await
+    }
+
+    /// [`PartitionedWriter::write`] of several batches at once (of the writer's schema), each
+    /// with its rows' time partitions: split together, so a partition's rows from all of them
+    /// are one part and one job per column.
+    pub async fn write_parts(&mut self, batches: &[(&RecordBatch, &[i64])]) -> Result<()> {
+        if batches.iter().all(|(b, _)| b.num_rows() == 0) {
             return Ok(());
         }
-        let mut parts: HashMap<i64, RecordBatch> = split_by_bucket(batch, buckets)
+        let mut parts: HashMap<i64, RecordBatch> = split_batches_by_bucket(batches)
             .map_err(|e| self.err(e))?
             .into_iter()
             .collect();

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use tokio::time::Instant;
 
@@ -373,11 +374,13 @@ impl<'a> VersionWriter<'a> {
             task: "decoding a burst",
             source,
         })?;
+        // One write for the whole burst: a partition's batch of a burst is small, and every
+        // write is a round of encoding jobs over the files it touches.
+        let mut staged = Vec::new();
         for (batch, decoded) in decoded {
-            self.write_decoded(&batch, decoded, &batch.partition)
-                .await?;
+            staged.extend(self.stage_decoded(&batch, decoded, &batch.partition)?);
         }
-        Ok(())
+        self.write_staged(staged).await
     }
 
     /// [`VersionWriter::write`] of a batch already decoded; `key` is the position the batch advances
@@ -388,6 +391,32 @@ impl<'a> VersionWriter<'a> {
         decoded: Decoded,
         key: &str,
     ) -> Result<()> {
+        let staged = self.stage_decoded(batch, decoded, key)?;
+        self.write_staged(staged).await
+    }
+
+    /// Writes shaped rows of append tables (each batch with its rows' time partitions).
+    async fn write_staged(&mut self, staged: Vec<(RecordBatch, Vec<i64>)>) -> Result<()> {
+        let parts: Vec<(&RecordBatch, &[i64])> = staged
+            .iter()
+            .map(|(b, buckets)| (b, &buckets[..]))
+            .collect();
+        if !parts.is_empty() {
+            self.writer.write_parts(&parts).await?;
+        }
+        self.metrics.buffered(self.buffered_bytes());
+        Ok(())
+    }
+
+    /// The bookkeeping of a decoded batch — offsets, dead letters, shaping, an upsert table's
+    /// changes — without writing: the shaped rows of an append table, for
+    /// [`VersionWriter::write_staged`].
+    fn stage_decoded(
+        &mut self,
+        batch: &SourceBatch,
+        decoded: Decoded,
+        key: &str,
+    ) -> Result<Vec<(RecordBatch, Vec<i64>)>> {
         self.metrics.consumed(batch.records.len() as u64, 0);
         let range = self
             .pending
@@ -427,6 +456,7 @@ impl<'a> VersionWriter<'a> {
         }
         let deletes = decoded.deletes;
         let mut upserted = Vec::new();
+        let mut staged = Vec::new();
         let mut rows = decoded.rows.as_slice();
         for events in decoded.batches {
             let (these, rest) = rows.split_at(events.num_rows());
@@ -449,7 +479,7 @@ impl<'a> VersionWriter<'a> {
             if self.pending.upserts.is_some() {
                 upserted.push((shaped.batch, shaped.buckets, shaped.rows));
             } else {
-                self.writer.write(&shaped.batch, &shaped.buckets).await?;
+                staged.push((shaped.batch, shaped.buckets));
             }
         }
         if let Some(buffer) = &mut self.pending.upserts {
@@ -460,8 +490,7 @@ impl<'a> VersionWriter<'a> {
                     source: e.into(),
                 })?;
         }
-        self.metrics.buffered(self.buffered_bytes());
-        Ok(())
+        Ok(staged)
     }
 
     /// A record that cannot be materialized, handled as the table's `bad_records` says.

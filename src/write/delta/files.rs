@@ -102,8 +102,22 @@ impl DeltaFileWriter {
 
     /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
     pub async fn write(&mut self, batch: &RecordBatch, buckets: &[i64]) -> Result<()> {
-        let batch = self.conform(batch)?;
-        self.inner.write(&batch, buckets).await
+        self.write_parts(&[(batch, buckets)]).await
+    }
+
+    /// Appends several batches at once (one split, one round of encoding jobs), each with the
+    /// time partitions of its rows.
+    pub async fn write_parts(&mut self, parts: &[(&RecordBatch, &[i64])]) -> Result<()> {
+        let conformed = parts
+            .iter()
+            .map(|(batch, _)| self.conform(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let parts: Vec<(&RecordBatch, &[i64])> = conformed
+            .iter()
+            .zip(parts)
+            .map(|(batch, (_, buckets))| (batch, *buckets))
+            .collect();
+        self.inner.write_parts(&parts).await
     }
 
     /// Casts `batch` to the table's row types (same values, Delta's representation); columns
