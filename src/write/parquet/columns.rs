@@ -4,7 +4,9 @@
 //!
 //! Invariant: a column writer gets its leaves in the order they were queued, from one task at a
 //! time; [`Columns::wait`] returns only once every leaf queued so far is written (or failed),
-//! and only then may the writers be taken out ([`Columns::take`]).
+//! and only then may the writers be taken out ([`Columns::take`]). Called from a rayon pool's
+//! thread, [`Columns::push`] encodes before it returns (nothing is left for a wait that could
+//! hold the pool's thread).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -80,15 +82,29 @@ impl Columns {
     pub(super) fn push(&self, leaves: Vec<ArrowLeafColumn>) {
         self.backlog.add(leaves.len());
         self.all.add(leaves.len());
+        let mut idle = Vec::new();
         for (shared, leaf) in self.slots.iter().zip(leaves) {
             let mut slot = lock(shared);
             slot.queue.push_back(leaf);
             if !slot.draining {
                 slot.draining = true;
-                let (shared, backlog, all) =
-                    (shared.clone(), self.backlog.clone(), self.all.clone());
-                rayon::spawn(move || drain(&shared, &backlog, &all));
+                idle.push(shared.clone());
             }
+        }
+        if rayon::current_thread_index().is_some() {
+            // On a rayon pool's thread (compaction's one-thread pool, say) the tasks would go
+            // to that pool, and waiting for them could hold its only thread: encode them here,
+            // in parallel within the pool, with this thread taking part.
+            rayon::scope(|s| {
+                for shared in &idle {
+                    s.spawn(|_| drain(shared, &self.backlog, &self.all));
+                }
+            });
+            return;
+        }
+        for shared in idle {
+            let (backlog, all) = (self.backlog.clone(), self.all.clone());
+            rayon::spawn(move || drain(&shared, &backlog, &all));
         }
     }
 
@@ -206,6 +222,27 @@ mod tests {
     /// Many small leaves queued at once, on two columns: every value comes back in order.
     #[test]
     fn queued_leaves_are_written_in_order() {
+        write_and_read_back();
+    }
+
+    /// The same from the only thread of a one-thread rayon pool (where compaction writes):
+    /// it must not wait for tasks queued behind itself.
+    #[test]
+    fn a_rayon_pool_thread_writing_does_not_wait_for_itself() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            pool.install(write_and_read_back);
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("writing on a one-thread pool finished");
+    }
+
+    fn write_and_read_back() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("a", DataType::Int64, false),
             Field::new("b", DataType::Int64, true),
