@@ -78,7 +78,13 @@ pub struct RowBuilder {
     schema: SchemaRef,
     root: Object,
     rows: usize,
+    /// Bytes of the records pushed so far, and of all the records expected (0: unknown).
+    bytes: usize,
+    expected_bytes: usize,
 }
+
+/// Rows decoded before the buffers are sized for the rest of the batch by their example.
+const SAMPLE_ROWS: usize = 64;
 
 impl RowBuilder {
     /// A builder for `schema`, which must be [`supports`]ed.
@@ -92,6 +98,18 @@ impl RowBuilder {
             schema: schema.clone(),
             root: Object::new(schema.fields(), rows),
             rows: 0,
+            bytes: 0,
+            expected_bytes: 0,
+        }
+    }
+
+    /// A builder with room for `rows` rows decoded from about `bytes` bytes of records. After
+    /// the first few rows, every buffer (strings, list items) is sized for the rest by their
+    /// example, scaled by bytes, so a buffer is not copied each time it doubles.
+    pub fn expecting(schema: &SchemaRef, rows: usize, bytes: usize) -> Self {
+        RowBuilder {
+            expected_bytes: bytes,
+            ..Self::with_capacity(schema, rows)
         }
     }
 
@@ -124,7 +142,13 @@ impl RowBuilder {
                 }
             });
         match parsed {
-            Ok(()) => self.rows += 1,
+            Ok(()) => {
+                self.rows += 1;
+                self.bytes += record.len();
+                if self.rows == SAMPLE_ROWS && self.expected_bytes > 2 * self.bytes {
+                    self.root.reserve_like(self.bytes, self.expected_bytes);
+                }
+            }
             Err(Miss) => self.root.truncate(self.rows),
         }
         parsed
@@ -133,6 +157,8 @@ impl RowBuilder {
     /// The rows held, as a batch of the schema; the builder is empty afterwards.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let rows = std::mem::take(&mut self.rows);
+        self.bytes = 0;
+        self.expected_bytes = 0;
         let columns: Vec<ArrayRef> = self
             .root
             .children
@@ -227,6 +253,26 @@ impl Object {
             c.truncate(rows);
         }
     }
+
+    /// Sizes every buffer for `total` bytes of records, by the example of the `done` bytes
+    /// decoded into it so far.
+    fn reserve_like(&mut self, done: usize, total: usize) {
+        for c in &mut self.children {
+            c.reserve_like(done, total);
+        }
+    }
+}
+
+/// Grows `v` to hold what `total` bytes of records would put in it if they are like the `done`
+/// bytes that put `v.len()` items there, with an eighth more for the variation.
+fn reserve_like<T>(v: &mut Vec<T>, done: usize, total: usize) {
+    let want = scaled(v.len(), done, total);
+    v.reserve_exact(want.saturating_sub(v.len()));
+}
+
+fn scaled(len: usize, done: usize, total: usize) -> usize {
+    let want = (len as u128 * total as u128 / done.max(1) as u128) as usize;
+    want.saturating_add(want / 8)
 }
 
 /// One column's buffers and how its JSON values are read.
@@ -292,6 +338,11 @@ impl Strings {
         let end = i32::try_from(self.data.len()).map_err(|_| Miss)?;
         self.offsets.push(end);
         Ok(())
+    }
+
+    fn reserve_like(&mut self, done: usize, total: usize) {
+        reserve_like(&mut self.offsets, done, total);
+        reserve_like(&mut self.data, done, total);
     }
 
     fn push_empty(&mut self) {
@@ -525,6 +576,39 @@ impl Column {
         }
         self.validity.append(true);
         Ok(())
+    }
+
+    /// Sizes the buffers for `total` bytes of records like the `done` bytes decoded so far.
+    fn reserve_like(&mut self, done: usize, total: usize) {
+        let slots = self.validity.len();
+        self.validity
+            .reserve(scaled(slots, done, total).saturating_sub(slots));
+        match &mut self.values {
+            Values::Bool(v) => {
+                let len = v.len();
+                v.reserve(scaled(len, done, total).saturating_sub(len));
+            }
+            Values::I32(v) => reserve_like(v, done, total),
+            Values::I64(v) | Values::Time { values: v, .. } => reserve_like(v, done, total),
+            Values::F32(v) => reserve_like(v, done, total),
+            Values::F64(v) => reserve_like(v, done, total),
+            Values::Decimal { values, .. } => reserve_like(values, done, total),
+            Values::Utf8(s) => s.reserve_like(done, total),
+            Values::List { offsets, item } => {
+                reserve_like(offsets, done, total);
+                item.reserve_like(done, total);
+            }
+            Values::Struct(object) => object.reserve_like(done, total),
+            Values::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                reserve_like(offsets, done, total);
+                keys.reserve_like(done, total);
+                values.reserve_like(done, total);
+            }
+        }
     }
 
     /// Takes back everything after the first `len` slots.

@@ -122,7 +122,8 @@ impl JsonDecoder {
     /// The fast decoder over `range`; each run of records it misses goes to the oracle, between
     /// the batches of the rows before and after it.
     fn decode_fast<R: RawRecord>(&self, records: &[R], range: Range<usize>, out: &mut Decoded) {
-        let mut rows = RowBuilder::with_capacity(&self.schema, range.len());
+        let bytes = records[range.clone()].iter().map(|r| r.bytes().len()).sum();
+        let mut rows = RowBuilder::expecting(&self.schema, range.len(), bytes);
         let mut held = range.start; // the first record of the rows in `rows`
         let mut missed: Option<usize> = None; // the start of the current run of misses
         for i in range.clone() {

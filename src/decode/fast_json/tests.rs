@@ -81,3 +81,50 @@ fn decimals_follow_parse_decimal() {
     assert_eq!(decimal(b"1.234", 12, 2), Err(Miss));
     assert_eq!(decimal(b"1234", 5, 2), Err(Miss));
 }
+
+#[test]
+fn buffers_are_sized_for_the_batch_by_its_first_rows() {
+    let item = Arc::new(Field::new("item", DataType::Utf8, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new("tags", DataType::List(item), true),
+    ]));
+    let records: Vec<Vec<u8>> = (0..1000)
+        .map(|i| {
+            format!(
+                r#"{{"name":"user-{i:06}-of-the-batch","tags":["a{i:04}","b{i:04}","c{i:04}"]}}"#
+            )
+            .into_bytes()
+        })
+        .collect();
+    let bytes = records.iter().map(Vec::len).sum();
+    let mut rows = RowBuilder::expecting(&schema, records.len(), bytes);
+    let capacities =
+        |rows: &RowBuilder| match (&rows.root.children[0].values, &rows.root.children[1].values) {
+            (Values::Utf8(name), Values::List { offsets, item }) => match &item.values {
+                Values::Utf8(tags) => [
+                    name.data.capacity(),
+                    offsets.capacity(),
+                    tags.offsets.capacity(),
+                    tags.data.capacity(),
+                ],
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+    for record in &records[..SAMPLE_ROWS] {
+        assert_eq!(rows.push(record), Ok(()));
+    }
+    let sized = capacities(&rows);
+    for record in &records[SAMPLE_ROWS..] {
+        assert_eq!(rows.push(record), Ok(()));
+    }
+    assert_eq!(
+        capacities(&rows),
+        sized,
+        "no buffer grew after the first {SAMPLE_ROWS} rows"
+    );
+    let batch = rows.finish().expect("batch");
+    assert_eq!(batch.num_rows(), 1000);
+    assert!(rows.is_empty());
+}
