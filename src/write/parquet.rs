@@ -317,7 +317,7 @@ impl PartitionedWriter {
                 }
                 file.last_rows += now.num_rows();
                 self.last_jobs += leaves.len();
-                file.columns.push(leaves);
+                file.columns.push(leaves, now.get_array_memory_size());
             }
             let full: Vec<i64> = self
                 .open
@@ -329,6 +329,11 @@ impl PartitionedWriter {
                 self.end_row_group(bucket).await?;
             }
             parts = rest;
+        }
+        if self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
+            // Over the budget counting queued leaves at their Arrow size: let them be encoded
+            // and decide on the writers' own figures.
+            self.backlog.wait_until_at_most(0);
         }
         while self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
             // The least recently written first; within one write, the one that got the fewest

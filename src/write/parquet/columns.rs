@@ -6,9 +6,11 @@
 //! time; [`Columns::wait`] returns only once every leaf queued so far is written (or failed),
 //! and only then may the writers be taken out ([`Columns::take`]). Called from a rayon pool's
 //! thread, [`Columns::push`] encodes before it returns (nothing is left for a wait that could
-//! hold the pool's thread).
+//! hold the pool's thread). [`Columns::memory_size`] never counts less than is held: a queued
+//! leaf counts with its Arrow bytes until the writer's figure includes it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowLeafColumn};
@@ -48,7 +50,8 @@ impl Backlog {
 struct Slot {
     /// `None` while a task is writing with it.
     writer: Option<ArrowColumnWriter>,
-    queue: VecDeque<ArrowLeafColumn>,
+    /// Each with the bytes it counts for in [`Columns::memory_size`] until written.
+    queue: VecDeque<(ArrowLeafColumn, usize)>,
     /// Whether a task is draining the queue (at most one is).
     draining: bool,
     /// The first error of a write; later leaves are dropped.
@@ -67,6 +70,8 @@ pub(super) struct Columns {
     backlog: Arc<Backlog>,
     /// Every file's leaves in flight (the writer's).
     all: Arc<Backlog>,
+    /// The bytes of this file's queued leaves.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Columns {
@@ -75,17 +80,23 @@ impl Columns {
             slots: writers.into_iter().map(slot).collect(),
             backlog: Arc::default(),
             all,
+            pending: Arc::default(),
         }
     }
 
-    /// Queues `leaves` (one per column, in column order); they are written in the background.
-    pub(super) fn push(&self, leaves: Vec<ArrowLeafColumn>) {
+    /// Queues `leaves` (one per column, in column order), which hold `bytes` of Arrow data;
+    /// they are written in the background.
+    pub(super) fn push(&self, leaves: Vec<ArrowLeafColumn>, bytes: usize) {
         self.backlog.add(leaves.len());
         self.all.add(leaves.len());
+        self.pending.fetch_add(bytes, Ordering::SeqCst);
+        let n = leaves.len().max(1);
         let mut idle = Vec::new();
-        for (shared, leaf) in self.slots.iter().zip(leaves) {
+        for (i, (shared, leaf)) in self.slots.iter().zip(leaves).enumerate() {
+            // The first leaf counts for the remainder, so the shares add up to `bytes`.
+            let share = bytes / n + if i == 0 { bytes % n } else { 0 };
             let mut slot = lock(shared);
-            slot.queue.push_back(leaf);
+            slot.queue.push_back((leaf, share));
             if !slot.draining {
                 slot.draining = true;
                 idle.push(shared.clone());
@@ -97,14 +108,15 @@ impl Columns {
             // in parallel within the pool, with this thread taking part.
             rayon::scope(|s| {
                 for shared in &idle {
-                    s.spawn(|_| drain(shared, &self.backlog, &self.all));
+                    s.spawn(|_| drain(shared, &self.backlog, &self.all, &self.pending));
                 }
             });
             return;
         }
         for shared in idle {
             let (backlog, all) = (self.backlog.clone(), self.all.clone());
-            rayon::spawn(move || drain(&shared, &backlog, &all));
+            let pending = self.pending.clone();
+            rayon::spawn(move || drain(&shared, &backlog, &all, &pending));
         }
     }
 
@@ -139,8 +151,12 @@ impl Columns {
     }
 
     /// Memory the writers held after their last write.
+    ///
+    /// The queued leaves' bytes are read first: a leaf leaves them only after its writer's
+    /// figure includes it, so one being written is counted once or twice, never not at all.
     pub(super) fn memory_size(&self) -> usize {
-        self.slots.iter().map(|s| lock(s).memory).sum()
+        let pending = self.pending.load(Ordering::SeqCst);
+        pending + self.slots.iter().map(|s| lock(s).memory).sum::<usize>()
     }
 
     /// The bytes the writers will write, as estimated after their last write.
@@ -161,9 +177,9 @@ fn slot(writer: ArrowColumnWriter) -> Shared {
 }
 
 /// Writes `shared`'s queued leaves in order until its queue is empty.
-fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog) {
+fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog, pending: &AtomicUsize) {
     loop {
-        let (writer, leaf) = {
+        let (writer, (leaf, share)) = {
             let mut slot = lock(shared);
             let Some(leaf) = slot.queue.pop_front() else {
                 slot.draining = false;
@@ -198,6 +214,7 @@ fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog) {
             }
         }
         drop(leaf);
+        pending.fetch_sub(share, Ordering::SeqCst);
         backlog.done();
         all.done();
     }
@@ -269,11 +286,17 @@ mod tests {
                 .zip([a, b])
                 .flat_map(|(f, c)| compute_leaves(f, &c).unwrap())
                 .collect();
-            columns.push(leaves);
+            // (An odd count, so the shares have a remainder.)
+            columns.push(leaves, 161);
         }
         let taken = columns.take(Vec::new()).unwrap();
         all.wait_until_at_most(0);
         assert_eq!(columns.len(), 0);
+        assert_eq!(
+            columns.memory_size(),
+            0,
+            "every queued byte is counted off once written"
+        );
 
         let mut group = file.next_row_group().unwrap();
         for writer in taken {
