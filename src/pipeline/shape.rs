@@ -290,7 +290,8 @@ fn append_metadata(
     RecordBatch::try_new(schema.clone(), columns).map(Some)
 }
 
-#[cfg(test)]
+// Its one test shapes through an SQL transform.
+#[cfg(all(test, feature = "sql"))]
 mod tests {
     use super::*;
     use crate::decode::JsonDecoder;
