@@ -111,9 +111,9 @@ impl OpenFile {
     }
 
     /// Writes the in-progress row group into the file (its columns closed in parallel) and,
-    /// unless it is the `last`, starts the next one. Waits for the columns' queued leaves: call
-    /// it outside rayon's pool (a pool thread waiting would hold up the queues' tasks), or once
-    /// [`Columns::wait`] returned.
+    /// unless it is the `last`, starts the next one. Blocks until the columns' queued leaves are
+    /// written: call it once [`Columns::settled`] returned (a runtime's or a pool's thread
+    /// waiting would be held up).
     fn end_row_group(&mut self, last: bool) -> parquet::errors::Result<()> {
         if self.group_rows == 0 {
             return Ok(());
@@ -281,7 +281,7 @@ impl PartitionedWriter {
             .into_iter()
             .collect();
         // At most about one write's leaves still encoding before this one queues its own.
-        self.backlog.wait_until_at_most(self.last_jobs);
+        self.backlog.at_most(self.last_jobs).await;
         self.last_jobs = 0;
         self.writes += 1;
         let max_group = self.cfg.row_group_rows.max(1);
@@ -333,7 +333,7 @@ impl PartitionedWriter {
         if self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
             // Over the budget counting queued leaves at their Arrow size: let them be encoded
             // and decide on the writers' own figures.
-            self.backlog.wait_until_at_most(0);
+            self.backlog.at_most(0).await;
         }
         while self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
             // The least recently written first; within one write, the one that got the fewest
@@ -360,7 +360,10 @@ impl PartitionedWriter {
             path: path.clone(),
             source: e,
         };
-        file.end_row_group(false)
+        file.columns
+            .settled()
+            .await
+            .and_then(|()| file.end_row_group(false))
             .map_err(|e| write_err(&file.path, e.into()))?;
         file.upload()
             .await
@@ -569,9 +572,9 @@ fn leaves_of(batch: &RecordBatch) -> parquet::errors::Result<Vec<ArrowLeafColumn
 /// Ends the files' last row groups and footers (all in parallel), then completes their
 /// uploads.
 async fn close_files(mut files: Vec<OpenFile>) -> Result<Vec<WrittenFile>> {
-    // Here, not on rayon's pool (see `OpenFile::end_row_group`).
-    for f in &files {
-        f.columns.wait().map_err(|e| Error::Write {
+    // Before the pool's threads end the row groups (see `OpenFile::end_row_group`).
+    for f in &mut files {
+        f.columns.settled().await.map_err(|e| Error::Write {
             path: f.path.clone(),
             source: e.into(),
         })?;

@@ -3,45 +3,80 @@
 //! hands a batch's columns over and goes on with the next batch while they encode.
 //!
 //! Invariant: a column writer gets its leaves in the order they were queued, from one task at a
-//! time; [`Columns::wait`] returns only once every leaf queued so far is written (or failed),
-//! and only then may the writers be taken out ([`Columns::take`]). Called from a rayon pool's
+//! time; [`Columns::settled`] (a task's wait) and [`Columns::wait`] (a thread's) return only
+//! once every leaf queued so far is written (or failed), and only then may the writers be taken
+//! out ([`Columns::take`]). Called from a rayon pool's
 //! thread, [`Columns::push`] encodes before it returns (nothing is left for a wait that could
 //! hold the pool's thread). [`Columns::memory_size`] never counts less than is held: a queued
 //! leaf counts with its Arrow bytes until the writer's figure includes it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowLeafColumn};
 use parquet::errors::{ParquetError, Result};
+use tokio::sync::Notify;
 
-/// Leaves queued and not yet written, with a wake-up for those waiting for fewer.
+/// Leaves queued and not yet written, and the Arrow bytes they hold, with wake-ups for the
+/// threads and the tasks waiting for fewer.
 #[derive(Debug, Default)]
 pub(super) struct Backlog {
-    queued: Mutex<usize>,
+    queued: Mutex<Queued>,
+    /// For threads ([`Backlog::block_until_at_most`]).
     changed: Condvar,
+    /// For tasks ([`Backlog::at_most`]): a task must not hold its runtime's thread.
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    leaves: usize,
+    bytes: usize,
 }
 
 impl Backlog {
-    fn add(&self, n: usize) {
-        *lock(&self.queued) += n;
+    fn add(&self, leaves: usize, bytes: usize) {
+        let mut queued = lock(&self.queued);
+        queued.leaves += leaves;
+        queued.bytes += bytes;
     }
 
-    fn done(&self) {
+    /// A leaf that held `bytes` is written.
+    fn done(&self, bytes: usize) {
         let mut queued = lock(&self.queued);
-        *queued -= 1;
+        queued.leaves -= 1;
+        queued.bytes -= bytes;
+        drop(queued);
         self.changed.notify_all();
+        self.notify.notify_waiters();
     }
 
-    /// Blocks until at most `most` leaves are queued.
-    pub(super) fn wait_until_at_most(&self, most: usize) {
+    fn bytes(&self) -> usize {
+        lock(&self.queued).bytes
+    }
+
+    /// Blocks the thread until at most `most` leaves are queued.
+    fn block_until_at_most(&self, most: usize) {
         let mut queued = lock(&self.queued);
-        while *queued > most {
+        while queued.leaves > most {
             queued = self
                 .changed
                 .wait(queued)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Returns once at most `most` leaves are queued, yielding to the runtime meanwhile.
+    pub(super) async fn at_most(&self, most: usize) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the count is read, so a leaf done in between still wakes it.
+            notified.as_mut().enable();
+            if lock(&self.queued).leaves <= most {
+                return;
+            }
+            notified.await;
         }
     }
 }
@@ -66,12 +101,10 @@ type Shared = Arc<Mutex<Slot>>;
 /// The column writers of one open file's row group.
 pub(super) struct Columns {
     slots: Vec<Shared>,
-    /// This file's leaves in flight.
+    /// This file's leaves in flight, and their bytes.
     backlog: Arc<Backlog>,
-    /// Every file's leaves in flight (the writer's).
+    /// Every file's leaves in flight (the writer's; it counts no bytes).
     all: Arc<Backlog>,
-    /// The bytes of this file's queued leaves.
-    pending: Arc<AtomicUsize>,
 }
 
 impl Columns {
@@ -80,16 +113,14 @@ impl Columns {
             slots: writers.into_iter().map(slot).collect(),
             backlog: Arc::default(),
             all,
-            pending: Arc::default(),
         }
     }
 
     /// Queues `leaves` (one per column, in column order), which hold `bytes` of Arrow data;
     /// they are written in the background.
     pub(super) fn push(&self, leaves: Vec<ArrowLeafColumn>, bytes: usize) {
-        self.backlog.add(leaves.len());
-        self.all.add(leaves.len());
-        self.pending.fetch_add(bytes, Ordering::SeqCst);
+        self.backlog.add(leaves.len(), bytes);
+        self.all.add(leaves.len(), 0);
         let n = leaves.len().max(1);
         let mut idle = Vec::new();
         for (i, (shared, leaf)) in self.slots.iter().zip(leaves).enumerate() {
@@ -108,21 +139,32 @@ impl Columns {
             // in parallel within the pool, with this thread taking part.
             rayon::scope(|s| {
                 for shared in &idle {
-                    s.spawn(|_| drain(shared, &self.backlog, &self.all, &self.pending));
+                    s.spawn(|_| drain(shared, &self.backlog, &self.all));
                 }
             });
             return;
         }
         for shared in idle {
             let (backlog, all) = (self.backlog.clone(), self.all.clone());
-            let pending = self.pending.clone();
-            rayon::spawn(move || drain(&shared, &backlog, &all, &pending));
+            rayon::spawn(move || drain(&shared, &backlog, &all));
         }
     }
 
-    /// Blocks until every queued leaf is written; the first error of any column.
+    /// Returns once every queued leaf is written, yielding to the runtime meanwhile; the first
+    /// error of any column.
+    pub(super) async fn settled(&self) -> Result<()> {
+        self.backlog.at_most(0).await;
+        self.first_error()
+    }
+
+    /// [`Columns::settled`], blocking the thread (at once if nothing is queued: after
+    /// `settled`, or on a rayon pool's thread, where [`Columns::push`] encodes in place).
     pub(super) fn wait(&self) -> Result<()> {
-        self.backlog.wait_until_at_most(0);
+        self.backlog.block_until_at_most(0);
+        self.first_error()
+    }
+
+    fn first_error(&self) -> Result<()> {
         for shared in &self.slots {
             if let Some(e) = lock(shared).error.take() {
                 return Err(e);
@@ -155,8 +197,8 @@ impl Columns {
     /// The queued leaves' bytes are read first: a leaf leaves them only after its writer's
     /// figure includes it, so one being written is counted once or twice, never not at all.
     pub(super) fn memory_size(&self) -> usize {
-        let pending = self.pending.load(Ordering::SeqCst);
-        pending + self.slots.iter().map(|s| lock(s).memory).sum::<usize>()
+        let queued = self.backlog.bytes();
+        queued + self.slots.iter().map(|s| lock(s).memory).sum::<usize>()
     }
 
     /// The bytes the writers will write, as estimated after their last write.
@@ -177,7 +219,7 @@ fn slot(writer: ArrowColumnWriter) -> Shared {
 }
 
 /// Writes `shared`'s queued leaves in order until its queue is empty.
-fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog, pending: &AtomicUsize) {
+fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog) {
     loop {
         let (writer, (leaf, share)) = {
             let mut slot = lock(shared);
@@ -214,9 +256,8 @@ fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog, pending: &Atomi
             }
         }
         drop(leaf);
-        pending.fetch_sub(share, Ordering::SeqCst);
-        backlog.done();
-        all.done();
+        backlog.done(share);
+        all.done(0);
     }
 }
 
@@ -290,7 +331,7 @@ mod tests {
             columns.push(leaves, 161);
         }
         let taken = columns.take(Vec::new()).unwrap();
-        all.wait_until_at_most(0);
+        all.block_until_at_most(0);
         assert_eq!(columns.len(), 0);
         assert_eq!(
             columns.memory_size(),
