@@ -157,8 +157,10 @@ impl RowBuilder {
     /// The rows held, as a batch of the schema; the builder is empty afterwards.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let rows = std::mem::take(&mut self.rows);
+        // The rest of the records, if more follow (a miss ended these rows): sized again by
+        // the example of their own first rows.
+        self.expected_bytes = self.expected_bytes.saturating_sub(self.bytes);
         self.bytes = 0;
-        self.expected_bytes = 0;
         let columns: Vec<ArrayRef> = self
             .root
             .children

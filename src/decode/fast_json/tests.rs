@@ -127,4 +127,24 @@ fn buffers_are_sized_for_the_batch_by_its_first_rows() {
     let batch = rows.finish().expect("batch");
     assert_eq!(batch.num_rows(), 1000);
     assert!(rows.is_empty());
+
+    // A miss ends the rows before it; those after it are sized again by their own first rows.
+    let mut rows = RowBuilder::expecting(&schema, records.len(), bytes);
+    for record in &records[..100] {
+        assert_eq!(rows.push(record), Ok(()));
+    }
+    assert_eq!(rows.push(br#"{"name":"cut sho"#), Err(Miss));
+    assert_eq!(rows.finish().expect("batch").num_rows(), 100);
+    for record in &records[100..100 + SAMPLE_ROWS] {
+        assert_eq!(rows.push(record), Ok(()));
+    }
+    let sized = capacities(&rows);
+    for record in &records[100 + SAMPLE_ROWS..] {
+        assert_eq!(rows.push(record), Ok(()));
+    }
+    assert_eq!(
+        capacities(&rows),
+        sized,
+        "no buffer grew after the first {SAMPLE_ROWS} rows past the miss"
+    );
 }
