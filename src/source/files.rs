@@ -40,6 +40,9 @@ mod tabular;
 /// Bytes of record data per batch, at most (besides the record-count limit).
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
+/// Room in a batch's buffer beyond its expected size, for the line that crosses it.
+const LAST_LINE_ROOM: usize = 64 << 10;
+
 /// Lists the log files of `dir`, in the order they are read.
 pub fn list_files(dir: &Path) -> Result<Vec<String>> {
     let io = |source| Error::Source {
@@ -249,7 +252,7 @@ impl Reader {
         let mut offset = offset.max(pos.offset);
         // Room for a whole batch, so a batch's lines are copied once (a batch ends at the
         // first line past `MAX_BATCH_BYTES`).
-        let capacity = MAX_BATCH_BYTES.min(self.batch_size * 512) + (64 << 10);
+        let capacity = MAX_BATCH_BYTES.min(self.batch_size * 512) + LAST_LINE_ROOM;
         let mut buf = BytesMut::with_capacity(capacity);
         let mut spans: Vec<(usize, usize, Option<u64>)> = Vec::with_capacity(self.batch_size);
         let mut first = offset;
