@@ -5,10 +5,10 @@
 //! Invariant: a column writer gets its leaves in the order they were queued, from one task at a
 //! time; [`Columns::settled`] (a task's wait) and [`Columns::wait`] (a thread's) return only
 //! once every leaf queued so far is written (or failed), and only then may the writers be taken
-//! out ([`Columns::take`]). Called from a rayon pool's
-//! thread, [`Columns::push`] encodes before it returns (nothing is left for a wait that could
-//! hold the pool's thread). [`Columns::memory_size`] never counts less than is held: a queued
-//! leaf counts with its Arrow bytes until the writer's figure includes it.
+//! out ([`Columns::take`]). Called from a rayon pool's thread, [`Columns::push`] encodes before
+//! it returns (nothing is left for a wait that could hold the pool's thread).
+//! [`Columns::memory_size`] never counts less than is held: a queued leaf counts with its Arrow
+//! bytes until the writer's figure includes it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
