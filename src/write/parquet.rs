@@ -204,6 +204,8 @@ pub struct PartitionedWriter {
     /// Leaves queued in every open file's columns, and how many the last write queued.
     backlog: Arc<Backlog>,
     last_jobs: usize,
+    /// Per string column judged so far: whether it is compressed at [`FAST_LEVEL`].
+    fast_columns: HashMap<Vec<String>, bool>,
 }
 
 impl std::fmt::Debug for PartitionedWriter {
@@ -244,6 +246,7 @@ impl PartitionedWriter {
             context_bytes: zstd_context_bytes(cfg.zstd_level),
             backlog: Arc::default(),
             last_jobs: 0,
+            fast_columns: HashMap::new(),
             cfg,
         })
     }
@@ -375,7 +378,7 @@ impl PartitionedWriter {
     }
 
     /// Opens `bucket`'s next file; `first` is the first rows it will get.
-    fn open_file(&self, bucket: i64, first: &RecordBatch) -> Result<OpenFile> {
+    fn open_file(&mut self, bucket: i64, first: &RecordBatch) -> Result<OpenFile> {
         let partition = (self.naming)(bucket, self.granularity);
         let mut rel = partition_path(&partition);
         if !rel.is_empty() {
@@ -456,7 +459,15 @@ impl PartitionedWriter {
     /// limit and be dropped for plain encoding anyway, after hashing every value until then;
     /// a numeric column's stays under the limit but its indexes compress worse than the plain
     /// values do under zstd (the files DuckDB writes, plain for such columns, are smaller).
-    fn props_for(&self, first: &RecordBatch) -> WriterProperties {
+    ///
+    /// A string column of them is compressed at zstd's fastest level instead of the
+    /// configured one when its sampled values come out no more than 1 % bigger there: random
+    /// identifiers (UUIDs, hashes, tokens) leave zstd's match finders nothing to find, and a
+    /// higher level only spends more time looking (a UUID column takes about half the time at
+    /// level 1 and comes out smaller). Each column is judged once per writer, on the first
+    /// sample big enough (its files share their data's kind); a sample of numbers is too
+    /// small to show what the configured level gains on a whole page, so they keep it.
+    fn props_for(&mut self, first: &RecordBatch) -> WriterProperties {
         let mut distinct = Vec::new();
         for (field, column) in self.schema.fields().iter().zip(first.columns()) {
             mostly_distinct(field, column, &mut Vec::new(), &mut distinct);
@@ -464,12 +475,26 @@ impl PartitionedWriter {
         if distinct.is_empty() {
             return self.props.clone();
         }
-        distinct
-            .into_iter()
-            .fold(self.props.clone().into_builder(), |b, path| {
-                b.set_column_dictionary_enabled(ColumnPath::new(path), false)
-            })
-            .build()
+        let level = self.cfg.zstd_level;
+        let fast = ZstdLevel::try_new(FAST_LEVEL).map(Compression::ZSTD).ok();
+        let mut props = self.props.clone().into_builder();
+        for Distinct { path, plain } in distinct {
+            let is_fast = match (&plain, self.fast_columns.get(&path)) {
+                (_, Some(judged)) => *judged,
+                (Some(plain), None) if level > FAST_LEVEL && plain.len() >= JUDGED_BYTES => {
+                    let judged = fast_level_pays(plain, level);
+                    self.fast_columns.insert(path.clone(), judged);
+                    judged
+                }
+                _ => false,
+            };
+            let column = ColumnPath::new(path);
+            props = props.set_column_dictionary_enabled(column.clone(), false);
+            if let (true, Some(fast)) = (is_fast, fast) {
+                props = props.set_column_compression(column, fast);
+            }
+        }
+        props.build()
     }
 
     fn err(&self, e: impl Into<BoxError>) -> Error {
@@ -485,18 +510,30 @@ impl PartitionedWriter {
     }
 }
 
-/// Values sampled per string column when a file is opened, and the least of them that make
-/// a judgement.
+/// Values sampled per column when a file is opened, and the least of them that make a
+/// judgement.
 const SAMPLE_VALUES: usize = 2048;
 const SAMPLE_MIN: usize = 256;
+/// zstd's fastest regular level.
+const FAST_LEVEL: i32 = 1;
+/// The least sample (PLAIN-encoded) on which a column's zstd level is judged.
+const JUDGED_BYTES: usize = 32 << 10;
 
-/// Collects the paths of the string, integer and time columns of `column` (top-level or inside
-/// structs) whose sampled values are at least three quarters distinct.
+/// A column whose sampled values are mostly distinct: its path, and for a string column the
+/// sample as Parquet's PLAIN encoding lays it out (what zstd compresses).
+#[derive(Debug)]
+struct Distinct {
+    path: Vec<String>,
+    plain: Option<Vec<u8>>,
+}
+
+/// Collects the string, integer and time columns of `column` (top-level or inside structs)
+/// whose sampled values are at least three quarters distinct.
 fn mostly_distinct(
     field: &Field,
     column: &ArrayRef,
     path: &mut Vec<String>,
-    out: &mut Vec<Vec<String>>,
+    out: &mut Vec<Distinct>,
 ) {
     path.push(field.name().clone());
     match field.data_type() {
@@ -526,7 +563,16 @@ fn mostly_distinct(
             };
             let distinct: HashSet<&[u8]> = values.iter().copied().collect();
             if values.len() >= SAMPLE_MIN && distinct.len() * 4 >= values.len() * 3 {
-                out.push(path.clone());
+                // PLAIN: each value after its length (4 bytes, little-endian).
+                let mut plain = Vec::with_capacity(values.iter().map(|v| v.len() + 4).sum());
+                for v in values {
+                    plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    plain.extend_from_slice(v);
+                }
+                out.push(Distinct {
+                    path: path.clone(),
+                    plain: Some(plain),
+                });
             }
         }
         t if t.is_integer() || t.is_temporal() => {
@@ -539,13 +585,25 @@ fn mostly_distinct(
                 let sampled: Vec<i64> = values.iter().flatten().collect();
                 let distinct: HashSet<&i64> = sampled.iter().collect();
                 if sampled.len() >= SAMPLE_MIN && distinct.len() * 4 >= sampled.len() * 3 {
-                    out.push(path.clone());
+                    out.push(Distinct {
+                        path: path.clone(),
+                        plain: None,
+                    });
                 }
             }
         }
         _ => {}
     }
     path.pop();
+}
+
+/// Whether `plain` compresses at [`FAST_LEVEL`] to at most 1 % more than at `level`.
+fn fast_level_pays(plain: &[u8], level: i32) -> bool {
+    let size = |level| zstd::bulk::compress(plain, level).map(|c| c.len());
+    match (size(FAST_LEVEL), size(level)) {
+        (Ok(fast), Ok(at_level)) => fast * 100 <= at_level * 101,
+        _ => false,
+    }
 }
 
 /// Memory of a zstd compression context at `level` once it has compressed a page of

@@ -242,7 +242,7 @@ fn dictionaries_are_left_out_for_mostly_distinct_strings_integers_and_times() {
     for (field, column) in schema.fields().iter().zip(batch.columns()) {
         mostly_distinct(field, column, &mut Vec::new(), &mut distinct);
     }
-    let names: Vec<String> = distinct.into_iter().map(|p| p.join(".")).collect();
+    let names: Vec<String> = distinct.into_iter().map(|c| c.path.join(".")).collect();
     assert_eq!(names, ["id", "ts", "name"]);
     // Too few values to judge: dictionaries stay.
     let few = batch.slice(0, 100);
@@ -251,4 +251,89 @@ fn dictionaries_are_left_out_for_mostly_distinct_strings_integers_and_times() {
         mostly_distinct(field, column, &mut Vec::new(), &mut distinct);
     }
     assert!(distinct.is_empty(), "{distinct:?}");
+}
+
+/// A column of random identifiers is compressed at zstd's fastest level (as small there, and
+/// faster), judged once per writer on a sample big enough; numbers keep the configured level.
+#[test]
+fn random_identifiers_are_compressed_at_the_fastest_level() {
+    use arrow::array::TimestampMicrosecondArray;
+    let n = 4096u64;
+    // A fixed pseudo-random sequence (splitmix64), formatted as UUIDs.
+    let random = |i: u64| {
+        let mut z = i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let ids = (0..n).map(|i| {
+        let (a, b) = (random(2 * i), random(2 * i + 1));
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 48,
+            b & 0xffff_ffff_ffff
+        )
+    });
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("view_id", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+            false,
+        ),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(ids)),
+            Arc::new(TimestampMicrosecondArray::from_iter_values((0..n).map(
+                |i| 1_795_651_307_420_369 + (i * 700_000 + random(i) % 700_000) as i64,
+            ))),
+        ],
+    )
+    .unwrap();
+    let mut w = PartitionedWriter::new(
+        lake(),
+        Path::from("t/v1"),
+        schema,
+        WriterConfig::default(),
+        Granularity::Hour,
+        "w1",
+    )
+    .unwrap();
+    let fast = Compression::ZSTD(ZstdLevel::try_new(FAST_LEVEL).unwrap());
+    let configured = Compression::ZSTD(ZstdLevel::try_new(3).unwrap());
+    let level_of =
+        |props: &WriterProperties, name: &str| props.compression(&ColumnPath::from(name));
+    // 300 identifiers are mostly distinct, but too few bytes to judge the level on.
+    let props = w.props_for(&batch.slice(0, 300));
+    assert_eq!(level_of(&props, "view_id"), configured);
+    let props = w.props_for(&batch);
+    assert_eq!(level_of(&props, "view_id"), fast);
+    assert_eq!(level_of(&props, "ts"), configured);
+    // Judged once: a later file with a small first part gets the same.
+    let props = w.props_for(&batch.slice(0, 300));
+    assert_eq!(level_of(&props, "view_id"), fast);
+    // At level 1 already: nothing to choose.
+    let at_one = WriterConfig {
+        zstd_level: 1,
+        ..WriterConfig::default()
+    };
+    let mut w = PartitionedWriter::new(
+        lake(),
+        Path::from("t/v1"),
+        batch.schema(),
+        at_one,
+        Granularity::Hour,
+        "w1",
+    )
+    .unwrap();
+    assert_eq!(
+        w.props_for(&batch)
+            .compression(&ColumnPath::from("view_id")),
+        fast
+    );
 }
