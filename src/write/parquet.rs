@@ -111,9 +111,8 @@ impl OpenFile {
     }
 
     /// Writes the in-progress row group into the file (its columns closed in parallel) and,
-    /// unless it is the `last`, starts the next one. Blocks until the columns' queued leaves are
-    /// written: call it once [`Columns::settled`] returned (a runtime's or a pool's thread
-    /// waiting would be held up).
+    /// unless it is the `last`, starts the next one. Call it once [`Columns::settled`]
+    /// returned: with leaves still queued it fails.
     fn end_row_group(&mut self, last: bool) -> parquet::errors::Result<()> {
         if self.group_rows == 0 {
             return Ok(());

@@ -3,28 +3,25 @@
 //! hands a batch's columns over and goes on with the next batch while they encode.
 //!
 //! Invariant: a column writer gets its leaves in the order they were queued, from one task at a
-//! time; [`Columns::settled`] (a task's wait) and [`Columns::wait`] (a thread's) return only
-//! once every leaf queued so far is written (or failed), and only then may the writers be taken
-//! out ([`Columns::take`]). Called from a rayon pool's thread, [`Columns::push`] encodes before
-//! it returns (nothing is left for a wait that could hold the pool's thread).
+//! time; [`Columns::settled`] returns only once every leaf queued so far is written (or
+//! failed), and the writers are taken out ([`Columns::take`]) only with nothing queued.
+//! Called from a rayon pool's thread, [`Columns::push`] encodes before it returns (nothing is
+//! left for a wait that could hold the pool's thread).
 //! [`Columns::memory_size`] never counts less than is held: a queued leaf counts with its Arrow
 //! bytes until the writer's figure includes it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use parquet::arrow::arrow_writer::{ArrowColumnWriter, ArrowLeafColumn};
 use parquet::errors::{ParquetError, Result};
 use tokio::sync::Notify;
 
-/// Leaves queued and not yet written, and the Arrow bytes they hold, with wake-ups for the
-/// threads and the tasks waiting for fewer.
+/// Leaves queued and not yet written, and the Arrow bytes they hold, with a wake-up for the
+/// tasks waiting for fewer (a task must not hold its runtime's thread).
 #[derive(Debug, Default)]
 pub(super) struct Backlog {
     queued: Mutex<Queued>,
-    /// For threads ([`Backlog::block_until_at_most`]).
-    changed: Condvar,
-    /// For tasks ([`Backlog::at_most`]): a task must not hold its runtime's thread.
     notify: Notify,
 }
 
@@ -47,7 +44,6 @@ impl Backlog {
         queued.leaves -= 1;
         queued.bytes -= bytes;
         drop(queued);
-        self.changed.notify_all();
         self.notify.notify_waiters();
     }
 
@@ -55,15 +51,8 @@ impl Backlog {
         lock(&self.queued).bytes
     }
 
-    /// Blocks the thread until at most `most` leaves are queued.
-    fn block_until_at_most(&self, most: usize) {
-        let mut queued = lock(&self.queued);
-        while queued.leaves > most {
-            queued = self
-                .changed
-                .wait(queued)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+    fn leaves(&self) -> usize {
+        lock(&self.queued).leaves
     }
 
     /// Returns once at most `most` leaves are queued, yielding to the runtime meanwhile.
@@ -73,7 +62,7 @@ impl Backlog {
             let mut notified = std::pin::pin!(notified);
             // Registered before the count is read, so a leaf done in between still wakes it.
             notified.as_mut().enable();
-            if lock(&self.queued).leaves <= most {
+            if self.leaves() <= most {
                 return;
             }
             notified.await;
@@ -103,7 +92,7 @@ pub(super) struct Columns {
     slots: Vec<Shared>,
     /// This file's leaves in flight, and their bytes.
     backlog: Arc<Backlog>,
-    /// Every file's leaves in flight (the writer's; it counts no bytes).
+    /// Every file's leaves in flight, and their bytes (the writer's).
     all: Arc<Backlog>,
 }
 
@@ -120,7 +109,7 @@ impl Columns {
     /// they are written in the background.
     pub(super) fn push(&self, leaves: Vec<ArrowLeafColumn>, bytes: usize) {
         self.backlog.add(leaves.len(), bytes);
-        self.all.add(leaves.len(), 0);
+        self.all.add(leaves.len(), bytes);
         let n = leaves.len().max(1);
         let mut idle = Vec::new();
         for (i, (shared, leaf)) in self.slots.iter().zip(leaves).enumerate() {
@@ -157,13 +146,6 @@ impl Columns {
         self.first_error()
     }
 
-    /// [`Columns::settled`], blocking the thread (at once if nothing is queued: after
-    /// `settled`, or on a rayon pool's thread, where [`Columns::push`] encodes in place).
-    pub(super) fn wait(&self) -> Result<()> {
-        self.backlog.block_until_at_most(0);
-        self.first_error()
-    }
-
     fn first_error(&self) -> Result<()> {
         for shared in &self.slots {
             if let Some(e) = lock(shared).error.take() {
@@ -173,9 +155,16 @@ impl Columns {
         Ok(())
     }
 
-    /// The column writers, once every queued leaf is written; `next` take their place.
+    /// The column writers, once every queued leaf is written (after [`Columns::settled`], or
+    /// on a rayon pool's thread, where [`Columns::push`] encodes in place); `next` take their
+    /// place.
     pub(super) fn take(&mut self, next: Vec<ArrowColumnWriter>) -> Result<Vec<ArrowColumnWriter>> {
-        self.wait()?;
+        self.first_error()?;
+        if self.backlog.leaves() > 0 {
+            return Err(ParquetError::General(
+                "column writers taken with leaves still queued".into(),
+            ));
+        }
         let taken = std::mem::replace(&mut self.slots, next.into_iter().map(slot).collect());
         taken
             .into_iter()
@@ -257,7 +246,7 @@ fn drain(shared: &Mutex<Slot>, backlog: &Backlog, all: &Backlog) {
         }
         drop(leaf);
         backlog.done(share);
-        all.done(0);
+        all.done(share);
     }
 }
 
@@ -330,8 +319,10 @@ mod tests {
             // (An odd count, so the shares have a remainder.)
             columns.push(leaves, 161);
         }
+        futures::executor::block_on(columns.settled()).unwrap();
         let taken = columns.take(Vec::new()).unwrap();
-        all.block_until_at_most(0);
+        futures::executor::block_on(all.at_most(0));
+        assert_eq!(all.bytes(), 0, "the writer's count is back to none");
         assert_eq!(columns.len(), 0);
         assert_eq!(
             columns.memory_size(),
