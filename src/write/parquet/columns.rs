@@ -18,7 +18,8 @@ use parquet::errors::{ParquetError, Result};
 use tokio::sync::Notify;
 
 /// Leaves queued and not yet written, and the Arrow bytes they hold, with a wake-up for the
-/// tasks waiting for fewer (a task must not hold its runtime's thread).
+/// tasks waiting for fewer (a task must not hold its runtime's thread), sent once the count
+/// is down to what one of them waits for.
 #[derive(Debug, Default)]
 pub(super) struct Backlog {
     queued: Mutex<Queued>,
@@ -29,6 +30,10 @@ pub(super) struct Backlog {
 struct Queued {
     leaves: usize,
     bytes: usize,
+    /// The most leaves any waiting task waits for (`None`: none waits). A leaf done wakes the
+    /// waiters only once the count is down to it, not every time (each wake-up costs a
+    /// thread switch, and a file's leaves are done by the hundred).
+    wake_at: Option<usize>,
 }
 
 impl Backlog {
@@ -43,8 +48,14 @@ impl Backlog {
         let mut queued = lock(&self.queued);
         queued.leaves -= 1;
         queued.bytes -= bytes;
+        let wake = queued.wake_at.is_some_and(|most| queued.leaves <= most);
+        if wake {
+            queued.wake_at = None;
+        }
         drop(queued);
-        self.notify.notify_waiters();
+        if wake {
+            self.notify.notify_waiters();
+        }
     }
 
     fn bytes(&self) -> usize {
@@ -62,8 +73,12 @@ impl Backlog {
             let mut notified = std::pin::pin!(notified);
             // Registered before the count is read, so a leaf done in between still wakes it.
             notified.as_mut().enable();
-            if self.leaves() <= most {
-                return;
+            {
+                let mut queued = lock(&self.queued);
+                if queued.leaves <= most {
+                    return;
+                }
+                queued.wake_at = Some(queued.wake_at.map_or(most, |w| w.max(most)));
             }
             notified.await;
         }
@@ -287,6 +302,31 @@ mod tests {
         });
         rx.recv_timeout(std::time::Duration::from_secs(60))
             .expect("writing on a one-thread pool finished");
+    }
+
+    /// Tasks waiting for different counts are each woken once the count is down to theirs,
+    /// though a leaf done wakes nobody before that.
+    #[test]
+    fn waiters_are_woken_at_their_counts() {
+        let backlog = Arc::new(Backlog::default());
+        backlog.add(4, 40);
+        let (tx, rx) = std::sync::mpsc::channel();
+        for most in [2, 0] {
+            let (backlog, tx) = (backlog.clone(), tx.clone());
+            std::thread::spawn(move || {
+                futures::executor::block_on(backlog.at_most(most));
+                let _ = tx.send(most);
+            });
+        }
+        let woken = || rx.recv_timeout(std::time::Duration::from_secs(60));
+        backlog.done(10);
+        backlog.done(10);
+        assert_eq!(woken(), Ok(2), "the waiter for two, at two");
+        backlog.done(10);
+        assert!(rx.try_recv().is_err(), "nobody waits for one");
+        backlog.done(10);
+        assert_eq!(woken(), Ok(0), "the waiter for none, at none");
+        assert_eq!(backlog.bytes(), 0);
     }
 
     fn write_and_read_back() {
