@@ -477,14 +477,17 @@ impl PartitionedWriter {
         let level = self.cfg.zstd_level;
         let fast = ZstdLevel::try_new(FAST_LEVEL).map(Compression::ZSTD).ok();
         let mut props = self.props.clone().into_builder();
-        for Distinct { path, plain } in distinct {
-            let is_fast = match (&plain, self.fast_columns.get(&path)) {
+        for Distinct { path, strings } in distinct {
+            let is_fast = match (&strings, self.fast_columns.get(&path)) {
                 (_, Some(judged)) => *judged,
-                (Some(plain), None) if level > FAST_LEVEL && plain.len() >= JUDGED_BYTES => {
-                    let judged = fast_level_pays(plain, level);
-                    self.fast_columns.insert(path.clone(), judged);
-                    judged
-                }
+                (Some(values), None) if level > FAST_LEVEL => match plain_sample(values) {
+                    Some(plain) => {
+                        let judged = fast_level_pays(&plain, level);
+                        self.fast_columns.insert(path.clone(), judged);
+                        judged
+                    }
+                    None => false,
+                },
                 _ => false,
             };
             let column = ColumnPath::new(path);
@@ -519,20 +522,20 @@ const FAST_LEVEL: i32 = 1;
 const JUDGED_BYTES: usize = 32 << 10;
 
 /// A column whose sampled values are mostly distinct: its path, and for a string column the
-/// sample as Parquet's PLAIN encoding lays it out (what zstd compresses).
+/// sampled values.
 #[derive(Debug)]
-struct Distinct {
+struct Distinct<'a> {
     path: Vec<String>,
-    plain: Option<Vec<u8>>,
+    strings: Option<Vec<&'a [u8]>>,
 }
 
 /// Collects the string, integer and time columns of `column` (top-level or inside structs)
 /// whose sampled values are at least three quarters distinct.
-fn mostly_distinct(
+fn mostly_distinct<'a>(
     field: &Field,
-    column: &ArrayRef,
+    column: &'a ArrayRef,
     path: &mut Vec<String>,
-    out: &mut Vec<Distinct>,
+    out: &mut Vec<Distinct<'a>>,
 ) {
     path.push(field.name().clone());
     match field.data_type() {
@@ -562,15 +565,9 @@ fn mostly_distinct(
             };
             let distinct: HashSet<&[u8]> = values.iter().copied().collect();
             if values.len() >= SAMPLE_MIN && distinct.len() * 4 >= values.len() * 3 {
-                // PLAIN: each value after its length (4 bytes, little-endian).
-                let mut plain = Vec::with_capacity(values.iter().map(|v| v.len() + 4).sum());
-                for v in values {
-                    plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    plain.extend_from_slice(v);
-                }
                 out.push(Distinct {
                     path: path.clone(),
-                    plain: Some(plain),
+                    strings: Some(values),
                 });
             }
         }
@@ -586,7 +583,7 @@ fn mostly_distinct(
                 if sampled.len() >= SAMPLE_MIN && distinct.len() * 4 >= sampled.len() * 3 {
                     out.push(Distinct {
                         path: path.clone(),
-                        plain: None,
+                        strings: None,
                     });
                 }
             }
@@ -594,6 +591,21 @@ fn mostly_distinct(
         _ => {}
     }
     path.pop();
+}
+
+/// `values` as Parquet's PLAIN encoding lays them out (what zstd compresses): each value
+/// after its length (4 bytes, little-endian); `None` if that is under [`JUDGED_BYTES`].
+fn plain_sample(values: &[&[u8]]) -> Option<Vec<u8>> {
+    let len: usize = values.iter().map(|v| v.len() + 4).sum();
+    if len < JUDGED_BYTES {
+        return None;
+    }
+    let mut plain = Vec::with_capacity(len);
+    for v in values {
+        plain.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        plain.extend_from_slice(v);
+    }
+    Some(plain)
 }
 
 /// Whether `plain` compresses at [`FAST_LEVEL`] to at most 1 % more than at `level`.
