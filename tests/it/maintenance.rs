@@ -1,7 +1,7 @@
 //! Table maintenance end to end: `compact` of a Delta version beside the `run` that keeps
 //! writing it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kappa_lake::source::mock::OutRecord;
 
@@ -21,16 +21,18 @@ const DAY_MS: i64 = 86_400_000;
 /// Events `ids` of a day's `count`, in time order through day `day` (0 = 2026-11-26), so a
 /// batch of one Kafka partition falls into one or two hourly partitions.
 fn timed(ids: std::ops::Range<i64>, first: i64, count: i64, day: i64) -> Vec<OutRecord> {
-    ids.map(|id| {
-        let ts = DAY_START_MS + day * DAY_MS + (id - first) * DAY_MS / count;
-        OutRecord {
-            partition: Some((id % i64::from(PARTITIONS)) as i32),
-            key: None,
-            payload: format!(r#"{{"id":{id},"ts":{ts},"name":"item-{}"}}"#, id % 97).into_bytes(),
-            timestamp_ms: Some(ts),
-        }
-    })
-    .collect()
+    ids.map(|id| timed_one(id, first, count, day)).collect()
+}
+
+/// Event `id` of [`timed`]'s sequence; ids past `first + count` run on into the next days.
+fn timed_one(id: i64, first: i64, count: i64, day: i64) -> OutRecord {
+    let ts = DAY_START_MS + day * DAY_MS + (id - first) * DAY_MS / count;
+    OutRecord {
+        partition: Some((id % i64::from(PARTITIONS)) as i32),
+        key: None,
+        payload: format!(r#"{{"id":{id},"ts":{ts},"name":"item-{}"}}"#, id % 97).into_bytes(),
+        timestamp_ms: Some(ts),
+    }
 }
 
 /// Produces `events` to [`TOPIC`] in chunks of `chunk` through one producer, each acknowledged
@@ -41,6 +43,19 @@ fn paced(brokers: &str, events: Vec<OutRecord>, chunk: usize, pause: Duration) {
 
 /// [`paced`] to `topic`.
 fn paced_to(brokers: &str, topic: &str, events: Vec<OutRecord>, chunk: usize, pause: Duration) {
+    paced_until(brokers, topic, events, chunk, pause, || false);
+}
+
+/// [`paced_to`] until `events` run out or, checked before each chunk, `stop` holds; returns
+/// how many events it produced.
+fn paced_until(
+    brokers: &str,
+    topic: &str,
+    events: impl IntoIterator<Item = OutRecord>,
+    chunk: usize,
+    pause: Duration,
+    stop: impl Fn() -> bool,
+) -> i64 {
     use rdkafka::config::ClientConfig;
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let producer: BaseProducer = ClientConfig::new()
@@ -48,8 +63,10 @@ fn paced_to(brokers: &str, topic: &str, events: Vec<OutRecord>, chunk: usize, pa
         .set("linger.ms", "1")
         .create()
         .expect("producer");
-    for c in events.chunks(chunk) {
-        for r in c {
+    let mut events = events.into_iter().peekable();
+    let mut produced = 0;
+    while events.peek().is_some() && !stop() {
+        for r in events.by_ref().take(chunk) {
             let mut record = BaseRecord::<(), Vec<u8>>::to(topic).payload(&r.payload);
             if let Some(p) = r.partition {
                 record = record.partition(p);
@@ -58,10 +75,12 @@ fn paced_to(brokers: &str, topic: &str, events: Vec<OutRecord>, chunk: usize, pa
                 record = record.timestamp(ts);
             }
             producer.send(record).map_err(|(e, _)| e).expect("send");
+            produced += 1;
         }
         producer.flush(Duration::from_secs(30)).expect("flush");
         std::thread::sleep(pause);
     }
+    produced
 }
 
 /// A Kafka table on `topic` whose `run` commits every 50 ms: the consumer fetches as soon as
@@ -296,8 +315,9 @@ fn expired_commit_files_are_cleaned_up_and_readers_still_open_the_table() {
 
 /// Two compactions stopped at their crash points just before and just after their commit,
 /// then `compact` and `run` SIGKILLed at random moments (24 kills; `KAPPA_LAKE_TEST_SEED`
-/// replays a run), all while events keep arriving: every reader sees each event exactly once
-/// throughout, and one compaction run to its end afterwards finishes the job.
+/// replays a run), all while events keep arriving (until the last kill, so every compaction
+/// has fresh small files to work on): every reader sees each event exactly once throughout,
+/// and one compaction run to its end afterwards finishes the job.
 #[test]
 fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
     use rand::{Rng, SeedableRng};
@@ -308,17 +328,20 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
     ));
     let w = World::with(&table);
     let (d, cli) = (w.path(), w.cli());
-    const TOTAL: i64 = 24_000;
+    // ~1,300 events/s, a day of event time per 24,000 events, until the kills are done.
+    const DAILY: i64 = 24_000;
+    let kills_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
-        let brokers = brokers.clone();
+        let (brokers, kills_done) = (brokers.clone(), kills_done.clone());
         std::thread::spawn(move || {
-            paced_to(
+            paced_until(
                 &brokers,
                 topic,
-                timed(0..TOTAL, 0, TOTAL, 0),
+                (0..).map(|id| timed_one(id, 0, DAILY, 0)),
                 40,
                 Duration::from_millis(30),
-            );
+                || kills_done.load(std::sync::atomic::Ordering::Relaxed),
+            )
         })
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(crate::support::seed());
@@ -343,6 +366,7 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
     // Mostly compactions: a killed `run`'s partitions stay with its ghost until the session
     // times out (3 s), so each run kill waits for the new one to commit.
     let (mut compact_kills, mut run_kills, mut round) = (0, 0, 0);
+    let mut lasted = ms(800);
     while compact_kills + run_kills < 24 {
         round += 1;
         assert!(
@@ -363,10 +387,18 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
                 log_of(d, &log)
             );
         } else {
+            // Killed at a moment drawn from how long compactions run to their end (a running
+            // mean), so the kills land inside them however fast they are on this machine.
             let log = format!("compact-{round}.log");
+            let started = Instant::now();
             let mut compact = cli.spawn(&cli.table_args("compact", &[]), &log);
-            std::thread::sleep(ms(rng.random_range(0..800)));
-            if !compact.exited() {
+            let kill_at = ms(rng.random_range(0..=lasted.as_millis() as u64));
+            while started.elapsed() < kill_at && !compact.exited() {
+                std::thread::sleep(ms(2));
+            }
+            if compact.exited() {
+                lasted = (lasted + started.elapsed()) / 2;
+            } else {
                 compact.kill().expect("SIGKILL compact");
                 compact.wait().expect("reap compact");
                 compact_kills += 1;
@@ -378,14 +410,16 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
         compact_kills >= 12 && run_kills >= 3,
         "{compact_kills} compactions and {run_kills} runs killed"
     );
-    producer.join().expect("producer");
+    kills_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let total = producer.join().expect("producer");
+    eprintln!("{total} events produced");
     assert!(
         wait_for(Duration::from_secs(120), || stored_total(d, 0)
-            == TOTAL as u64),
+            == total as u64),
         "v1 does not hold every event:\n{}",
         log_of(d, &format!("run-{round}.log"))
     );
-    assert_exact(d, TOTAL, "after the kills");
+    assert_exact(d, total, "after the kills");
 
     // A compaction run to its end (beside `run`) finishes the job.
     cli.table_ok("compact", &[]);
@@ -396,7 +430,7 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
             "partition {p} has {n} files after a full compaction"
         );
     }
-    assert_exact(d, TOTAL, "after a full compaction");
+    assert_exact(d, total, "after a full compaction");
 }
 
 /// `[table.maintenance]`: `run` compacts, by itself, the partitions no file was added to for
@@ -510,7 +544,6 @@ fn run_compacts_idle_partitions_and_vacuums_by_itself() {
 fn a_steady_run_keeps_closed_partitions_compacted_and_its_log_bounded() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::time::Instant;
 
     let secs: u64 = std::env::var("KAPPA_LAKE_TEST_MAINTENANCE_SOAK_SECS").map_or(90, |s| {
         s.parse()
@@ -668,7 +701,7 @@ fn steady_producer(
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     let speed = 3_600 / hour_secs as i64;
     let mut id: i64 = 0;
     while !stop.load(Ordering::SeqCst) {
