@@ -328,7 +328,8 @@ fn compaction_and_run_killed_at_random_lose_and_duplicate_nothing() {
     ));
     let w = World::with(&table);
     let (d, cli) = (w.path(), w.cli());
-    // ~1,300 events/s, a day of event time per 24,000 events, until the kills are done.
+    // 40 events every 30 ms plus a flush (400-500 events/s here), a day of event time per
+    // 24,000 events, until the kills are done.
     const DAILY: i64 = 24_000;
     let kills_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producer = {
