@@ -325,6 +325,9 @@ def run_kafka(args, work: Path, kind, data: Path, events):
         f'kind = "kafka"\nbrokers = "{args.brokers}"\ntopic = "{topic}"\n'
         f'group_id = "{topic}"\n'
     )
+    if args.kafka_setting:
+        source += "\n[table.source.kafka]\n" + "".join(
+            f'"{k}" = "{v}"\n' for k, v in (s.split("=", 1) for s in args.kafka_setting))
     cfg = kappa_config(work, kind, source, "delta")
     env = dict(os.environ, KAPPA_LAKE_LOG="info", NO_COLOR="1")
     m = measure([args.bin, "run", "--config", str(cfg), "--stop-at-end"], env=env, cwd=work,
@@ -397,7 +400,12 @@ def main():
     # ~1.7 s, so its fixed costs (the first fetches, the Delta commit, the end-of-partition
     # check) count for as much as a third of the difference from the files path.
     ap.add_argument("--kafka-events", type=int, default=1_000_000)
+    ap.add_argument("--kafka-setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="a librdkafka setting for the Kafka run's consumer "
+                         "([table.source.kafka]); repeatable")
     args = ap.parse_args()
+    if bad := [s for s in args.kafka_setting if "=" not in s]:
+        ap.error(f"--kafka-setting takes KEY=VALUE, not {bad[0]!r}")
     args.bin = str(Path(args.bin).resolve())
     out = Path(args.out).resolve()
     data = out / "data"
@@ -469,6 +477,8 @@ def main():
         summary += (f"\nKafka → delta CPU per event: {kafka[0]['cpu_vs_files']:.2f}× the files "
                     "path's on the same events.")
     machine = f"{os.cpu_count()} CPUs, threads={args.threads}, late fraction {args.late}"
+    if args.kafka_setting:
+        machine += ", Kafka consumer " + ", ".join(args.kafka_setting)
     (out / "results.json").write_text(json.dumps(
         {"machine": machine, "rows": rows, "timings_s": timings}, indent=2))
     steps = "\n".join(f"- {k}: {v:.1f} s" for k, v in timings.items())
