@@ -114,8 +114,14 @@ struct Context {
 }
 
 impl Context {
+    /// Sends the burst, if any. The next burst starts with room for as many messages as
+    /// this one held: filled message by message from empty, it would be copied as it grew.
     fn flush_burst(&self) -> bool {
-        let burst = std::mem::take(&mut *lock(&self.burst));
+        let burst = {
+            let mut burst = lock(&self.burst);
+            let room = burst.len().min(MAX_BURST_MESSAGES + fetch::BATCH);
+            std::mem::replace(&mut *burst, Vec::with_capacity(room))
+        };
         burst.is_empty() || self.tx.blocking_send(Event::Messages(burst)).is_ok()
     }
 

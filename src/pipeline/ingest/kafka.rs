@@ -452,7 +452,12 @@ async fn accept(
     messages: Vec<KafkaMessage>,
 ) -> Result<()> {
     let max_record_bytes = w.table.source.max_record_bytes();
-    // Per partition: where this consumer stood before the batch, and the records.
+    // Per partition: where this consumer stood before the batch, and the records (each
+    // partition's vector sized once: a burst holds thousands).
+    let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+    for m in &messages {
+        *counts.entry(m.partition).or_default() += 1;
+    }
     let mut by_partition: BTreeMap<i32, (Option<u64>, Vec<Record>)> = BTreeMap::new();
     for m in messages {
         let Some(state) = assigned.get_mut(&m.partition) else {
@@ -475,9 +480,12 @@ async fn accept(
         let len = m.payload.len();
         let oversized = (len > max_record_bytes).then_some(len as u64);
         let bytes = m.payload;
-        let (_, records) = by_partition
-            .entry(m.partition)
-            .or_insert_with(|| (from, Vec::new()));
+        let (_, records) = by_partition.entry(m.partition).or_insert_with(|| {
+            (
+                from,
+                Vec::with_capacity(counts.get(&m.partition).copied().unwrap_or(0)),
+            )
+        });
         records.push(Record {
             bytes,
             oversized,
