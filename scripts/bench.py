@@ -10,7 +10,8 @@ spread over 48 hourly partitions, a fraction of them late), then measures in one
   - second peer: Polars `scan_ndjson(...).sink_parquet(PartitionBy(..., key=[date, hour]),
     compression="zstd")` with POLARS_MAX_THREADS at the same threads;
   - Kafka path (with --brokers): the events produced to a topic first, then the
-    consume-to-committed phase of `kappa-lake run --stop-at-end` into Delta;
+    consume-to-committed phase of `kappa-lake run --stop-at-end` into Delta, against the
+    files path on the same events (--kafka-repeat alternating pairs, medians compared);
   - memory: the Parquet rebuild at 1x, 4x and 16x a base size, to show peak RSS stays flat.
 
 Every measured run is a child process reaped with wait4(), so CPU seconds and peak RSS are
@@ -22,6 +23,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -313,27 +315,30 @@ def produce_files(brokers, topic, partitions, files):
     print(f"produced {n:,} events to {topic}", flush=True)
 
 
-def run_kafka(args, work: Path, kind, data: Path, events):
-    """Produces the events to a fresh topic, then times `run --stop-at-end` into Delta."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+def produce_topic(args, kind, data: Path):
+    """Produces the events to a fresh topic of 6 partitions; its name and the seconds taken."""
     topic = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
     t0 = time.monotonic()
     produce_files(args.brokers, topic, 6, sorted(data.glob("*.ndjson")))
-    produce_s = time.monotonic() - t0
+    return topic, time.monotonic() - t0
+
+
+def run_kafka(args, work: Path, kind, topic, group):
+    """Times `run --stop-at-end` from `topic` (consumer group `group`) into Delta."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     source = (
         f'kind = "kafka"\nbrokers = "{args.brokers}"\ntopic = "{topic}"\n'
-        f'group_id = "{topic}"\n'
+        f'group_id = "{group}"\n'
     )
     if args.kafka_setting:
         source += "\n[table.source.kafka]\n" + "".join(
             f'"{k}" = "{v}"\n' for k, v in (s.split("=", 1) for s in args.kafka_setting))
-    cfg = kappa_config(work, kind, source, "delta")
+    cfg = kappa_config(work, kind, source, "delta", kafka_writer(args))
     env = dict(os.environ, KAPPA_LAKE_LOG="info", NO_COLOR="1")
     m = measure([args.bin, "run", "--config", str(cfg), "--stop-at-end"], env=env, cwd=work,
                 log=work / "run.log", mark="partitions assigned")
     m["output_bytes"], m["files"] = output_stats(work / "lake" / kind / "v1")
-    m["produce_s"] = produce_s
     # Joining the consumer group is the broker's business (tansu takes ~20 s); the
     # consume-to-committed phase runs from the assignment to the end of the run.
     stamps = {}
@@ -350,6 +355,16 @@ def run_kafka(args, work: Path, kind, data: Path, events):
         m["cpu_s_before_assignment"] = m.pop("cpu_s_at_mark")
         m["cpu_s"] -= m["cpu_s_before_assignment"]
     return m
+
+
+def kafka_writer(args):
+    """The writer settings of the Kafka run and of its files peer (the same for both)."""
+    return f'max_buffer_bytes = "{args.kafka_buffer}"' if args.kafka_buffer else ""
+
+
+def median_run(runs):
+    """The run with the median CPU seconds (of an odd count; the lower middle otherwise)."""
+    return sorted(runs, key=lambda m: m["cpu_s"])[(len(runs) - 1) // 2]
 
 
 # ---------------------------------------------------------------------------------------
@@ -403,6 +418,17 @@ def main():
     ap.add_argument("--kafka-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="a librdkafka setting for the Kafka run's consumer "
                          "([table.source.kafka]); repeatable")
+    # Both paths commit when the buffers pass max_buffer_bytes; at 1M page views (spread over
+    # 48 hourly files) the default 256 MiB is crossed near the end of the run, so one run of
+    # a pair commits once (48 files) and the other twice (69-76 files) depending on timing,
+    # which is not the difference being measured. With 1 GiB both write the same 48 files.
+    ap.add_argument("--kafka-buffer", default="1GiB",
+                    help="max_buffer_bytes of the Kafka run and its files peer ('' for the "
+                         "default)")
+    # The Kafka figure is a ratio of two short runs on a shared machine: each side is run
+    # this many times (the topic is produced once, each consume a new group) and the runs
+    # with the median CPU are compared; every run's figure is in results.json.
+    ap.add_argument("--kafka-repeat", type=int, default=3)
     args = ap.parse_args()
     if bad := [s for s in args.kafka_setting if "=" not in s]:
         ap.error(f"--kafka-setting takes KEY=VALUE, not {bad[0]!r}")
@@ -438,16 +464,26 @@ def main():
         d = data / f"{kind}-kafka-{args.kafka_events}"
         generate(kind, args.kafka_events, 4, args.late, d)
         size = input_bytes(d)
-        m = run_kafka(args, out / "runs" / "kafka", kind, d, args.kafka_events)
-        timings["produce to the broker"] = m.pop("produce_s")
-        timings["join the consumer group (excluded)"] = m.pop("group_join_s", 0.0)
+        topic, timings["produce to the broker"] = produce_topic(args, kind, d)
+        # Alternating, so a slow spell of the machine falls on both sides.
+        kafka_runs, files_runs = [], []
+        for i in range(max(1, args.kafka_repeat)):
+            kafka_runs.append(run_kafka(args, out / "runs" / f"kafka-{i}", kind, topic,
+                                        f"{topic}-{i}"))
+            # The files path on the same events, for the CPU per event of the Kafka path.
+            files_runs.append(run_kappa(args, out / "runs" / f"kafka-peer-{i}", kind, d,
+                                        "delta", kafka_writer(args)))
+        timings["join the consumer group (excluded, each run)"] = statistics.mean(
+            m.pop("group_join_s", 0.0) for m in kafka_runs)
         kafka = row(f"kappa-lake Kafka → delta ({kind}), consume to committed", kind,
-                    args.kafka_events, size, m)
-        # The files path on the same events, for the CPU per event of the Kafka path.
+                    args.kafka_events, size, median_run(kafka_runs))
         files = row(f"kappa-lake files → delta ({kind}), the Kafka run's events", kind,
-                    args.kafka_events, size,
-                    run_kappa(args, out / "runs" / "kafka-peer", kind, d, "delta"))
+                    args.kafka_events, size, median_run(files_runs))
         kafka["cpu_vs_files"] = kafka["cpu_s_per_million"] / files["cpu_s_per_million"]
+        kafka["cpu_s_per_million_runs"] = [m["cpu_s"] / (args.kafka_events / 1e6)
+                                           for m in kafka_runs]
+        files["cpu_s_per_million_runs"] = [m["cpu_s"] / (args.kafka_events / 1e6)
+                                           for m in files_runs]
         rows.extend([kafka, files])
         print(markdown(rows[-2:]), flush=True)
         print(f"Kafka CPU per event: {kafka['cpu_vs_files']:.2f}x the files path's", flush=True)
@@ -474,8 +510,15 @@ def main():
     )
     kafka = [r for r in rows if "cpu_vs_files" in r]
     if kafka:
-        summary += (f"\nKafka → delta CPU per event: {kafka[0]['cpu_vs_files']:.2f}× the files "
-                    "path's on the same events.")
+        k = kafka[0]
+        f = next(r for r in rows if r["run"].endswith("the Kafka run's events"))
+
+        def each(r):
+            return " / ".join(f"{c:.2f}" for c in r["cpu_s_per_million_runs"])
+        summary += (f"\nKafka → delta CPU per event: {k['cpu_vs_files']:.2f}× the files "
+                    f"path's on the same events (medians of {len(k['cpu_s_per_million_runs'])} "
+                    f"alternating runs each, CPU-s per million: Kafka {each(k)}, files {each(f)};"
+                    f" max_buffer_bytes {args.kafka_buffer or 'default'} for both).")
     machine = f"{os.cpu_count()} CPUs, threads={args.threads}, late fraction {args.late}"
     if args.kafka_setting:
         machine += ", Kafka consumer " + ", ".join(args.kafka_setting)
