@@ -362,18 +362,18 @@ def kafka_writer(args):
     return f'max_buffer_bytes = "{args.kafka_buffer}"' if args.kafka_buffer else ""
 
 
+def median_run(runs, key="cpu_s"):
+    """The run with the median `key` (of an odd count; the lower middle otherwise)."""
+    return sorted(runs, key=lambda m: m[key])[(len(runs) - 1) // 2]
+
+
 def median_wall(runs, events):
     """The run with the median wall time, with the largest peak RSS of all and every run's
     events/s."""
-    m = dict(sorted(runs, key=lambda m: m["wall_s"])[(len(runs) - 1) // 2])
+    m = dict(median_run(runs, "wall_s"))
     m["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
     m["events_per_s_runs"] = [events / r["wall_s"] for r in runs]
     return m
-
-
-def median_run(runs):
-    """The run with the median CPU seconds (of an odd count; the lower middle otherwise)."""
-    return sorted(runs, key=lambda m: m["cpu_s"])[(len(runs) - 1) // 2]
 
 
 # ---------------------------------------------------------------------------------------
@@ -460,7 +460,7 @@ def main():
         # Rounds of the four runs in turn, so a slow spell of the machine falls on all of
         # them; each row is its tool's median run by wall time (peak RSS: the largest).
         runs = {"duckdb": [], "polars": [], "parquet": [], "delta": []}
-        for i in range(max(1, args.repeat)):
+        for _ in range(max(1, args.repeat)):
             runs["duckdb"].append(run_duckdb(args, out / "runs" / f"duckdb-{kind}", kind, d))
             runs["polars"].append(run_polars(args, out / "runs" / f"polars-{kind}", kind, d))
             for fmt in ("parquet", "delta"):

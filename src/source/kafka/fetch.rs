@@ -272,9 +272,9 @@ unsafe fn headers(m: *mut rdsys::rd_kafka_message_t) -> Option<crate::decode::He
 /// has no headers, without `rd_kafka_message_headers`, which for every message of the v2
 /// record format (whose headers field is at least its count, one byte) allocates a parse
 /// buffer and a header list even when the count is 0: ~6 % of the Kafka path's CPU on small
-/// events in a profile, ~9 % less CPU per event measured (benches/README.md). The layout below mirrors `rd_kafka_msg_t` (`rdkafka_msg.h`) of librdkafka 2.12.1,
-/// the version rdkafka-sys bundles; with any other version linked, every message takes the
-/// public call.
+/// events in a profile, ~9 % less CPU per event measured (benches/README.md). The layout
+/// below mirrors `rd_kafka_msg_t` (`rdkafka_msg.h`) of librdkafka 2.12.1, the version
+/// rdkafka-sys bundles; with any other version linked, every message takes the public call.
 mod private {
     use std::ffi::{c_int, c_void};
     use std::sync::OnceLock;
