@@ -430,11 +430,11 @@ def main():
     ap.add_argument("--kafka-setting", action="append", default=[], metavar="KEY=VALUE",
                     help="a librdkafka setting for the Kafka run's consumer "
                          "([table.source.kafka]); repeatable")
-    # Both paths commit when the buffers pass max_buffer_bytes; at 1M page views (spread over
-    # 48 hourly files) the default 256 MiB is crossed near the end of the run, so one run of
-    # a pair commits once (48 files) and the other twice (69-76 files) depending on timing,
-    # which is not the difference being measured. With 1 GiB both write the same 48 files.
-    ap.add_argument("--kafka-buffer", default="1GiB",
+    # Until 2026-12-04 both paths also committed when the open files passed max_buffer_bytes
+    # by what was still encoding, so at the default 256 MiB one run of a pair committed once
+    # (48 files) and another twice (69-76 files); this defaulted to 1GiB then. Now the file
+    # writer alone bounds its open files, and both write 48 files at the default.
+    ap.add_argument("--kafka-buffer", default="",
                     help="max_buffer_bytes of the Kafka run and its files peer ('' for the "
                          "default)")
     # The Kafka figure is a ratio of two short runs on a shared machine: each side is run

@@ -117,7 +117,7 @@ pub enum FileWriter {
 }
 
 impl FileWriter {
-    /// Bytes the writer holds (Parquet) or has written since the last commit (Delta).
+    /// Bytes held in memory by the open files.
     pub fn buffered_bytes(&self) -> usize {
         match self {
             FileWriter::Parquet(w) => w.buffered_bytes(),

@@ -74,9 +74,9 @@ fn rebuild_under_load(topic: &'static str, partitions: i32, kills: usize, max_ag
     let brokers = kafka.bootstrap_servers().to_string();
     let dir = crate::support::Workdir::new();
     let d = dir.path();
-    // Frequent commits (a small buffer): a killed replay keeps some of its progress. The live
-    // version commits every `max_age` too, so the rebuild's promotion (from inside its replay)
-    // must catch a version that keeps moving ahead.
+    // Frequent commits (every `max_age`): a killed replay keeps some of its progress. The live
+    // version commits as often, so the rebuild's promotion (from inside its replay) must catch
+    // a version that keeps moving ahead. A small buffer: files are closed early too.
     kafka_config(
         d,
         &brokers,

@@ -776,7 +776,8 @@ async fn ingestion_through_a_faulty_store_is_exactly_once() {
     for f in 0..FILES {
         add_events(dir, f * PER_FILE..(f + 1) * PER_FILE);
     }
-    // A small buffer: many commits, so faults land in every step of the protocol.
+    // Commits every 20 ms and a small buffer (files closed early): faults land in every step
+    // of the protocol.
     let text = config_text(&b, &b.options, "delta", &files_source(dir)).replace(
         "max_age = \"300ms\"",
         "max_age = \"20ms\"\nmax_buffer_bytes = \"1MiB\"",

@@ -225,3 +225,19 @@ async fn a_writer_paused_past_its_lease_refuses_to_commit_and_leaves_nothing_beh
     );
     assert_eq!(w.report.conflicts, 1);
 }
+
+#[test]
+fn only_what_a_commit_alone_frees_makes_the_budget_commit() {
+    const MIB: usize = 1 << 20;
+    // An append table's open files a little over the budget (encoding still in flight): the
+    // file writer closes the coldest on its next write, so no commit.
+    assert!(!only_a_commit_frees(256 * MIB, 256 * MIB + MIB / 2, 0, 0));
+    assert!(!only_a_commit_frees(256 * MIB, 10 * 256 * MIB, 0, 0));
+    // An upsert table's changes wait for the commit that applies them.
+    assert!(only_a_commit_frees(256 * MIB, 0, 256 * MIB + 1, 0));
+    assert!(only_a_commit_frees(256 * MIB, 200 * MIB, 57 * MIB, 0));
+    assert!(!only_a_commit_frees(256 * MIB, 0, 255 * MIB, 0));
+    // Dead letters are written by the commit, over a quarter of the budget.
+    assert!(only_a_commit_frees(256 * MIB, 0, 0, 64 * MIB + 1));
+    assert!(!only_a_commit_frees(256 * MIB, 0, 0, 64 * MIB));
+}
