@@ -1,6 +1,7 @@
 //! Sources: where raw records come from, as batches of records of one source partition, each
 //! with the position to resume from after it.
 
+pub(crate) mod buffers;
 pub mod files;
 pub mod kafka;
 pub mod mock;

@@ -27,6 +27,7 @@ use rdkafka::error::KafkaError;
 
 use super::KafkaMessage;
 use crate::domain::TimestampType;
+use crate::source::buffers::BufferPool;
 
 /// Messages taken per call, at most.
 pub(super) const BATCH: usize = 4096;
@@ -38,6 +39,8 @@ pub(super) struct FetchQueue<'a> {
     /// Where the rebalance callback finds it (null once it is gone).
     shared: &'a AtomicPtr<rdsys::rd_kafka_queue_t>,
     batch: Vec<*mut rdsys::rd_kafka_message_t>,
+    /// The payload buffers of recent calls, reused once their records are decoded.
+    buffers: BufferPool,
 }
 
 /// What one call brought, in order.
@@ -65,6 +68,9 @@ impl<'a> FetchQueue<'a> {
             queue,
             shared,
             batch: Vec::with_capacity(BATCH),
+            // ~1 MB per call of small events, three calls a burst; bursts wait for the
+            // writer in the loop's channel (16 events) and while they are decoded.
+            buffers: BufferPool::new(16, 4 << 20),
         })
     }
 
@@ -93,7 +99,7 @@ impl<'a> FetchQueue<'a> {
             // SAFETY: each entry is a valid message (above).
             .map(|&m| unsafe { (*m).len + (*m).key_len })
             .sum();
-        let mut buffer = BytesMut::with_capacity(total);
+        let mut buffer = self.buffers.take(total);
         let mut spans = Vec::with_capacity(self.batch.len());
         for &m in &self.batch {
             // SAFETY: a valid message; `payload`/`key` point at `len`/`key_len` bytes when
@@ -106,7 +112,7 @@ impl<'a> FetchQueue<'a> {
             };
             spans.push((payload, key));
         }
-        let buffer = buffer.freeze();
+        let buffer = self.buffers.freeze(buffer);
         for (&m, (payload, key)) in self.batch.iter().zip(spans) {
             // SAFETY: a valid message, destroyed right after and never touched again.
             let fetched = unsafe { fetched(m, &buffer, payload, key) };
