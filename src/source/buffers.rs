@@ -1,12 +1,13 @@
 //! Reused record buffers. A batch's records are slices of one allocation, freed when the last
 //! of them is dropped (after decoding, or after the commit for a dead letter). A new
-//! allocation for every batch has the allocator hand out, and the kernel fault in, fresh
-//! memory each time; the pool gives a source back a batch's allocation once its records are
-//! gone.
+//! allocation for every batch often lands on memory the process has not touched yet, which
+//! the copy into it then faults in (the Kafka source's copy was 6 % of its profile); the pool
+//! gives a source back a batch's allocation once its records are gone.
 //!
-//! Invariant: a buffer is handed out again only when no record refers to it any more
-//! (`BytesMut::try_reclaim` succeeds only on storage nothing else shares); while idle, the pool
-//! holds at most `keep` buffers of at most `max_kept` bytes each.
+//! Invariant: bytes a record refers to are never handed out again. A kept buffer gives out
+//! only the room after its last batch, or, once no record refers to its storage any more
+//! (`BytesMut::try_reclaim` reclaims only storage nothing else shares), the whole allocation.
+//! While idle, the pool holds at most `keep` buffers of at most `max_kept` bytes each.
 
 use std::collections::VecDeque;
 

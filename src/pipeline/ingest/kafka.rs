@@ -5,10 +5,11 @@
 //! offsets are only advice), and records below the partition's expected offset are dropped as
 //! already seen. The session commits at least every `max_age` (also when nothing new arrived:
 //! idle flush), when an upsert table's changes or the dead letters need a commit to stay
-//! within `max_buffer_bytes`, before giving up partitions, and when it stops. When another writer committed a partition's offsets first, the commit log refuses
-//! ours: the uncommitted files are deleted and the consumer restarts from the stored offsets,
-//! so nothing is committed twice (invariant: a version's offsets only move forward, by commits
-//! of this version's writers).
+//! within `max_buffer_bytes`, before giving up partitions, and when it stops. When another
+//! writer committed a partition's offsets first, the commit log refuses ours: the uncommitted
+//! files are deleted and the consumer restarts from the stored offsets, so nothing is
+//! committed twice (invariant: a version's offsets only move forward, by commits of this
+//! version's writers).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -15,7 +15,8 @@
 //! atomically what it wrote with the offsets it covers; the drivers decide when (at least
 //! every `max_age`, when an upsert table's changes or the dead letters need a commit to stay
 //! within `max_buffer_bytes`, before giving up Kafka partitions, at the end of the source and
-//! on shutdown; open files the file writer bounds itself). [`Mode`] says what the materialization is for.
+//! on shutdown; the file writer bounds its open files itself). [`Mode`] says what the
+//! materialization is for.
 //!
 //! Invariant: this module never imports the jobs above it (`rebuild`, `run`): a rebuild
 //! promotes from inside its replay through [`crate::pipeline::promote`].
