@@ -31,6 +31,8 @@ use crate::clock::{self, SharedClock};
 use crate::domain::Root;
 use crate::error::ConfigError;
 
+mod direct;
+
 /// The clouds a root URL can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cloud {
@@ -331,7 +333,7 @@ impl Lake {
                     .map_err(|e| err(format!("cannot create directory: {e}")))?;
                 let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| err(e.to_string()))?;
                 Ok(Lake {
-                    store: Arc::new(fs),
+                    store: Arc::new(direct::DirectLocal::new(fs)),
                     local_dir: Some(dir.clone()),
                     display: root.to_string(),
                     single_writer: false,
