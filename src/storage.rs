@@ -2,7 +2,8 @@
 //!
 //! Every byte kappa-lake writes goes through [`object_store`]. A [`Lake`] is one root: the
 //! store plus what we know about its capabilities (local directories need a lock file for the
-//! pointer compare-and-swap, since `LocalFileSystem` has no conditional update).
+//! pointer compare-and-swap, since `LocalFileSystem` has no conditional update). A local root's
+//! store writes the bytes of new objects around the page cache ([`direct`]).
 //!
 //! Cloud roots (`s3://bucket/prefix`, `az://container/prefix`,
 //! `abfss://container@account.dfs.core.windows.net/prefix`, `gs://bucket/prefix`) take their
