@@ -4,7 +4,10 @@
 //! multipart `BufWriter`). Files roll at `target_file_size`; when the bytes held in memory by
 //! all open files pass `max_buffer_bytes`, the least recently written are closed early (the
 //! partitions late events trickle into, not the one being filled), so memory stays bounded
-//! however many partitions are open. The writer never commits: closing returns
+//! however many partitions are open. Those early closes start a little below the budget and
+//! run in the background (at most [`MAX_CLOSING`] at a time, their bytes still counted), so
+//! the batches behind them keep being encoded; only at the budget itself does a write wait
+//! for one. The writer never commits: closing returns
 //! [`FileEntry`]s, and [`crate::write::commit`] makes them visible.
 //!
 //! What an open file holds counts its zstd contexts: each column writer keeps its own once it
@@ -17,7 +20,7 @@
 //! batch is split and queued while this one's biggest columns still encode; at most about one
 //! batch more waits in the queues. Ending a row group or a file waits for its columns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
@@ -57,6 +60,31 @@ const PAGE_BYTES: usize = parquet::file::properties::DEFAULT_PAGE_SIZE;
 
 /// How a time bucket is named: `(column, value)` pairs, in path order.
 pub type PartitionNaming = fn(i64, Granularity) -> Vec<(String, String)>;
+
+/// Files an early close may have in flight at once (each holds its buffers until it is done).
+const MAX_CLOSING: usize = 2;
+
+/// A file closing in the background (see [`PartitionedWriter::close_early`]): the bytes it
+/// held when it was handed over, and its task, aborted if the writer is dropped first.
+struct Closing {
+    bytes: usize,
+    task: tokio::task::JoinHandle<Result<Vec<WrittenFile>>>,
+}
+
+impl Closing {
+    async fn done(mut self) -> Result<Vec<WrittenFile>> {
+        (&mut self.task).await.map_err(|source| Error::Task {
+            task: "closing a data file",
+            source,
+        })?
+    }
+}
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
 
 /// A closed data file: its summary and its Parquet footer (Delta's statistics come from it).
 #[derive(Debug, Clone)]
@@ -195,6 +223,8 @@ pub struct PartitionedWriter {
     granularity: Granularity,
     naming: PartitionNaming,
     open: HashMap<i64, OpenFile>,
+    /// Files closed early, still closing, oldest first.
+    closing: VecDeque<Closing>,
     closed: Vec<WrittenFile>,
     writer_id: String,
     /// Calls of [`PartitionedWriter::write`] so far (orders the open files by last write).
@@ -239,6 +269,7 @@ impl PartitionedWriter {
             granularity,
             naming: partition_values,
             open: HashMap::new(),
+            closing: VecDeque::new(),
             closed: Vec::new(),
             writer_id: writer_id.to_string(),
             writes: 0,
@@ -257,9 +288,10 @@ impl PartitionedWriter {
         self
     }
 
-    /// Bytes currently held in memory by open files.
+    /// Bytes currently held in memory by open files (and files still closing).
     pub fn buffered_bytes(&self) -> usize {
-        self.open.values().map(OpenFile::buffered).sum()
+        self.open.values().map(OpenFile::buffered).sum::<usize>()
+            + self.closing.iter().map(|c| c.bytes).sum::<usize>()
     }
 
     /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
@@ -332,12 +364,35 @@ impl PartitionedWriter {
             }
             parts = rest;
         }
-        if self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
+        self.keep_to_budget().await
+    }
+
+    /// Closes the least recently written files while the buffers are above the budget, and
+    /// starts closing them in the background from an eighth below it.
+    async fn keep_to_budget(&mut self) -> Result<()> {
+        while self.closing.front().is_some_and(|c| c.task.is_finished()) {
+            if let Some(c) = self.closing.pop_front() {
+                self.closed.extend(c.done().await?);
+            }
+        }
+        let budget = usize::try_from(self.cfg.max_buffer_bytes).unwrap_or(usize::MAX);
+        let early = budget - budget / 8;
+        if self.buffered_bytes() > budget {
             // Over the budget counting queued leaves at their Arrow size: let them be encoded
             // and decide on the writers' own figures.
             self.backlog.at_most(0).await;
         }
-        while self.buffered_bytes() as u64 > self.cfg.max_buffer_bytes {
+        loop {
+            let held = self.buffered_bytes();
+            if held > budget {
+                // Only a finished close frees memory: the oldest, else the coldest file now.
+                if let Some(c) = self.closing.pop_front() {
+                    self.closed.extend(c.done().await?);
+                    continue;
+                }
+            } else if held <= early || self.closing.len() >= MAX_CLOSING {
+                return Ok(());
+            }
             // The least recently written first; within one write, the one that got the fewest
             // rows (late events, not the partition being filled).
             let Some(coldest) = self
@@ -346,10 +401,30 @@ impl PartitionedWriter {
                 .min_by_key(|(_, f)| (f.last_write, f.last_rows))
                 .map(|(b, _)| *b)
             else {
-                break;
+                return Ok(());
             };
-            self.close(coldest).await?;
+            if held > budget {
+                self.close(coldest).await?;
+            } else {
+                self.close_early(coldest).await?;
+            }
         }
+    }
+
+    /// Closes `bucket`'s file in the background, so the writes behind it go on meanwhile; on
+    /// a rayon pool's thread (compaction's one-thread pool, whose limit a task would escape)
+    /// it is closed in place.
+    async fn close_early(&mut self, bucket: i64) -> Result<()> {
+        if rayon::current_thread_index().is_some() {
+            return self.close(bucket).await;
+        }
+        let Some(file) = self.open.remove(&bucket) else {
+            return Ok(());
+        };
+        self.closing.push_back(Closing {
+            bytes: file.buffered(),
+            task: tokio::spawn(close_files(vec![file])),
+        });
         Ok(())
     }
 
@@ -446,6 +521,9 @@ impl PartitionedWriter {
 
     /// [`PartitionedWriter::finish`], with each file's Parquet metadata.
     pub async fn finish_files(&mut self) -> Result<Vec<WrittenFile>> {
+        while let Some(c) = self.closing.pop_front() {
+            self.closed.extend(c.done().await?);
+        }
         let files: Vec<OpenFile> = self.open.drain().map(|(_, f)| f).collect();
         let closed = close_files(files).await?;
         self.closed.extend(closed);
