@@ -4,7 +4,7 @@
 //! multipart `BufWriter`). Files roll at `target_file_size`; when the bytes held in memory by
 //! all open files pass `max_buffer_bytes`, the least recently written are closed early (the
 //! partitions late events trickle into, not the one being filled), so memory stays bounded
-//! however many partitions are open. Those early closes start a little below the budget and
+//! however many partitions are open. Those early closes start a sixteenth below the budget and
 //! run in the background (at most [`MAX_CLOSING`] at a time, their bytes still counted), so
 //! the batches behind them keep being encoded; only at the budget itself does a write wait
 //! for one. The writer never commits: closing returns
@@ -290,8 +290,11 @@ impl PartitionedWriter {
 
     /// Bytes currently held in memory by open files (and files still closing).
     pub fn buffered_bytes(&self) -> usize {
-        self.open.values().map(OpenFile::buffered).sum::<usize>()
-            + self.closing.iter().map(|c| c.bytes).sum::<usize>()
+        self.open.values().map(OpenFile::buffered).sum::<usize>() + self.closing_bytes()
+    }
+
+    fn closing_bytes(&self) -> usize {
+        self.closing.iter().map(|c| c.bytes).sum()
     }
 
     /// Appends `batch`; `buckets[i]` is the time partition of row `i`.
@@ -368,7 +371,7 @@ impl PartitionedWriter {
     }
 
     /// Closes the least recently written files while the buffers are above the budget, and
-    /// starts closing them in the background from an eighth below it.
+    /// starts closing them in the background from a sixteenth below it.
     async fn keep_to_budget(&mut self) -> Result<()> {
         while self.closing.front().is_some_and(|c| c.task.is_finished()) {
             if let Some(c) = self.closing.pop_front() {
@@ -376,7 +379,7 @@ impl PartitionedWriter {
             }
         }
         let budget = usize::try_from(self.cfg.max_buffer_bytes).unwrap_or(usize::MAX);
-        let early = budget - budget / 8;
+        let early = budget - budget / 16;
         if self.buffered_bytes() > budget {
             // Over the budget counting queued leaves at their Arrow size: let them be encoded
             // and decide on the writers' own figures.
@@ -390,7 +393,8 @@ impl PartitionedWriter {
                     self.closed.extend(c.done().await?);
                     continue;
                 }
-            } else if held <= early || self.closing.len() >= MAX_CLOSING {
+            } else if held - self.closing_bytes() <= early || self.closing.len() >= MAX_CLOSING {
+                // (A file still closing is as good as closed for starting the next early.)
                 return Ok(());
             }
             // The least recently written first; within one write, the one that got the fewest
