@@ -257,14 +257,27 @@ impl Reader {
         let mut spans: Vec<(usize, usize, Option<u64>)> = Vec::with_capacity(self.batch_size);
         let mut first = offset;
         loop {
-            let start = buf.len();
-            let consumed = line.next(&mut input, &mut buf).map_err(io)?;
-            let eof = consumed.is_none();
-            if let Some(n) = consumed {
-                spans.push((start, buf.len(), line.oversized()));
-                offset += 1;
-                if let Some(b) = byte_pos.as_mut() {
-                    *b += n;
+            // The whole lines already in the reader's buffer, copied at once; a line that
+            // is cut there, or too long, is read by `line` below.
+            let whole = line
+                .whole_lines(&mut input, &mut buf, &mut spans, self.batch_size)
+                .map_err(io)?;
+            offset += whole.lines;
+            if let Some(b) = byte_pos.as_mut() {
+                *b += whole.bytes;
+            }
+            let full = spans.len() >= self.batch_size || buf.len() >= MAX_BATCH_BYTES;
+            let mut eof = false;
+            if !full {
+                let start = buf.len();
+                let consumed = line.next(&mut input, &mut buf).map_err(io)?;
+                eof = consumed.is_none();
+                if let Some(n) = consumed {
+                    spans.push((start, buf.len(), line.oversized()));
+                    offset += 1;
+                    if let Some(b) = byte_pos.as_mut() {
+                        *b += n;
+                    }
                 }
             }
             if eof || spans.len() >= self.batch_size || buf.len() >= MAX_BATCH_BYTES {
@@ -306,6 +319,12 @@ impl Reader {
             }
         }
     }
+}
+
+/// What [`LineReader::whole_lines`] took: lines, and bytes with their newlines.
+struct Whole {
+    lines: u64,
+    bytes: u64,
 }
 
 /// Reads `\n`-terminated lines straight into the batch's buffer, keeping at most `max` bytes
@@ -358,6 +377,43 @@ impl LineReader {
         }
     }
 
+    /// Appends the whole lines of `input`'s buffer to `out` in one copy, each line's span
+    /// (without its `\n` and a trailing `\r`) to `spans`, as [`LineReader::next`] would line
+    /// by line: it stops before a line cut by the buffer's end or longer than `max`, and
+    /// once `spans` holds `most` lines or `out` reaches [`MAX_BATCH_BYTES`] (after the line
+    /// that reached it). Reads nothing from the file: it only takes what is buffered.
+    fn whole_lines(
+        &self,
+        input: &mut dyn BufRead,
+        out: &mut BytesMut,
+        spans: &mut Vec<(usize, usize, Option<u64>)>,
+        most: usize,
+    ) -> std::io::Result<Whole> {
+        let chunk = input.fill_buf()?;
+        let base = out.len();
+        let mut taken = 0;
+        let mut lines = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            if spans.len() >= most || base + taken >= MAX_BATCH_BYTES {
+                break;
+            }
+            let body = &chunk[taken..nl];
+            if body.len() > self.max {
+                break;
+            }
+            let end = base + nl - usize::from(body.last() == Some(&b'\r'));
+            spans.push((base + taken, end, None));
+            taken = nl + 1;
+            lines += 1;
+        }
+        out.extend_from_slice(&chunk[..taken]);
+        input.consume(taken);
+        Ok(Whole {
+            lines,
+            bytes: taken as u64,
+        })
+    }
+
     /// Cuts the line that starts at `start` in `out` to `max` bytes and a trailing `\r` off.
     fn keep(&self, out: &mut BytesMut, start: usize) {
         let mut end = out.len().min(start + self.max);
@@ -397,5 +453,68 @@ mod tests {
         out.clear();
         assert_eq!(r.next(&mut input, &mut out).unwrap(), None);
         assert!(out.is_empty());
+    }
+
+    /// Every line's kept bytes and full length when too long, and the bytes consumed.
+    type Lines = (Vec<(Vec<u8>, Option<u64>)>, u64);
+
+    fn line_by_line(data: &[u8], max: usize) -> Lines {
+        let mut input = Cursor::new(data);
+        let mut r = LineReader::new(max);
+        let (mut lines, mut consumed) = (Vec::new(), 0);
+        let mut out = BytesMut::new();
+        while let Some(n) = r.next(&mut input, &mut out).unwrap() {
+            lines.push((out.to_vec(), r.oversized()));
+            consumed += n;
+            out.clear();
+        }
+        (lines, consumed)
+    }
+
+    fn whole_then_cut(data: &[u8], max: usize, capacity: usize, most: usize) -> Lines {
+        let mut input = BufReader::with_capacity(capacity, Cursor::new(data));
+        let mut r = LineReader::new(max);
+        let (mut lines, mut consumed) = (Vec::new(), 0);
+        let mut out = BytesMut::new();
+        let mut spans = Vec::new();
+        loop {
+            let whole = r
+                .whole_lines(&mut input, &mut out, &mut spans, most)
+                .unwrap();
+            consumed += whole.bytes;
+            assert_eq!(whole.lines as usize, spans.len());
+            assert!(spans.len() <= most);
+            let start = out.len();
+            let next = r.next(&mut input, &mut out).unwrap();
+            if let Some(n) = next {
+                spans.push((start, out.len(), r.oversized()));
+                consumed += n;
+            }
+            for (s, e, oversized) in spans.drain(..) {
+                lines.push((out[s..e].to_vec(), oversized));
+            }
+            out.clear();
+            if next.is_none() {
+                return (lines, consumed);
+            }
+        }
+    }
+
+    #[test]
+    fn whole_lines_at_once_match_lines_one_by_one() {
+        let data: &[u8] =
+            b"a\r\n\nbc\n0123456789abcdef\n\r\nxyz\r\n\n0123456789\r\nlong line here\nlast\r";
+        for max in [1, 3, 4, 10, 11, 100] {
+            let expected = line_by_line(data, max);
+            for capacity in [1, 2, 5, 7, 16, 64, 1024] {
+                for most in [1, 2, 3, 100] {
+                    assert_eq!(
+                        whole_then_cut(data, max, capacity, most),
+                        expected,
+                        "max {max}, buffer {capacity}, at most {most} lines at once"
+                    );
+                }
+            }
+        }
     }
 }
