@@ -196,20 +196,14 @@ impl Object {
         if let Some(name) = self.names.get(self.guess) {
             let n = name.len();
             let rest = &p.b[p.i..];
-            if rest.len() > n + 1
-                && rest[n + 1] == b'"'
-                && rest[0] == b'"'
-                && cursor::same_bytes(&rest[1..=n], name)
+            if rest.len() > n + 1 && rest[n + 1] == b'"' && rest[1..=n] == **name && rest[0] == b'"'
             {
                 p.i += n + 2;
                 return Ok(Some(self.guess));
             }
         }
         let key = p.plain_string()?;
-        Ok(self
-            .names
-            .iter()
-            .position(|name| cursor::same_bytes(name, key)))
+        Ok(self.names.iter().position(|name| **name == *key))
     }
 
     /// Parses the object at `p` (at its `{`) into the children.

@@ -38,34 +38,6 @@ pub(super) fn quote_or_backslash(s: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
-/// Whether `a` and `b` hold the same bytes, compared in place a word at a time: keys are a
-/// few bytes long, where a call of `memcmp` costs more than the comparison.
-#[inline]
-pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    fn word<const N: usize>(s: &[u8], at: usize) -> Option<[u8; N]> {
-        s.get(at..at + N).and_then(|w| w.try_into().ok())
-    }
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n >= 8 {
-        // Whole words, the last one overlapping the one before it.
-        let mut i = 0;
-        while i + 8 < n {
-            if word::<8>(a, i) != word::<8>(b, i) {
-                return false;
-            }
-            i += 8;
-        }
-        word::<8>(a, n - 8) == word::<8>(b, n - 8)
-    } else if n >= 4 {
-        word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4)
-    } else {
-        a.iter().zip(b).all(|(x, y)| x == y)
-    }
-}
-
 /// A position in one record.
 pub(super) struct Cursor<'a> {
     pub(super) b: &'a [u8],
@@ -104,7 +76,6 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    #[inline]
     pub(super) fn literal(&mut self, word: &[u8]) -> Parsed {
         if self.b[self.i..].starts_with(word) {
             self.i += word.len();

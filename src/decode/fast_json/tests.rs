@@ -148,20 +148,3 @@ fn buffers_are_sized_for_the_batch_by_its_first_rows() {
         "no buffer grew after the first {SAMPLE_ROWS} rows past the miss"
     );
 }
-
-#[test]
-fn keys_compare_like_slices_at_every_length_and_position() {
-    let base: Vec<u8> = (b'a'..=b'z').collect();
-    for n in 0..=base.len() {
-        let a = &base[..n];
-        assert!(super::cursor::same_bytes(a, a), "{n}");
-        for m in 0..=base.len() {
-            assert_eq!(super::cursor::same_bytes(a, &base[..m]), n == m, "{n} {m}");
-        }
-        for at in 0..n {
-            let mut b = a.to_vec();
-            b[at] ^= 0x20;
-            assert!(!super::cursor::same_bytes(a, &b), "{n}: byte {at} differs");
-        }
-    }
-}
